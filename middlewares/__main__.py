@@ -1,0 +1,5 @@
+"""``python -m middlewares``: the launcher; see :mod:`middlewares.cli`."""
+
+from middlewares.cli import main
+
+main()

@@ -1,0 +1,106 @@
+"""The launcher: ``python -m middlewares serve <middleware> <service>``.
+
+It asks the middleware's backend which processes make up the service, checks that the
+broker is reachable, starts them, restarts workers that die, and on SIGINT or SIGTERM
+stops them all before exiting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from middlewares import settings as settings_module
+from middlewares.contract import SERVICES, BrokerUnavailable
+from middlewares.processes import ProcessFailed, Supervisor
+from middlewares.registry import MIDDLEWARES, get_backend
+from middlewares.runtime import StopSignal, configure_logging, run_main
+from middlewares.settings import Settings
+
+_PORT_FIELDS = {"insult": "insult_port", "filter": "filter_port", "echo": "echo_port"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The launcher's command line."""
+    parser = argparse.ArgumentParser(
+        prog="python -m middlewares",
+        description="Run the InsultService, the InsultFilter or the echo baseline "
+        "on one middleware.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser(
+        "serve",
+        help="start a service and keep it running until Ctrl-C",
+        description="Start a service and keep it running until Ctrl-C or SIGTERM. "
+        "Example: python -m middlewares serve redis filter --workers 2",
+    )
+    serve.add_argument("middleware", choices=MIDDLEWARES)
+    serve.add_argument("service", choices=SERVICES)
+    serve.add_argument(
+        "--workers", type=int, default=1, help="filter worker processes (default: 1)"
+    )
+    serve.add_argument(
+        "--port",
+        type=int,
+        help="XML-RPC: this service's port; Pyro4: the name server's port",
+    )
+    settings_module.add_arguments(serve)
+    commands.add_parser("check", help="say which brokers and servers are reachable")
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = settings_module.from_args(args)
+    if args.port is None:
+        return settings
+    field = "pyro_ns_port" if args.middleware == "pyro" else _PORT_FIELDS[args.service]
+    return settings.with_changes(**{field: args.port})
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Run one service until a stop signal; returns the exit status."""
+    if args.workers < 1:
+        print("error: --workers must be at least 1", file=sys.stderr)
+        return 2
+    log = configure_logging(f"serve-{args.middleware}-{args.service}")
+    settings = _settings(args)
+    backend = get_backend(args.middleware)
+    backend.check(settings)
+    stop = StopSignal()
+    supervisor = Supervisor(backend.processes(args.service, settings, args.workers))
+    try:
+        supervisor.start()
+        log.info("namespace %s; Ctrl-C to stop", settings.namespace)
+        while not stop.wait(0.2):
+            supervisor.check()
+    except ProcessFailed as error:
+        log.error("%s; stopping the rest", error)
+        return 1
+    finally:
+        supervisor.stop()
+    return 0
+
+
+def check(args: argparse.Namespace) -> int:
+    """Print, for each middleware, whether what it needs is reachable."""
+    settings = Settings.from_env()
+    failures = 0
+    for name in MIDDLEWARES:
+        try:
+            get_backend(name).check(settings)
+            print(f"{name:9} ok")
+        except BrokerUnavailable as error:
+            failures += 1
+            print(f"{name:9} {error}")
+    return 1 if failures else 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of ``python -m middlewares``."""
+    args = build_parser().parse_args(argv)
+    try:
+        command = {"serve": serve, "check": check}[args.command]
+        run_main(lambda: command(args))
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)

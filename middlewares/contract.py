@@ -1,0 +1,190 @@
+"""The one contract every middleware implements, and the only thing harnesses import.
+
+A middleware package (``middlewares/<name>/``) provides a :class:`Backend`: it says which
+processes make up each service and builds the clients. Harnesses, tests and the launcher
+get a backend by name from :mod:`middlewares.registry` and never branch on the name.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Self
+
+from middlewares.settings import Settings
+
+#: The services every middleware runs. ``echo`` is the bare round trip used as a baseline.
+SERVICES = ("insult", "filter", "echo")
+
+
+class MiddlewareError(Exception):
+    """Base of the errors a client or service of this project raises on purpose."""
+
+
+class BrokerUnavailable(MiddlewareError):
+    """A broker or server could not be reached. The message names the URL and the fix."""
+
+    def __init__(self, url: str, hint: str) -> None:
+        super().__init__(f"cannot reach {url}: {hint}")
+        self.url = url
+        self.hint = hint
+
+
+class ServiceError(MiddlewareError):
+    """The service answered, but rejected the request; the message is the service's."""
+
+
+class ServiceTimeout(MiddlewareError, TimeoutError):
+    """No answer came within the deadline."""
+
+
+BroadcastCallback = Callable[[str], None]
+
+
+class _Closing:
+    """Context-manager support for clients: ``with backend.insult_client(s) as c: ...``."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections, threads and subscriptions. Safe to call twice."""
+
+
+class InsultClient(_Closing, ABC):
+    """Client of an InsultService. One instance holds one persistent connection."""
+
+    @abstractmethod
+    def add_insult(self, insult: str) -> bool:
+        """Store an insult; True only when it was new. Raises :class:`ServiceError`."""
+
+    @abstractmethod
+    def get_insults(self) -> list[str]:
+        """Every stored insult, in canonical (stripped, lower-case) form."""
+
+    @abstractmethod
+    def random_insult(self) -> str:
+        """One stored insult chosen at random, or "" when the store is empty."""
+
+    @abstractmethod
+    def subscribe(self, callback: BroadcastCallback) -> None:
+        """Receive every broadcast insult: ``callback(insult)`` runs on a client thread."""
+
+    @abstractmethod
+    def unsubscribe(self) -> None:
+        """Stop receiving broadcasts. Does nothing when not subscribed."""
+
+
+class FilterClient(_Closing, ABC):
+    """Client of an InsultFilter work queue.
+
+    Each result is handed out once: by :meth:`wait`, :meth:`result` or :meth:`filter`.
+    """
+
+    @abstractmethod
+    def submit(self, text: str) -> str:
+        """Queue one text; returns its task id once the service has accepted it."""
+
+    @abstractmethod
+    def submit_many(self, texts: Sequence[str]) -> list[str]:
+        """Queue several texts without waiting for any result, in as few round trips as
+        the transport allows; returns their task ids in order."""
+
+    @abstractmethod
+    def wait(self, task_ids: Sequence[str], timeout: float) -> dict[str, str]:
+        """Block until at least one of ``task_ids`` is done or ``timeout`` seconds pass.
+
+        Returns the censored texts of those done so far, by task id (empty on timeout).
+        """
+
+    @abstractmethod
+    def get_results(self, limit: int = 100) -> list[str]:
+        """Up to ``limit`` censored texts from the filter's result list, newest first."""
+
+    def result(self, task_id: str) -> str | None:
+        """The censored text of a task, or None while it is pending. Does not block."""
+        return self.wait([task_id], 0).get(task_id)
+
+    def filter(self, text: str, timeout: float | None = None) -> str:
+        """Submit one text and wait for its censored form."""
+        task_id = self.submit(text)
+        deadline = time.monotonic() + (self.default_timeout if timeout is None else timeout)
+        while (remaining := deadline - time.monotonic()) > 0:
+            done = self.wait([task_id], remaining)
+            if task_id in done:
+                return done[task_id]
+        raise ServiceTimeout(f"task {task_id} got no result in time")
+
+    @property
+    @abstractmethod
+    def default_timeout(self) -> float:
+        """Seconds :meth:`filter` waits when no timeout is given."""
+
+
+class EchoClient(_Closing, ABC):
+    """Client of the bare echo service: the transport's round trip, with no service logic."""
+
+    @abstractmethod
+    def echo(self, payload: str) -> str:
+        """Send ``payload`` and return what the echo service sent back."""
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """One OS process of a deployment, started as ``python -m <module> <args>``.
+
+    Attributes:
+        name: Label for logs, e.g. ``filter-worker-1``.
+        module: The module to run with ``python -m``.
+        args: Its command-line arguments.
+        restart: Start it again if it dies while the deployment runs.
+    """
+
+    name: str
+    module: str
+    args: list[str] = field(default_factory=list)
+    restart: bool = False
+
+
+class Backend(ABC):
+    """Everything a harness needs from one middleware, reached by name via the registry."""
+
+    #: Name used on command lines: xmlrpc, pyro, redis or rabbitmq.
+    name: str
+
+    @abstractmethod
+    def check(self, settings: Settings) -> None:
+        """Raise :class:`BrokerUnavailable` unless what the services need is reachable."""
+
+    @abstractmethod
+    def processes(self, service: str, settings: Settings, workers: int) -> list[ProcessSpec]:
+        """The processes that make up ``service`` with ``workers`` worker processes."""
+
+    @abstractmethod
+    def insult_client(self, settings: Settings) -> InsultClient:
+        """A connected client of the InsultService in ``settings.namespace``."""
+
+    @abstractmethod
+    def filter_client(self, settings: Settings) -> FilterClient:
+        """A connected client of the InsultFilter in ``settings.namespace``."""
+
+    @abstractmethod
+    def echo_client(self, settings: Settings) -> EchoClient:
+        """A connected client of the echo service in ``settings.namespace``."""
+
+    @abstractmethod
+    def cleanup(self, settings: Settings) -> None:
+        """Delete every broker object of ``settings.namespace`` (keys, queues, exchanges,
+        registered names). Used by tests and harnesses after a run."""

@@ -1,0 +1,150 @@
+"""Run a service from Python exactly as a user would: through the launcher.
+
+Tests and harnesses use :class:`Deployment` to start ``python -m middlewares serve ...``
+in its own process group, wait until the service answers, and stop it afterwards,
+killing the whole group if anything is left.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from types import TracebackType
+from typing import Self
+
+import psutil
+
+from middlewares.contract import Backend, MiddlewareError
+from middlewares.registry import get_backend
+from middlewares.settings import Settings
+
+
+class DeploymentFailed(RuntimeError):
+    """The launcher exited or the service never answered; the message has its log tail."""
+
+
+class Deployment:
+    """One running service: ``with Deployment("redis", "filter", settings) as d: ...``."""
+
+    def __init__(
+        self,
+        middleware: str,
+        service: str,
+        settings: Settings,
+        workers: int = 1,
+        ready_timeout: float = 30.0,
+    ) -> None:
+        self.middleware = middleware
+        self.service = service
+        self.settings = settings
+        self.workers = workers
+        self.ready_timeout = ready_timeout
+        self._process: subprocess.Popen[bytes] | None = None
+        # Kept open for the deployment's whole life, closed in __exit__.
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115
+
+    def command(self) -> list[str]:
+        """The launcher command line this deployment runs."""
+        return [
+            sys.executable,
+            "-m",
+            "middlewares",
+            "serve",
+            self.middleware,
+            self.service,
+            "--workers",
+            str(self.workers),
+            *self.settings.to_args(),
+        ]
+
+    def start(self) -> None:
+        """Start the launcher and wait until the service answers a request."""
+        self._process = subprocess.Popen(
+            self.command(), stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_ready(self) -> None:
+        backend = get_backend(self.middleware)
+        deadline = time.monotonic() + self.ready_timeout
+        probe_settings = self.settings.with_changes(timeout=2.0)
+        last_error: Exception | None = None
+        while time.monotonic() < deadline:
+            if self._process is not None and self._process.poll() is not None:
+                raise DeploymentFailed(f"launcher exited early:\n{self.log_tail()}")
+            try:
+                _probe(backend, self.service, probe_settings)
+                return
+            except (MiddlewareError, OSError) as error:
+                last_error = error
+                time.sleep(0.1)
+        raise DeploymentFailed(
+            f"{self.middleware} {self.service} did not answer within "
+            f"{self.ready_timeout:.0f} s (last error: {last_error}):\n{self.log_tail()}"
+        )
+
+    def worker_pids(self) -> list[int]:
+        """Pids of the launcher's children, i.e. the service and worker processes."""
+        if self._process is None:
+            return []
+        try:
+            return [child.pid for child in psutil.Process(self._process.pid).children()]
+        except psutil.NoSuchProcess:
+            return []
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The last lines the launcher and its children printed."""
+        self._log.seek(0)
+        return "\n".join(self._log.read().decode(errors="replace").splitlines()[-lines:])
+
+    def stop(self, grace: float = 20.0) -> None:
+        """Ask the launcher to stop; kill the whole process group if it does not."""
+        process = self._process
+        if process is None:
+            return
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(grace)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        # Anything the launcher left behind in its group goes too.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        self._process = None
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.stop()
+        self._log.close()
+
+
+def _probe(backend: Backend, service: str, settings: Settings) -> None:
+    """One real request, proving the service (and for the filter, a worker) is up."""
+    if service == "insult":
+        with backend.insult_client(settings) as client:
+            client.random_insult()
+    elif service == "filter":
+        with backend.filter_client(settings) as client:
+            client.filter("readiness probe", timeout=2.0)
+    else:
+        with backend.echo_client(settings) as client:
+            client.echo("readiness probe")

@@ -1,0 +1,109 @@
+"""Start, watch and stop the OS processes of a deployment.
+
+Children are started with ``python -m`` (never by path, so ``middlewares/redis`` cannot
+shadow the ``redis`` library) and are asked by the kernel to die with their parent, so
+even a SIGKILLed launcher leaves no process behind.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+from middlewares.contract import ProcessSpec
+
+_PR_SET_PDEATHSIG = 1
+log = logging.getLogger("supervisor")
+
+
+def _die_with_parent() -> None:
+    # Runs in the child between fork and exec. Linux only; elsewhere the supervisor's
+    # own clean-up is the only guarantee.
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
+
+
+def start_process(spec: ProcessSpec) -> subprocess.Popen[bytes]:
+    """Start one process of a deployment; its output goes to this process's stderr."""
+    command = [sys.executable, "-m", spec.module, *spec.args]
+    return subprocess.Popen(command, stdout=sys.stderr, preexec_fn=_die_with_parent)
+
+
+def stop_processes(processes: list[subprocess.Popen[bytes]], grace: float) -> None:
+    """SIGTERM every process, wait up to ``grace`` seconds in all, then SIGKILL the rest."""
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    deadline = time.monotonic() + grace
+    for process in processes:
+        try:
+            process.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            log.warning("pid %d ignored SIGTERM for %.0f s; killing it", process.pid, grace)
+            process.kill()
+            process.wait()
+
+
+@dataclass
+class _Running:
+    spec: ProcessSpec
+    process: subprocess.Popen[bytes]
+    restarts: int = 0
+
+
+class ProcessFailed(RuntimeError):
+    """A process that must not die has exited."""
+
+
+class Supervisor:
+    """Keeps the processes of one deployment running until asked to stop.
+
+    A process whose spec says ``restart`` is started again when it dies (a SIGKILLed
+    filter worker comes back and recovers what it held); any other process dying ends
+    the deployment, because the service it provided is gone.
+    """
+
+    #: A process that keeps dying is not restarted in a tight loop.
+    RESTART_DELAY = 0.5
+
+    def __init__(self, specs: list[ProcessSpec], grace: float = 15.0) -> None:
+        self._specs = specs
+        self._grace = grace
+        self._running: list[_Running] = []
+
+    def start(self) -> None:
+        """Start every process, in order."""
+        for spec in self._specs:
+            self._running.append(_Running(spec, start_process(spec)))
+            log.info("started %s (pid %d)", spec.name, self._running[-1].process.pid)
+
+    def check(self) -> None:
+        """Restart dead restartable processes; raise :class:`ProcessFailed` for others."""
+        for running in self._running:
+            status = running.process.poll()
+            if status is None:
+                continue
+            if not running.spec.restart:
+                raise ProcessFailed(f"{running.spec.name} exited with status {status}")
+            log.warning("%s exited with status %s; restarting it", running.spec.name, status)
+            time.sleep(self.RESTART_DELAY)
+            running.process = start_process(running.spec)
+            running.restarts += 1
+
+    def pids(self) -> dict[str, int]:
+        """The pid of each running process, by name."""
+        return {running.spec.name: running.process.pid for running in self._running}
+
+    def stop(self) -> None:
+        """Stop everything, newest first, so workers go before what they depend on."""
+        processes = [running.process for running in reversed(self._running)]
+        stop_processes(processes, self._grace)
+        self._running.clear()

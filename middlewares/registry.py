@@ -1,0 +1,22 @@
+"""Look up a middleware's :class:`~middlewares.contract.Backend` by name.
+
+Backends are imported lazily so that, say, running the Redis services does not need
+pika to be importable, and so a harness can list the names without importing anything.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+from middlewares.contract import Backend
+
+#: Every middleware this project compares, in the order reports show them.
+MIDDLEWARES = ("xmlrpc", "pyro", "redis", "rabbitmq")
+
+
+def get_backend(name: str) -> Backend:
+    """The backend called ``name``; raises ValueError naming the valid choices."""
+    if name not in MIDDLEWARES:
+        raise ValueError(f"unknown middleware {name!r}; choose one of {', '.join(MIDDLEWARES)}")
+    module = import_module(f"middlewares.{name}.backend")
+    return module.BACKEND

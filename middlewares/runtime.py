@@ -1,0 +1,64 @@
+"""What every service process needs: logging, a stop signal and a clean exit on errors."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable
+
+from middlewares.contract import BrokerUnavailable
+
+
+def configure_logging(name: str) -> logging.Logger:
+    """Log one line per event to stderr, prefixed with the process's role."""
+    logging.basicConfig(
+        level=logging.INFO,
+        format=f"%(asctime)s {name} %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    return logging.getLogger(name)
+
+
+class StopSignal:
+    """Set by SIGINT or SIGTERM, so a process can finish what it holds and then exit.
+
+    Must be created in the main thread (Python only delivers signals there).
+    """
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, self._handle)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self._event.set()
+
+    def is_set(self) -> bool:
+        """True once a stop was asked for."""
+        return self._event.is_set()
+
+    def set(self) -> None:
+        """Ask for a stop from inside the process."""
+        self._event.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Sleep until a stop is asked for or ``timeout`` passes; True if asked."""
+        return self._event.wait(timeout)
+
+
+def run_main(main: Callable[[], int | None]) -> None:
+    """Run a process's main function and exit with its status.
+
+    An unreachable broker is the one error a user can fix themselves, so it becomes one
+    line naming the URL and the fix, with exit status 2, instead of a traceback.
+    """
+    try:
+        status = main()
+    except BrokerUnavailable as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        status = 0
+    sys.exit(status or 0)
