@@ -12,7 +12,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from middlewares.core import Limits
@@ -20,45 +20,32 @@ from middlewares.core import Limits
 WORK_KINDS = ("sleep", "cpu")
 
 
+def _setting(default: Any, help_text: str) -> Any:
+    return field(default=default, metadata={"help": help_text})
+
+
 @dataclass(frozen=True)
 class Settings:
-    """Where the services live and how they behave.
+    """Where the services live and how they behave; each field's help says what it is."""
 
-    Attributes:
-        namespace: Prefix of every queue, key, channel, exchange and registered name.
-        host: Address the XML-RPC and Pyro4 servers bind to and clients connect to.
-        insult_port: XML-RPC port of the InsultService.
-        filter_port: XML-RPC port of the InsultFilter front.
-        echo_port: XML-RPC port of the bare echo server used as a baseline.
-        pyro_ns_port: Port of the Pyro4 name server.
-        redis_url: Redis server, e.g. ``redis://127.0.0.1:6379/0``.
-        amqp_url: RabbitMQ server, e.g. ``amqp://guest:guest@127.0.0.1:5672/%2F``.
-        broadcast_interval: Seconds between two broadcasts of a random insult.
-        timeout: Seconds any single network call may take before it fails.
-        result_limit: How many filtered texts a filter keeps for ``get_results``.
-        max_text_bytes: Largest text the filter accepts, in bytes of UTF-8.
-        insult_refresh: Seconds between two reads of the insult list by a filter worker.
-        work_ms: Simulated service time added to every request or task, in milliseconds.
-        work_kind: ``sleep`` (a node that waits) or ``cpu`` (a node that computes).
-        load_defaults: Whether an InsultService adds the default insults when it starts.
-    """
-
-    namespace: str = "insultbench"
-    host: str = "127.0.0.1"
-    insult_port: int = 8100
-    filter_port: int = 8101
-    echo_port: int = 8102
-    pyro_ns_port: int = 9090
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/%2F"
-    broadcast_interval: float = 5.0
-    timeout: float = 10.0
-    result_limit: int = 1000
-    max_text_bytes: int = 64 * 1024
-    insult_refresh: float = 0.5
-    work_ms: float = 0.0
-    work_kind: str = "sleep"
-    load_defaults: bool = True
+    namespace: str = _setting(
+        "insultbench", "prefix of every queue, key, channel, exchange and registered name"
+    )
+    host: str = _setting("127.0.0.1", "address XML-RPC and Pyro4 servers bind and clients use")
+    insult_port: int = _setting(8100, "XML-RPC port of the InsultService")
+    filter_port: int = _setting(8101, "XML-RPC port of the InsultFilter front")
+    echo_port: int = _setting(8102, "XML-RPC port of the bare echo baseline")
+    pyro_ns_port: int = _setting(9090, "port of the Pyro4 name server")
+    redis_url: str = _setting("redis://127.0.0.1:6379/0", "Redis server")
+    amqp_url: str = _setting("amqp://guest:guest@127.0.0.1:5672/%2F", "RabbitMQ server")
+    broadcast_interval: float = _setting(5.0, "seconds between two broadcasts")
+    timeout: float = _setting(10.0, "seconds any single network call may take")
+    result_limit: int = _setting(1000, "filtered texts a filter keeps for get_results")
+    max_text_bytes: int = _setting(64 * 1024, "largest text the filter accepts, in UTF-8 bytes")
+    insult_refresh: float = _setting(0.5, "seconds between two insult-list reads by a filter")
+    work_ms: float = _setting(0.0, "simulated service time per request or task, in ms")
+    work_kind: str = _setting("sleep", "how work_ms is spent: sleep or cpu")
+    load_defaults: bool = _setting(True, "whether an InsultService adds the default insults")
 
     def __post_init__(self) -> None:
         if not self.namespace or any(c.isspace() for c in self.namespace):
@@ -81,8 +68,8 @@ class Settings:
     def to_args(self) -> list[str]:
         """These settings as command-line flags, for starting a child process."""
         args: list[str] = []
-        for field in fields(self):
-            args += [_flag(field.name), str(getattr(self, field.name))]
+        for item in fields(self):
+            args += [_flag(item.name), str(getattr(self, item.name))]
         return args
 
     def as_dict(self) -> dict[str, Any]:
@@ -94,10 +81,10 @@ class Settings:
         """Defaults overridden by ``INSULTBENCH_<FIELD>``, ``REDIS_URL`` and ``AMQP_URL``."""
         environ = dict(os.environ if environ is None else environ)
         values: dict[str, Any] = {}
-        for field in fields(cls):
-            raw = environ.get(_env_name(field.name))
+        for item in fields(cls):
+            raw = environ.get(_env_name(item.name))
             if raw is not None:
-                values[field.name] = _convert(field.name, raw)
+                values[item.name] = _convert(item.name, raw)
         return cls(**values)
 
 
@@ -140,15 +127,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group(
         "settings", "also read from INSULTBENCH_<NAME>, REDIS_URL and AMQP_URL"
     )
-    for field in fields(Settings):
-        default = getattr(Settings, field.name)
+    for item in fields(Settings):
+        default = getattr(Settings, item.name)
         group.add_argument(
-            _flag(field.name),
-            dest=f"settings_{field.name}",
-            type=_parser_for(field.name),
+            _flag(item.name),
+            dest=f"settings_{item.name}",
+            type=_parser_for(item.name),
             default=None,
-            metavar=field.name.upper(),
-            help=f"(default: {default})",
+            metavar=item.name.upper(),
+            # argparse %-formats help strings; the AMQP URL's %2F must survive that.
+            help=f"{item.metadata['help']} (default: {default})".replace("%", "%%"),
         )
 
 
@@ -156,9 +144,9 @@ def from_args(args: argparse.Namespace) -> Settings:
     """The settings given by the environment and then the flags of :func:`add_arguments`."""
     base = Settings.from_env()
     changes = {
-        field.name: getattr(args, f"settings_{field.name}")
-        for field in fields(Settings)
-        if getattr(args, f"settings_{field.name}", None) is not None
+        item.name: getattr(args, f"settings_{item.name}")
+        for item in fields(Settings)
+        if getattr(args, f"settings_{item.name}", None) is not None
     }
     return base.with_changes(**changes)
 
