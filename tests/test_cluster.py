@@ -1,0 +1,106 @@
+"""Shared state of the n-node form, against the real Redis."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import redis
+
+from middlewares.cluster import (
+    BroadcastLease,
+    NodeCounters,
+    NodeRegistry,
+    RedisInsultStore,
+    counters_key,
+    store_key,
+)
+from middlewares.settings import Settings
+
+
+@pytest.fixture
+def client(namespace: str) -> Iterator[redis.Redis]:
+    """A Redis client; every key of the test's namespace is deleted afterwards."""
+    connection = redis.Redis.from_url(Settings.from_env().redis_url, socket_timeout=5)
+    try:
+        connection.ping()
+    except redis.RedisError as error:
+        pytest.fail(f"Redis is needed: {error}")
+    yield connection
+    keys = list(connection.scan_iter(f"{namespace}:*"))
+    if keys:
+        connection.delete(*keys)
+    connection.close()
+
+
+def test_store_adds_atomically_across_concurrent_writers(client: redis.Redis, namespace: str):
+    stores = [RedisInsultStore(client, namespace) for _ in range(8)]
+    insults = [f"Insult {n}" for n in range(100)]
+    with ThreadPoolExecutor(8) as pool:
+        added = list(pool.map(lambda s: sum(s.add(i) for i in insults), stores))
+    assert sum(added) == 100
+    assert stores[0].all() == sorted(i.lower() for i in insults)
+    assert client.scard(store_key(namespace)) == 100
+    assert stores[0].random() in stores[0].all()
+
+
+def test_empty_store_gives_an_empty_random_insult(client: redis.Redis, namespace: str):
+    store = RedisInsultStore(client, namespace)
+    assert store.random() == ""
+    store.add_all(["Tonto", "feo", "tonto"])
+    assert store.all() == ["feo", "tonto"]
+
+
+def test_exactly_one_node_holds_the_broadcast_lease(client: redis.Redis, namespace: str):
+    leases = [BroadcastLease(client, namespace, f"node-{n}", ttl=0.3) for n in range(3)]
+    holders = [lease.held() for lease in leases]
+    assert holders == [True, False, False]
+    assert leases[0].held() is True, "the holder renews"
+    assert [lease.held() for lease in leases[1:]] == [False, False]
+
+
+def test_lease_passes_on_when_the_holder_stops_renewing(client: redis.Redis, namespace: str):
+    first, second = (BroadcastLease(client, namespace, n, ttl=0.2) for n in ("a", "b"))
+    assert first.held()
+    deadline = time.monotonic() + 2
+    while not second.held():
+        assert time.monotonic() < deadline, "the lease never expired"
+        time.sleep(0.02)
+    assert first.held() is False
+
+
+def test_released_lease_is_taken_at_once(client: redis.Redis, namespace: str):
+    first, second = (BroadcastLease(client, namespace, n, ttl=30) for n in ("a", "b"))
+    assert first.held()
+    first.release()
+    assert second.held()
+    first.release()  # not the holder any more: must not steal the lease back
+    assert second.held()
+
+
+def test_node_counters_are_flushed_and_read_per_node(client: redis.Redis, namespace: str):
+    counters = [NodeCounters(client, namespace, "filter", f"n{i}", 0.05) for i in range(2)]
+    counters[0].increment(5)
+    counters[1].increment()
+    for counter in counters:
+        counter.close()
+    assert NodeCounters.read(client, namespace, "filter") == {"n0": 5, "n1": 1}
+    assert client.exists(counters_key(namespace, "filter"))
+
+
+def test_registry_rotates_over_live_nodes_and_drops_silent_ones():
+    registry = NodeRegistry(heartbeat=0.05, missed=3)
+    registry.register("a", "http://a")
+    registry.register("b", "http://b")
+    firsts = {registry.nodes()[0] for _ in range(4)}
+    assert firsts == {"http://a", "http://b"}
+    deadline = time.monotonic() + 2
+    while len(registry.nodes()) == 2:
+        assert registry.heartbeat("a")
+        assert time.monotonic() < deadline, "silent node never dropped"
+        time.sleep(0.02)
+    assert registry.nodes() == ["http://a"]
+    assert registry.heartbeat("b") is False, "a dropped node must register again"
+    assert registry.remove("a") and registry.nodes() == []
