@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import signal
 import sys
 import threading
@@ -29,10 +31,22 @@ class StopSignal:
 
     def __init__(self) -> None:
         self._event = threading.Event()
+        self._wake_read, self._wake_write = os.pipe()
+        os.set_blocking(self._wake_write, False)
+        threading.Thread(target=self._relay, name="stop-signal", daemon=True).start()
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, self._handle)
 
     def _handle(self, signum: int, frame: object) -> None:
+        # A handler runs in the main thread between two bytecodes, possibly while that
+        # thread holds the event's lock (inside wait) or inside this very handler (Ctrl-C
+        # then the launcher's SIGTERM). Event.set() would then deadlock, so the handler
+        # takes no lock: it only wakes a thread that sets the event.
+        with contextlib.suppress(BlockingIOError):
+            os.write(self._wake_write, b"\0")
+
+    def _relay(self) -> None:
+        os.read(self._wake_read, 1)
         self._event.set()
 
     def is_set(self) -> bool:

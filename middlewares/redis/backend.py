@@ -1,0 +1,106 @@
+"""The Redis backend: which processes make up each service, its clients, and clean-up."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from middlewares.contract import Backend, ProcessSpec
+from middlewares.redis.clients import RedisEchoClient, RedisFilterClient, RedisInsultClient
+from middlewares.redis.transport import MIN_REDIS_VERSION, connect, unavailable
+from middlewares.settings import Settings
+
+_MODULES = {
+    "insult": "middlewares.redis.insult_service",
+    "filter": "middlewares.redis.filter_worker",
+    "echo": "middlewares.redis.echo_service",
+}
+
+#: Keys deleted per UNLINK by :meth:`RedisBackend.cleanup`.
+_CLEANUP_BATCH = 500
+
+
+class RedisBackend(Backend):
+    """InsultService, InsultFilter and echo with Redis as the transport.
+
+    Every process is a consumer of a Redis list and keeps no state of its own, so each
+    is restarted if it dies and takes back what it held (see ``transport``).
+    """
+
+    name = "redis"
+
+    def check(self, settings: Settings) -> None:
+        """Raise BrokerUnavailable unless a Redis of version 6.2 or newer answers."""
+        client = connect(settings, timeout=min(settings.timeout, 3.0))
+        try:
+            version = str(client.info("server")["redis_version"])
+        finally:
+            client.close()
+        found = tuple(int(part) for part in re.findall(r"\d+", version)[:2])
+        if found < MIN_REDIS_VERSION:
+            wanted = ".".join(map(str, MIN_REDIS_VERSION))
+            raise unavailable(
+                settings,
+                f"Redis {version} is too old, {wanted} or newer is needed; "
+                "start Redis 7 with `docker compose up -d redis`",
+            )
+
+    def processes(self, service: str, settings: Settings, workers: int) -> list[ProcessSpec]:
+        """One InsultService or echo process, or ``workers`` filter workers.
+
+        Consumer ids carry a token new to this deployment, so two deployments sharing a
+        namespace never take each other's messages back, while a restarted process (same
+        arguments, same id) recovers its own.
+        """
+        if service not in _MODULES:
+            raise ValueError(f"unknown service {service!r}; choose one of {', '.join(_MODULES)}")
+        token = uuid.uuid4().hex[:8]
+        if service == "filter":
+            return [
+                ProcessSpec(
+                    f"redis-filter-worker-{n}",
+                    _MODULES["filter"],
+                    [*settings.to_args(), "--worker-id", f"{token}-{n}"],
+                    restart=True,
+                )
+                for n in range(1, workers + 1)
+            ]
+        return [
+            ProcessSpec(
+                f"redis-{service}-service",
+                _MODULES[service],
+                [*settings.to_args(), "--node-id", f"{token}-1"],
+                restart=True,
+            )
+        ]
+
+    def insult_client(self, settings: Settings) -> RedisInsultClient:
+        """A connected InsultService client."""
+        return RedisInsultClient(settings)
+
+    def filter_client(self, settings: Settings) -> RedisFilterClient:
+        """A connected InsultFilter client."""
+        return RedisFilterClient(settings)
+
+    def echo_client(self, settings: Settings) -> RedisEchoClient:
+        """A connected echo client."""
+        return RedisEchoClient(settings)
+
+    def cleanup(self, settings: Settings) -> None:
+        """Delete every ``<ns>:*`` key, found with SCAN; other keys are never touched."""
+        client = connect(settings)
+        try:
+            pattern = re.sub(r"([*?\[\]\\])", r"\\\1", settings.namespace) + ":*"
+            batch: list[bytes] = []
+            for key in client.scan_iter(match=pattern, count=1000):
+                batch.append(key)
+                if len(batch) >= _CLEANUP_BATCH:
+                    client.unlink(*batch)
+                    batch.clear()
+            if batch:
+                client.unlink(*batch)
+        finally:
+            client.close()
+
+
+BACKEND = RedisBackend()

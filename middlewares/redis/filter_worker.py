@@ -1,0 +1,124 @@
+"""An InsultFilter worker on Redis: ``python -m middlewares.redis.filter_worker``.
+
+There is no front process: clients LPUSH tasks on ``<ns>:filter:tasks`` and any number
+of these workers compete for them through the reliable queue of
+:mod:`middlewares.redis.transport`. Each result is pushed, in the same atomic step that
+removes its task from the worker's processing list, on the task's ``reply_to`` list and
+on the bounded result list ``<ns>:filter:results``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import redis
+
+from middlewares.core import Censor, InsultError, validate_text
+from middlewares.redis.transport import (
+    Ack,
+    Keys,
+    ReliableConsumer,
+    connect,
+    consume,
+    encode,
+    run_process,
+)
+from middlewares.runtime import StopSignal
+from middlewares.service import RefreshingInsults, decode_request, error_reply
+from middlewares.settings import Settings, simulate_work
+
+log = logging.getLogger(__name__)
+
+#: Seconds a reply list lives after its last result. Long, because a client may submit
+#: a large batch and collect it later; the list holds only that client's results.
+FILTER_REPLY_TTL = 3600
+
+
+def store_reader(client: redis.Redis, key: str) -> Callable[[], list[str] | None]:
+    """Reads the InsultService's set; None (use the defaults) while it does not exist."""
+
+    def read() -> list[str] | None:
+        members = client.smembers(key)
+        return [member.decode() for member in members] if members else None
+
+    return read
+
+
+class _FilterHandler:
+    """Censors claimed tasks and turns them into acknowledgements carrying the results."""
+
+    def __init__(
+        self, insults: RefreshingInsults, settings: Settings, keep_alive: Callable[[], None]
+    ) -> None:
+        self._insults = insults
+        self._settings = settings
+        self._keep_alive = keep_alive
+        self._censor = Censor()
+
+    def __call__(self, messages: list[bytes]) -> list[Ack]:
+        acks = []
+        for raw in messages:
+            acks.append(self._answer(raw))
+            self._keep_alive()
+        return acks
+
+    def _answer(self, raw: bytes) -> Ack:
+        try:
+            task = decode_request(raw)
+        except InsultError as error:
+            log.warning("dropped a task that cannot be answered: %s", error)
+            return Ack(raw)
+        reply_to = task.get("reply_to")
+        if reply_to is not None and (not isinstance(reply_to, str) or not reply_to):
+            log.warning("dropped task id=%r: reply_to must name a list", task.get("id"))
+            return Ack(raw)
+        task_id = task.get("id")
+        try:
+            if not isinstance(task_id, str) or not task_id:
+                raise InsultError("task id must be a non-empty string")
+            text = validate_text(task.get("text"), self._settings.limits)
+        except InsultError as error:
+            if reply_to is None:
+                log.warning("dropped task id=%r with no reply_to: %s", task_id, error)
+                return Ack(raw)
+            return Ack(raw, reply_to, error_reply(str(error), id=task_id))
+        simulate_work(self._settings)
+        censored = self._censor.censor(text, self._insults.current())
+        result = encode({"id": task_id, "ok": True, "text": censored})
+        return Ack(raw, reply_to, result if reply_to else b"", log_entry=result)
+
+
+def serve(settings: Settings, worker_id: str, stop: StopSignal) -> None:
+    """Censor tasks until ``stop``; then acknowledge what is held and exit."""
+    keys = Keys(settings.namespace)
+    client = connect(settings)
+    insults = RefreshingInsults(store_reader(client, keys.store), settings.insult_refresh)
+    consumer = ReliableConsumer(
+        client,
+        keys.filter,
+        worker_id,
+        settings,
+        reply_ttl=FILTER_REPLY_TTL,
+        # A result list of size 0 is none at all (LTRIM 0 -1 would keep everything).
+        log_key=keys.results if settings.result_limit > 0 else None,
+        log_length=settings.result_limit,
+    )
+    log.info("censoring tasks from %s", keys.filter.queue)
+    consume(consumer, _FilterHandler(insults, settings, consumer.keep_alive), stop)
+    log.info("stopped")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: ``python -m middlewares.redis.filter_worker --worker-id ID [settings]``."""
+    run_process(
+        "middlewares.redis.filter_worker",
+        "An InsultFilter worker on Redis: censors <ns>:filter:tasks until SIGINT/SIGTERM.",
+        "--worker-id",
+        serve,
+        argv,
+    )
+
+
+if __name__ == "__main__":
+    main()
