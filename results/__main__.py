@@ -1,0 +1,5 @@
+"""``python -m results``; see :mod:`results.cli`."""
+
+from results.cli import main
+
+main()

@@ -1,0 +1,138 @@
+"""``python -m results``: the whole comparison, or its report redrawn from files.
+
+- ``python -m results all --profile quick`` runs the stress study (both services and the
+  echo baseline on every middleware) and the speedup study (filter, 1/2/3 nodes) into one
+  directory, then writes its figures and ``REPORT.md``. ``--profile full`` gives report
+  quality (about an hour on 2 cores) and by default writes into ``results/``.
+- ``python -m results report [DIR]`` redraws the figures and ``REPORT.md`` of ``DIR``
+  from its CSV and JSON files, and prints the summary tables; nothing is measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from results.files import ResultsFileError, csv_path
+from results.report import build_report, print_summary
+
+#: Each profile as the options it passes to ``python -m stress`` and ``python -m speedup``.
+PROFILES = {
+    "quick": {
+        "stress": ["--clients", "1,4", "--duration", "3", "--warmup", "1", "--repeat", "1"],
+        "speedup": [
+            "--nodes", "1,2,3", "--work-ms", "5", "--duration", "3", "--warmup", "1",
+            "--repeat", "1",
+        ],
+        "calibrate": "0.5",
+    },
+    "full": {
+        "stress": ["--clients", "1,2,4,8", "--duration", "10", "--warmup", "2", "--repeat", "3"],
+        "speedup": [
+            "--nodes", "1,2,3", "--work-ms", "0,5", "--duration", "10", "--warmup", "2",
+            "--repeat", "3",
+        ],
+        "calibrate": "2",
+    },
+}  # fmt: skip
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m results``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m results",
+        description="Run the whole comparison, or redraw a report from its files.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    everything = commands.add_parser(
+        "all",
+        help="run the stress and speedup studies, then write the report",
+        description="Run the stress study (insult and filter services plus the echo "
+        "baseline, every middleware) and the speedup study (filter on 1, 2 and 3 nodes) "
+        "into one directory, then draw the figures and write REPORT.md there.",
+    )
+    everything.add_argument(
+        "--profile",
+        choices=sorted(PROFILES),
+        default="quick",
+        help="quick: about 5 minutes on 2 cores; full: report quality, about an hour "
+        "(default: quick)",
+    )
+    everything.add_argument(
+        "--out",
+        type=Path,
+        help="directory for the data and the report (default: results/runs/all-<UTC time> "
+        "for quick, results for full)",
+    )
+    everything.add_argument(
+        "--middleware", default="all", help="middlewares to compare (default: all)"
+    )
+    report = commands.add_parser(
+        "report",
+        help="redraw the figures and REPORT.md from a directory's files",
+        description="Redraw the figures and REPORT.md from the stress/speedup CSV and JSON "
+        "files of a directory, and print the summary tables. Nothing is measured.",
+    )
+    report.add_argument(
+        "directory",
+        type=Path,
+        nargs="?",
+        default=Path("results"),
+        help="directory holding stress.csv/json and/or speedup.csv/json (default: results)",
+    )
+    return parser
+
+
+def run_all(profile: str, out: Path, middleware: str) -> int:
+    """Run both studies of ``profile`` into ``out`` and write the report; exit status."""
+    from speedup.cli import main as speedup_main
+    from stress.cli import main as stress_main
+    from stress.study import default_out
+
+    options = PROFILES[profile]
+    out = out or (Path("results") if profile == "full" else default_out("all"))
+    common = ["--middleware", middleware, "--out", str(out), "--no-report"]
+    status = 0
+    studies = (
+        (stress_main, ["--service", "all", "--baseline", "--calibrate", options["calibrate"]]
+         + options["stress"]),
+        (speedup_main, ["--service", "filter", "--calibrate", "0"] + options["speedup"]),
+    )  # fmt: skip
+    for study, argv in studies:
+        try:
+            study([*argv, *common])
+        except SystemExit as exit_info:
+            code = exit_info.code if isinstance(exit_info.code, int) else 1
+            if code in (2, 130):  # bad setup or Ctrl-C: stop here
+                return code
+            status = max(status, code)
+    print_summary(out)
+    print(f"\nreport: {build_report(out)}")
+    return status
+
+
+def redraw(directory: Path) -> int:
+    """Redraw the report of ``directory``; exit status."""
+    if not any(csv_path(directory, s).exists() for s in ("stress", "speedup")):
+        print(
+            f"error: {directory} has no stress.csv or speedup.csv; run python -m stress "
+            "or python -m speedup with --out pointing there first",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        print_summary(directory)
+        print(f"\nreport: {build_report(directory)}")
+    except ResultsFileError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of ``python -m results``."""
+    args = build_parser().parse_args(argv)
+    if args.command == "all":
+        sys.exit(run_all(args.profile, args.out, args.middleware))
+    sys.exit(redraw(args.directory))

@@ -1,0 +1,170 @@
+"""The files a study writes and the report reads: one tidy CSV and one JSON per study.
+
+This module is the one place that knows their names and columns, so the harnesses that
+write them and the plots and report that read them cannot disagree.
+
+- ``<study>.csv``: one row per measured run (middleware, service, clients, nodes,
+  repeat), the columns of :data:`STRESS_COLUMNS` (plus :data:`SPEEDUP_EXTRA` for the
+  speedup study).
+- ``<study>.json``: the configuration, the environment, the calibration of the load
+  generator, every run (its row and details such as the encoded latency histogram and
+  each process's CPU) and the runs that failed.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+SCHEMA_VERSION = 1
+STUDIES = ("stress", "speedup")
+
+#: Columns of every run row, in order. Latencies are milliseconds, CPU is percent of one core.
+STRESS_COLUMNS = (
+    "middleware",
+    "service",
+    "mode",
+    "loop",
+    "window",
+    "rate",
+    "clients",
+    "nodes",
+    "repeat",
+    "work_ms",
+    "work_kind",
+    "duration_s",
+    "warmup_s",
+    "sent",
+    "completed",
+    "errors",
+    "timeouts",
+    "unconfirmed",
+    "throughput_ops_s",
+    "p50_ms",
+    "p90_ms",
+    "p99_ms",
+    "p999_ms",
+    "max_ms",
+    "mean_ms",
+    "service_cpu_pct",
+    "service_cpu_max_pct",
+    "service_rss_mb",
+    "redis_cpu_pct",
+    "rabbitmq_cpu_pct",
+    "loadgen_cpu_pct",
+    "loadgen_cpu_max_pct",
+    "machine_cpu_pct",
+    "repeat_spread",
+    "trusted",
+    "flags",
+    "namespace",
+    "started_at",
+)
+
+#: What the speedup study adds: how N nodes were deployed, and S(N) = X(N) / X(1).
+SPEEDUP_EXTRA = ("node_form", "speedup")
+
+#: The columns the issue requires; reading a file without them is an error.
+REQUIRED_COLUMNS = (
+    "middleware",
+    "service",
+    "clients",
+    "nodes",
+    "repeat",
+    "duration_s",
+    "completed",
+    "errors",
+    "throughput_ops_s",
+    "p50_ms",
+    "p99_ms",
+)
+
+
+class ResultsFileError(ValueError):
+    """A results file is missing or does not have the expected shape."""
+
+
+def columns(study: str) -> tuple[str, ...]:
+    """The CSV columns of ``study`` (``stress`` or ``speedup``)."""
+    if study not in STUDIES:
+        raise ValueError(f"unknown study {study!r}; expected one of {', '.join(STUDIES)}")
+    return STRESS_COLUMNS + (SPEEDUP_EXTRA if study == "speedup" else ())
+
+
+def csv_path(directory: Path, study: str) -> Path:
+    """Where ``study``'s CSV lives in ``directory``."""
+    return directory / f"{study}.csv"
+
+
+def json_path(directory: Path, study: str) -> Path:
+    """Where ``study``'s JSON lives in ``directory``."""
+    return directory / f"{study}.json"
+
+
+def write_study(
+    directory: Path, study: str, rows: Iterable[dict[str, Any]], document: dict[str, Any]
+) -> tuple[Path, Path]:
+    """Write ``study``'s CSV (``rows``) and JSON (``document``); returns both paths."""
+    directory.mkdir(parents=True, exist_ok=True)
+    wanted = columns(study)
+    table = csv_path(directory, study)
+    with table.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=wanted, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            missing = [c for c in wanted if c not in row]
+            if missing:
+                raise ResultsFileError(f"a {study} row lacks the columns {missing}")
+            writer.writerow(row)
+    full = {"study": study, "schema_version": SCHEMA_VERSION, **document}
+    details = json_path(directory, study)
+    details.write_text(
+        json.dumps(_strict(full), indent=1, allow_nan=False) + "\n", encoding="utf-8"
+    )
+    return table, details
+
+
+def _strict(value: Any) -> Any:
+    """Replace NaN and infinities by null, which strict JSON readers accept."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _strict(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_strict(item) for item in value]
+    return value
+
+
+def read_table(directory: Path, study: str) -> pd.DataFrame | None:
+    """``study``'s CSV as a data frame, or None when the study was not run here."""
+    path = csv_path(directory, study)
+    if not path.exists():
+        return None
+    # An all-empty flags column would otherwise be read as floats (NaN).
+    table = pd.read_csv(path, dtype={"flags": str})
+    missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
+    if missing:
+        raise ResultsFileError(f"{path} lacks the columns {', '.join(missing)}")
+    if "flags" in table:
+        table["flags"] = table["flags"].fillna("")
+    return table
+
+
+def read_document(directory: Path, study: str) -> dict[str, Any] | None:
+    """``study``'s JSON, or None when the study was not run here."""
+    path = json_path(directory, study)
+    if not path.exists():
+        return None
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as error:
+        raise ResultsFileError(f"{path} is not valid JSON: {error}") from None
+    if document.get("study") != study:
+        raise ResultsFileError(f"{path} is not a {study} file")
+    return document

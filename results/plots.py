@@ -1,0 +1,221 @@
+"""The report's figures, drawn only from the summaries of a study's files.
+
+Figures are built with matplotlib's object API (no pyplot), so drawing needs no display
+and leaves no global state. Every figure is saved as PNG (for quick viewing) and SVG (for
+print), under ``<dir>/figures/``. Colours are fixed per middleware so all figures read alike.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from middlewares.registry import MIDDLEWARES
+
+COLOURS = {"xmlrpc": "#1b9e77", "pyro": "#d95f02", "redis": "#7570b3", "rabbitmq": "#e7298a"}
+PERCENTILE_STYLES = [
+    ("p50_ms", "p50", "-"),
+    ("p90_ms", "p90", "--"),
+    ("p99_ms", "p99", "-."),
+    ("p999_ms", "p99.9", ":"),
+]
+
+
+def _save(figure: Figure, directory: Path, name: str) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    figure.tight_layout()
+    for suffix in ("png", "svg"):
+        figure.savefig(directory / f"{name}.{suffix}", dpi=120)
+    return directory / f"{name}.png"
+
+
+def _ordered(names: Any) -> list[str]:
+    present = set(names)
+    return [m for m in MIDDLEWARES if m in present] + sorted(present - set(MIDDLEWARES))
+
+
+def _slug(label: str) -> str:
+    return label.replace("(", "-").replace(")", "").replace(" ", "")
+
+
+def throughput_vs_clients(summary: pd.DataFrame, directory: Path) -> list[Path]:
+    """Per workload: throughput against clients, one line per middleware, with the
+    middleware's echo baseline dashed in the same colour."""
+    paths = []
+    echo = summary[summary["service"] == "echo"]
+    for workload in summary["workload"].unique():
+        if workload == "echo" and summary["workload"].nunique() > 1:
+            continue
+        data = summary[summary["workload"] == workload]
+        figure = Figure(figsize=(7, 4.5))
+        axes = figure.subplots()
+        for middleware in _ordered(data["middleware"]):
+            line = data[data["middleware"] == middleware].sort_values("clients")
+            axes.errorbar(
+                line["clients"],
+                line["throughput_ops_s"],
+                yerr=line["throughput_std"],
+                marker="o",
+                capsize=3,
+                color=COLOURS.get(middleware),
+                label=middleware,
+            )
+            base = echo[echo["middleware"] == middleware].sort_values("clients")
+            if workload != "echo" and not base.empty:
+                axes.plot(
+                    base["clients"],
+                    base["throughput_ops_s"],
+                    linestyle="--",
+                    linewidth=1,
+                    color=COLOURS.get(middleware),
+                    label=f"{middleware} echo baseline",
+                )
+        axes.set_xlabel("client processes (closed loop)")
+        axes.set_ylabel("completed operations per second (confirmed by the service)")
+        axes.set_title(f"{workload}: throughput against clients")
+        axes.set_xticks(sorted(data["clients"].unique()))
+        axes.set_ylim(bottom=0)
+        axes.grid(alpha=0.3)
+        axes.legend(fontsize=8)
+        paths.append(_save(figure, directory, f"throughput-{_slug(workload)}"))
+    return paths
+
+
+def latency_percentiles(summary: pd.DataFrame, directory: Path) -> list[Path]:
+    """Per workload: p50/p90/p99/p99.9 against clients, one panel per middleware."""
+    paths = []
+    for workload in summary["workload"].unique():
+        data = summary[summary["workload"] == workload]
+        middlewares = _ordered(data["middleware"])
+        figure = Figure(figsize=(max(6.5, 3.2 * len(middlewares)), 3.8))
+        panels = figure.subplots(1, len(middlewares), sharey=True, squeeze=False)
+        for axes, middleware in zip(panels[0], middlewares, strict=True):
+            line = data[data["middleware"] == middleware].sort_values("clients")
+            for column, label, style in PERCENTILE_STYLES:
+                axes.plot(
+                    line["clients"],
+                    line[column],
+                    linestyle=style,
+                    marker="o",
+                    markersize=3,
+                    color=COLOURS.get(middleware),
+                    label=label,
+                )
+            axes.set_yscale("log")
+            axes.set_title(middleware)
+            axes.set_xlabel("client processes")
+            axes.set_xticks(sorted(line["clients"].unique()))
+            axes.grid(alpha=0.3, which="both")
+        panels[0][0].set_ylabel("latency (ms, log scale)")
+        panels[0][-1].legend(fontsize=8)
+        figure.suptitle(f"{workload}: latency percentiles (merged HDR histograms)")
+        paths.append(_save(figure, directory, f"latency-{_slug(workload)}"))
+    return paths
+
+
+def cpu_breakdown(summary: pd.DataFrame, directory: Path) -> list[Path]:
+    """Per workload, at its largest client count: where the CPU went (service, broker,
+    load generator), in cores, next to the machine's capacity."""
+    paths = []
+    for workload in summary["workload"].unique():
+        data = summary[summary["workload"] == workload]
+        top = data[data["clients"] == data["clients"].max()]
+        middlewares = _ordered(top["middleware"])
+        figure = Figure(figsize=(6.5, 4))
+        axes = figure.subplots()
+        bottoms = [0.0] * len(middlewares)
+        parts = [
+            ("service_cpu_pct", "service processes", "#4c72b0"),
+            ("broker_cpu_pct", "broker (shared)", "#dd8452"),
+            ("loadgen_cpu_pct", "load generator", "#8c8c8c"),
+        ]
+        for column, label, colour in parts:
+            values = []
+            for middleware in middlewares:
+                row = top[top["middleware"] == middleware].iloc[0]
+                value = row.get(column, math.nan)
+                values.append(0.0 if pd.isna(value) else value / 100)
+            axes.bar(middlewares, values, bottom=bottoms, label=label, color=colour)
+            bottoms = [b + v for b, v in zip(bottoms, values, strict=True)]
+        cores = summary.attrs.get("cpu_count")
+        if cores:
+            # Whatever else kept the machine busy: other people's processes, the kernel.
+            busy = [
+                top[top["middleware"] == m].iloc[0]["machine_cpu_pct"] * cores / 100
+                for m in middlewares
+            ]
+            other = [max(0.0, b - used) for b, used in zip(busy, bottoms, strict=True)]
+            axes.bar(middlewares, other, bottom=bottoms, label="everything else", color="#d0d0d0")
+            axes.axhline(cores, color="black", linestyle="--", linewidth=1, label="machine cores")
+        axes.set_ylabel("CPU (cores)")
+        axes.set_title(f"{workload}: CPU at {int(top['clients'].max())} clients")
+        axes.legend(fontsize=8)
+        axes.grid(alpha=0.3, axis="y")
+        paths.append(_save(figure, directory, f"cpu-{_slug(workload)}"))
+    return paths
+
+
+def speedup_vs_nodes(speedup: pd.DataFrame, directory: Path) -> list[Path]:
+    """Per service and simulated work: S(N) per middleware with the spread of the
+    repeats as error bars, and the ideal S(N) = N."""
+    paths = []
+    for (service, work_ms), data in speedup.groupby(["service", "work_ms"]):
+        figure = Figure(figsize=(6, 4.5))
+        axes = figure.subplots()
+        nodes = sorted(data["nodes"].unique())
+        axes.plot(nodes, nodes, color="black", linestyle="--", linewidth=1, label="ideal S(N) = N")
+        for middleware in _ordered(data["middleware"]):
+            line = data[data["middleware"] == middleware].sort_values("nodes")
+            axes.errorbar(
+                line["nodes"],
+                line["speedup_mean"],
+                yerr=[
+                    line["speedup_mean"] - line["speedup_min"],
+                    line["speedup_max"] - line["speedup_mean"],
+                ],
+                marker="o",
+                capsize=3,
+                color=COLOURS.get(middleware),
+                label=middleware,
+            )
+        axes.set_xlabel("nodes")
+        axes.set_ylabel("speedup S(N) = X(N) / X(1)")
+        axes.set_xticks(nodes)
+        axes.set_ylim(bottom=0)
+        axes.set_title(f"{service}, {work_ms:g} ms simulated work per request")
+        axes.grid(alpha=0.3)
+        axes.legend(fontsize=8)
+        paths.append(_save(figure, directory, f"speedup-{service}-{work_ms:g}ms"))
+    return paths
+
+
+def per_node_load(loads: pd.DataFrame, directory: Path) -> list[Path]:
+    """Per service and work: each node's share of the work at the largest N, per
+    middleware; an even spread puts every bar at 1/N."""
+    paths = []
+    for (service, work_ms), data in loads.groupby(["service", "work_ms"]):
+        middlewares = _ordered(data["middleware"])
+        figure = Figure(figsize=(6.5, 4))
+        axes = figure.subplots()
+        width = 0.8 / max(1, data["node"].nunique())
+        for offset, node in enumerate(sorted(data["node"].unique())):
+            shares = []
+            for middleware in middlewares:
+                match = data[(data["middleware"] == middleware) & (data["node"] == node)]
+                shares.append(match["share"].mean() if not match.empty else 0.0)
+            positions = [i + offset * width for i in range(len(middlewares))]
+            axes.bar(positions, shares, width=width, label=f"node {node}")
+        nodes = data["node"].nunique()
+        axes.axhline(1 / nodes, color="black", linestyle="--", linewidth=1, label="even share")
+        axes.set_xticks([i + width * (nodes - 1) / 2 for i in range(len(middlewares))])
+        axes.set_xticklabels(middlewares)
+        axes.set_ylabel(f"share of the {data['measure'].iloc[0]}")
+        axes.set_title(f"{service}, {work_ms:g} ms work: load per node at N = {nodes}")
+        axes.legend(fontsize=8)
+        axes.grid(alpha=0.3, axis="y")
+        paths.append(_save(figure, directory, f"nodes-{service}-{work_ms:g}ms"))
+    return paths

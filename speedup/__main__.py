@@ -1,0 +1,5 @@
+"""``python -m speedup``; see :mod:`speedup.cli`."""
+
+from speedup.cli import main
+
+main()

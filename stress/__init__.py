@@ -1,0 +1,11 @@
+"""The stress harness and the measurement code every study shares.
+
+- :mod:`stress.workload`: what clients send and how replies are checked.
+- :mod:`stress.loadgen`: the client process loop (closed, pipelined, open loop).
+- :mod:`stress.histogram`: per-process HDR histograms, merged.
+- :mod:`stress.sampler`: CPU and memory of services, clients and brokers.
+- :mod:`stress.runner`: one run, from deployment to tidy row, cleaned up whatever happens.
+- :mod:`stress.study`: many runs with progress, incremental files and clean stops.
+- :mod:`stress.calibrate`: how fast the load generator itself is.
+- :mod:`stress.cli`: ``python -m stress``.
+"""

@@ -1,0 +1,183 @@
+"""How fast the load generator itself is: one client process against an instant fake.
+
+The fake backend answers every call at once, in the client process, with the right
+reply, so a run against it measures only the harness's own cost per operation (choosing
+the operation, checking the reply, timing it, recording it in the histogram). If one
+client process can drive far more operations per second than any middleware serves per
+client, the load generator is not what limits a reported figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+from middlewares.contract import Backend, EchoClient, FilterClient, InsultClient, ProcessSpec
+from middlewares.settings import Settings
+from stress.runner import Deployed, RunPlan, isolated_settings, run_once
+from stress.workload import Workload, expected_censored
+
+
+class InstantInsultClient(InsultClient):
+    """Answers every InsultService call at once with a reply of the right type."""
+
+    def add_insult(self, insult: str) -> bool:
+        return True
+
+    def get_insults(self) -> list[str]:
+        return ["tonto", "feo"]
+
+    def random_insult(self) -> str:
+        return "tonto"
+
+    def subscribe(self, callback: object) -> None:
+        """Broadcasts are not part of a load test."""
+
+    def unsubscribe(self) -> None:
+        """Nothing to undo."""
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class InstantFilterClient(FilterClient):
+    """Finishes every task the moment it is submitted, with the right censored text."""
+
+    def __init__(self) -> None:
+        self._censored = expected_censored()
+        self._done: dict[str, str] = {}
+        self._ids = itertools.count()
+
+    def submit(self, text: str) -> str:
+        task_id = str(next(self._ids))
+        self._done[task_id] = self._censored[text]
+        return task_id
+
+    def submit_many(self, texts: Sequence[str]) -> list[str]:
+        return [self.submit(text) for text in texts]
+
+    def wait(self, task_ids: Sequence[str], timeout: float) -> dict[str, str]:
+        return {i: self._done.pop(i) for i in task_ids if i in self._done}
+
+    def get_results(self, limit: int = 100) -> list[str]:
+        return []
+
+    @property
+    def default_timeout(self) -> float:
+        return 1.0
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class InstantEchoClient(EchoClient):
+    """Returns the payload at once."""
+
+    def echo(self, payload: str) -> str:
+        return payload
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class InstantBackend(Backend):
+    """A backend with no transport at all: the zero-cost service of the calibration."""
+
+    name = "instant"
+
+    def check(self, settings: Settings) -> None:
+        """Always reachable."""
+
+    def processes(self, service: str, settings: Settings, workers: int) -> list[ProcessSpec]:
+        return []
+
+    def insult_client(self, settings: Settings) -> InsultClient:
+        return InstantInsultClient()
+
+    def filter_client(self, settings: Settings) -> FilterClient:
+        return InstantFilterClient()
+
+    def echo_client(self, settings: Settings) -> EchoClient:
+        return InstantEchoClient()
+
+    def cleanup(self, settings: Settings) -> None:
+        """Nothing was created."""
+
+
+class NoProcesses:
+    """The deployment of :class:`InstantBackend`: nothing runs."""
+
+    def worker_pids(self) -> list[int]:
+        return []
+
+
+@contextmanager
+def no_deployment(settings: Settings) -> Iterator[Deployed]:
+    """A deploy factory for services that need no process."""
+    yield NoProcesses()
+
+
+#: The workloads calibrated, one per way the load generator issues operations.
+CALIBRATED = (
+    Workload("echo"),
+    Workload("insult"),
+    Workload("filter"),
+    Workload("filter", mode="pipelined", window=16),
+)
+
+
+def calibrate(settings: Settings, duration: float = 2.0) -> list[dict[str, object]]:
+    """For each workload of :data:`CALIBRATED`: the operations per second one client
+    process drove against the instant backend, its CPU use, and the CPU time the
+    harness spends per operation (hence how many operations one core can drive)."""
+    results = []
+    for workload in CALIBRATED:
+        plan = RunPlan("instant", workload, clients=1, repeat=1, duration=duration, warmup=0.5)
+        row = run_once(
+            plan, isolated_settings(settings, "calibrate"), no_deployment, InstantBackend
+        ).row
+        cpu_seconds = row["loadgen_cpu_pct"] / 100 * duration
+        # CPU time per operation does not depend on how much of a core the noisy machine
+        # granted the client, so it is what says how many operations a core can drive.
+        cpu_us = 1e6 * cpu_seconds / row["completed"] if row["completed"] else float("nan")
+        results.append(
+            {
+                "workload": workload.label,
+                "window": workload.window,
+                "ops_s_per_client": row["throughput_ops_s"],
+                "client_cpu_pct": row["loadgen_cpu_max_pct"],
+                "cpu_us_per_op": round(cpu_us, 2),
+                "ops_s_per_core": round(1e6 / cpu_us) if cpu_us > 0 else float("nan"),
+            }
+        )
+    return results
+
+
+def main() -> None:
+    """``python -m stress.calibrate [--seconds S]``: print the load generator's capacity."""
+    parser = argparse.ArgumentParser(
+        prog="python -m stress.calibrate",
+        description="How many operations per second one load-generating client process "
+        "drives against an instant in-process fake service: the harness's own ceiling.",
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=2.0, help="measured seconds per workload (default: 2)"
+    )
+    seconds = parser.parse_args().seconds
+    print(f"one client process against an instant fake service, {seconds:g} s per workload")
+    print(
+        f"{'workload':18} {'ops/s measured':>15} {'client CPU %':>13} {'CPU µs per op':>14} "
+        f"{'ops/s per core':>15}"
+    )
+    for result in calibrate(Settings.from_env(), seconds):
+        print(
+            f"{result['workload']:18} {result['ops_s_per_client']:>15,.0f} "
+            f"{result['client_cpu_pct']:>13.0f} {result['cpu_us_per_op']:>14.2f} "
+            f"{result['ops_s_per_core']:>15,.0f}"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,163 @@
+"""Command-line options shared by ``python -m stress`` and ``python -m speedup``."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from middlewares import settings as settings_module
+from middlewares.contract import Backend, BrokerUnavailable
+from middlewares.registry import MIDDLEWARES, get_backend
+from middlewares.settings import Settings
+from stress.workload import DEFAULT_MIX, format_mix, parse_mix
+
+
+def int_list(text: str) -> list[int]:
+    """Parse ``1,2,4,8`` into positive integers, for argparse."""
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a comma-separated list of integers"
+        ) from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give integers of at least 1, e.g. 1,2,4")
+    return values
+
+
+def float_list(text: str) -> list[float]:
+    """Parse ``0,5`` into non-negative numbers, for argparse."""
+    try:
+        values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a comma-separated list of numbers"
+        ) from None
+    if not values or min(values) < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give numbers of at least 0, e.g. 0,5")
+    return values
+
+
+def positive(kind: Callable[[str], float]) -> Callable[[str], float]:
+    """An argparse type accepting only values above zero."""
+
+    def parse(text: str) -> float:
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{text} must be greater than 0")
+        return value
+
+    return parse
+
+
+def mix(text: str) -> tuple[tuple[str, float], ...]:
+    """argparse wrapper of :func:`stress.workload.parse_mix`."""
+    try:
+        return parse_mix(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def add_common_arguments(parser: argparse.ArgumentParser, study: str) -> None:
+    """Options every study has: which middlewares, how long, how often, where to write."""
+    parser.add_argument(
+        "--middleware",
+        default="all",
+        help=f"{', '.join(MIDDLEWARES)}, a comma-separated list of them, or all (default)",
+    )
+    parser.add_argument(
+        "--duration", type=positive(float), default=10.0, help="seconds measured per run"
+    )
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=2.0,
+        help="seconds of load before each measurement, not counted (default: 2)",
+    )
+    parser.add_argument(
+        "--repeat", type=positive(int), default=3, help="repetitions of every run (default: 3)"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help=f"directory for {study}.csv, {study}.json, figures and REPORT.md "
+        f"(default: results/runs/{study}-<UTC time>)",
+    )
+    parser.add_argument(
+        "--window",
+        type=positive(int),
+        default=16,
+        help="filter tasks in flight per client in pipelined mode (default: 16)",
+    )
+    parser.add_argument(
+        "--mix",
+        type=mix,
+        default=DEFAULT_MIX,
+        help=f"InsultService operation weights (default: {format_mix(DEFAULT_MIX)})",
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="open loop: offered operations per second over all clients, latency counted "
+        "from each request's intended send time (default: 0 = closed loop)",
+    )
+    parser.add_argument(
+        "--calibrate",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="first measure how fast one client process drives an instant fake service, "
+        "for this many seconds per workload; 0 skips it (default: 1)",
+    )
+    parser.add_argument(
+        "--no-report", action="store_true", help="write the CSV and JSON only, no figures"
+    )
+    settings_module.add_arguments(parser)
+
+
+def check_common(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Reject option values no study can run with."""
+    if args.warmup < 0:
+        parser.error("--warmup must not be negative")
+    if args.rate < 0:
+        parser.error("--rate must not be negative")
+
+
+def select_middlewares(choice: str, settings: Settings) -> list[str]:
+    """The middlewares to measure. With ``all``, ones that are not installed or whose
+    broker is unreachable are skipped with a message; a named one must work."""
+    names = list(MIDDLEWARES) if choice == "all" else [n.strip() for n in choice.split(",")]
+    unknown = [n for n in names if n not in MIDDLEWARES]
+    if unknown:
+        raise SystemExit(
+            f"error: unknown middleware {', '.join(unknown)}; choose from "
+            f"{', '.join(MIDDLEWARES)} or all"
+        )
+    usable = []
+    for name in names:
+        try:
+            get_backend(name).check(settings)
+        except (ImportError, AttributeError) as error:
+            reason = f"{name} is not available in this checkout ({error})"
+        except BrokerUnavailable as error:
+            reason = str(error)
+        else:
+            usable.append(name)
+            continue
+        if choice != "all":
+            raise SystemExit(f"error: {reason}")
+        print(f"warning: skipping {name}: {reason}", file=sys.stderr)
+    if not usable:
+        raise SystemExit(
+            "error: no middleware can run; start Redis and RabbitMQ (see the README) and retry"
+        )
+    return usable
+
+
+def backend_factory(middleware: str) -> Callable[[], Backend]:
+    """A picklable function returning the backend, for the client processes."""
+    return functools.partial(get_backend, middleware)
