@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+import uuid
 
 from middlewares import settings as settings_module
-from middlewares.contract import SERVICES, BrokerUnavailable
+from middlewares.contract import SERVICES, BrokerUnavailable, ProcessSpec
 from middlewares.processes import ProcessFailed, Supervisor
 from middlewares.registry import MIDDLEWARES, get_backend
 from middlewares.runtime import StopSignal, configure_logging, run_main
@@ -40,18 +41,35 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers", type=int, default=1, help="filter worker processes (default: 1)"
     )
     serve.add_argument(
+        "--nodes",
+        type=int,
+        help="start the n-node (master/worker) form with this many nodes; "
+        "--nodes 1 is the same architecture with one node",
+    )
+    serve.add_argument(
         "--port",
         type=int,
         help="XML-RPC: this service's port; Pyro4: the name server's port",
     )
     settings_module.add_arguments(serve)
+    join = commands.add_parser(
+        "join",
+        help="add one node to a running n-node deployment",
+        description="Start one more node of a running n-node deployment (same namespace) "
+        "and keep it until Ctrl-C, which removes it gracefully. "
+        "Example: python -m middlewares join redis filter",
+    )
+    join.add_argument("middleware", choices=MIDDLEWARES)
+    join.add_argument("service", choices=SERVICES)
+    join.add_argument("--node-id", help="the node's id (default: a new random one)")
+    settings_module.add_arguments(join)
     commands.add_parser("check", help="say which brokers and servers are reachable")
     return parser
 
 
 def _settings(args: argparse.Namespace) -> Settings:
     settings = settings_module.from_args(args)
-    if args.port is None:
+    if getattr(args, "port", None) is None:
         return settings
     field = "pyro_ns_port" if args.middleware == "pyro" else _PORT_FIELDS[args.service]
     return settings.with_changes(**{field: args.port})
@@ -59,15 +77,34 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def serve(args: argparse.Namespace) -> int:
     """Run one service until a stop signal; returns the exit status."""
-    if args.workers < 1:
-        print("error: --workers must be at least 1", file=sys.stderr)
+    if args.workers < 1 or (args.nodes is not None and args.nodes < 1):
+        print("error: --workers and --nodes must be at least 1", file=sys.stderr)
         return 2
-    log = configure_logging(f"serve-{args.middleware}-{args.service}")
     settings = _settings(args)
     backend = get_backend(args.middleware)
     backend.check(settings)
+    if args.nodes is None:
+        specs = backend.processes(args.service, settings, args.workers)
+    else:
+        specs = backend.cluster_processes(args.service, settings, args.nodes)
+    return supervise(f"serve-{args.middleware}-{args.service}", specs, settings)
+
+
+def join(args: argparse.Namespace) -> int:
+    """Run one extra node of an n-node deployment until a stop signal."""
+    settings = _settings(args)
+    backend = get_backend(args.middleware)
+    backend.check(settings)
+    node = args.node_id or f"joined-{uuid.uuid4().hex[:8]}"
+    spec = backend.node_process(args.service, settings, node)
+    return supervise(f"join-{args.middleware}-{args.service}", [spec], settings)
+
+
+def supervise(name: str, specs: list[ProcessSpec], settings: Settings) -> int:
+    """Start ``specs``, keep them running until SIGINT/SIGTERM, then stop them all."""
+    log = configure_logging(name)
     stop = StopSignal()
-    supervisor = Supervisor(backend.processes(args.service, settings, args.workers))
+    supervisor = Supervisor(specs)
     try:
         supervisor.start()
         log.info("namespace %s; Ctrl-C to stop", settings.namespace)
@@ -99,8 +136,8 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of ``python -m middlewares``."""
     args = build_parser().parse_args(argv)
     try:
-        command = {"serve": serve, "check": check}[args.command]
+        command = {"serve": serve, "join": join, "check": check}[args.command]
         run_main(lambda: command(args))
-    except ValueError as error:
+    except (ValueError, NotImplementedError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)

@@ -19,9 +19,34 @@ from collections.abc import Iterable
 
 import redis
 
+from middlewares.contract import BrokerUnavailable
 from middlewares.core import DEFAULT_LIMITS, Limits, canonical_insult
+from middlewares.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+def redis_client(settings: Settings) -> redis.Redis:
+    """A connection to the Redis that holds the n-node form's shared state.
+
+    Raises :class:`BrokerUnavailable` naming the URL when it does not answer, since the
+    n-node form of every middleware needs it.
+    """
+    client = redis.Redis.from_url(
+        settings.redis_url,
+        socket_timeout=settings.timeout,
+        socket_connect_timeout=min(settings.timeout, 3.0),
+    )
+    try:
+        client.ping()
+    except redis.RedisError as error:
+        client.close()
+        raise BrokerUnavailable(
+            settings.redis_url,
+            f"{error}; the n-node form keeps its shared state in Redis: start it with "
+            "`python -m middlewares.brokers up` or `docker compose up -d redis`",
+        ) from None
+    return client
 
 
 def store_key(namespace: str) -> str:

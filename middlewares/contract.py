@@ -8,6 +8,7 @@ get a backend by name from :mod:`middlewares.registry` and never branch on the n
 from __future__ import annotations
 
 import time
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -171,6 +172,37 @@ class Backend(ABC):
     @abstractmethod
     def processes(self, service: str, settings: Settings, workers: int) -> list[ProcessSpec]:
         """The processes that make up ``service`` with ``workers`` worker processes."""
+
+    def coordinator_processes(self, service: str, settings: Settings) -> list[ProcessSpec]:
+        """The n-node form's coordination processes (a master, a name server, a queue
+        front), started before the nodes. None by default: a broker coordinates."""
+        return []
+
+    def node_process(self, service: str, settings: Settings, node: str) -> ProcessSpec:
+        """One node of the n-node form, with id ``node``. A node process takes the flag
+        ``--node-id``, joins the deployment of ``settings.namespace`` by itself, counts what
+        it serves in :class:`middlewares.cluster.NodeCounters`, and on SIGTERM finishes what
+        it accepted and exits with status 0."""
+        raise NotImplementedError(f"{self.name} has no n-node form for {service} yet")
+
+    def cluster_processes(self, service: str, settings: Settings, nodes: int) -> list[ProcessSpec]:
+        """The whole n-node form: coordination, then ``nodes`` nodes. ``nodes=1`` is the
+        same architecture with one node, the baseline of the speedup study."""
+        token = uuid.uuid4().hex[:8]
+        return [
+            *self.coordinator_processes(service, settings),
+            *(self.node_process(service, settings, f"{token}-{n}") for n in range(1, nodes + 1)),
+        ]
+
+    def node_counters(self, service: str, settings: Settings) -> dict[str, int]:
+        """Requests or tasks served by each node of the n-node form, by node id."""
+        from middlewares.cluster import NodeCounters, redis_client
+
+        client = redis_client(settings)
+        try:
+            return NodeCounters.read(client, settings.namespace, service)
+        finally:
+            client.close()
 
     @abstractmethod
     def insult_client(self, settings: Settings) -> InsultClient:

@@ -38,11 +38,13 @@ class Deployment:
         settings: Settings,
         workers: int = 1,
         ready_timeout: float = 30.0,
+        nodes: int | None = None,
     ) -> None:
         self.middleware = middleware
         self.service = service
         self.settings = settings
         self.workers = workers
+        self.nodes = nodes
         self.ready_timeout = ready_timeout
         self._process: subprocess.Popen[bytes] | None = None
         # Kept open for the deployment's whole life, closed in __exit__.
@@ -50,17 +52,11 @@ class Deployment:
 
     def command(self) -> list[str]:
         """The launcher command line this deployment runs."""
-        return [
-            sys.executable,
-            "-m",
-            "middlewares",
-            "serve",
-            self.middleware,
-            self.service,
-            "--workers",
-            str(self.workers),
-            *self.settings.to_args(),
+        form = ["--workers", str(self.workers)] if self.nodes is None else [
+            "--nodes", str(self.nodes)
         ]
+        launcher = [sys.executable, "-m", "middlewares", "serve", self.middleware, self.service]
+        return [*launcher, *form, *self.settings.to_args()]
 
     def start(self) -> None:
         """Start the launcher and wait until the service answers a request."""
@@ -100,6 +96,15 @@ class Deployment:
             return [child.pid for child in psutil.Process(self._process.pid).children()]
         except psutil.NoSuchProcess:
             return []
+
+    def node_pids(self) -> list[int]:
+        """Pids of the n-node form's node processes (those started with ``--node-id``)."""
+        pids = []
+        for pid in self.worker_pids():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                if "--node-id" in psutil.Process(pid).cmdline():
+                    pids.append(pid)
+        return pids
 
     def log_tail(self, lines: int = 40) -> str:
         """The last lines the launcher and its children printed."""

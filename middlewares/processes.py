@@ -67,8 +67,9 @@ class Supervisor:
     """Keeps the processes of one deployment running until asked to stop.
 
     A process whose spec says ``restart`` is started again when it dies (a SIGKILLed
-    filter worker comes back and recovers what it held); any other process dying ends
-    the deployment, because the service it provided is gone.
+    filter worker comes back and recovers what it held), but one that exits with status
+    0 was removed on purpose (SIGTERM to a node) and is let go. Any other process ending
+    ends the deployment, because the service it provided is gone.
     """
 
     #: A process that keeps dying is not restarted in a tight loop.
@@ -87,12 +88,16 @@ class Supervisor:
 
     def check(self) -> None:
         """Restart dead restartable processes; raise :class:`ProcessFailed` for others."""
-        for running in self._running:
+        for running in list(self._running):
             status = running.process.poll()
             if status is None:
                 continue
             if not running.spec.restart:
                 raise ProcessFailed(f"{running.spec.name} exited with status {status}")
+            if status == 0:
+                log.info("%s left the deployment", running.spec.name)
+                self._running.remove(running)
+                continue
             log.warning("%s exited with status %s; restarting it", running.spec.name, status)
             time.sleep(self.RESTART_DELAY)
             running.process = start_process(running.spec)
