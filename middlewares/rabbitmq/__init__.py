@@ -1,0 +1,13 @@
+"""RabbitMQ (AMQP 0-9-1, through pika): the services run in their own processes and only
+ever talk through the broker. The wire protocol is in ``docs/PROTOCOL-rabbitmq.md``.
+
+- InsultService: one process consumes ``<ns>.insults.requests`` (JSON ``{"op", "args"}``)
+  and replies to each request's ``reply_to`` with its ``correlation_id``; clients use
+  direct reply-to. Its broadcaster publishes a random insult to the fanout exchange
+  ``<ns>.insults.broadcast``; each subscriber binds an exclusive queue of its own.
+- InsultFilter: no front process. Clients publish persistent tasks to the durable queue
+  ``<ns>.filter.tasks`` (confirmed by the broker); competing worker processes censor
+  them and publish each result to the client's reply queue and to the bounded result
+  list ``<ns>.filter.results``, acknowledging a task only after both.
+- Echo: the InsultService's request/reply pattern with no logic, as a baseline.
+"""

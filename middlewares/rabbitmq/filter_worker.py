@@ -1,0 +1,182 @@
+"""A RabbitMQ InsultFilter worker process: ``python -m middlewares.rabbitmq.filter_worker``.
+
+Workers compete for tasks on the durable queue ``<ns>.filter.tasks`` (there is no front
+process). For each task a worker censors the text, publishes the result to the bounded
+result list ``<ns>.filter.results`` and to the task's ``reply_to``, and only then
+acknowledges the task. A worker killed before the ack loses nothing: the broker hands
+the task to another worker (the submitter drops the duplicate result, if any).
+
+SIGTERM stops a worker gracefully: it finishes and acknowledges the task in hand, then
+closes its connection, which returns the tasks it had prefetched but not started to the
+queue for the other workers. ``--prefetch`` bounds how many tasks it holds at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pika
+import pika.exceptions
+from pika.adapters.blocking_connection import BlockingChannel
+
+from middlewares.core import Censor, InsultError, validate_text
+from middlewares.rabbitmq._amqp import (
+    STOP_CHECK_SECONDS,
+    Names,
+    close_quietly,
+    connect,
+    declare_task_queue,
+    link_errors_as_unavailable,
+    quiet_pika,
+    settings_parser,
+)
+from middlewares.rabbitmq.clients import RabbitMqInsultClient
+from middlewares.runtime import StopSignal, configure_logging, run_main
+from middlewares.service import RefreshingInsults, decode_request, error_reply
+from middlewares.settings import Settings, from_args, simulate_work
+
+log = logging.getLogger("rabbitmq-filter-worker")
+
+#: Tasks a worker holds unacknowledged by default: enough to hide the broker round trip,
+#: few enough that work spreads evenly over several workers.
+DEFAULT_PREFETCH = 16
+
+#: The longest a worker waits for the InsultService's list before keeping its last one.
+_FETCH_TIMEOUT_SECONDS = 1.0
+
+
+def declare_results_queue(channel: BlockingChannel, names: Names, limit: int) -> BlockingChannel:
+    """Declare the result list: at most ``limit`` results, the oldest dropped first.
+
+    If the queue already exists with another limit (a deployment started with another
+    ``--result-limit``), it is used as it is, with a warning; the broker closes a channel
+    whose declaration conflicts, so the returned channel may be a new one.
+    """
+    arguments = {"x-max-length": limit, "x-overflow": "drop-head"}
+    try:
+        channel.queue_declare(names.filter_results, arguments=arguments)
+        return channel
+    except pika.exceptions.ChannelClosedByBroker as error:
+        log.warning(
+            "%s exists with other settings (%s); using it as it is", names.filter_results, error
+        )
+        return channel.connection.channel()
+
+
+class InsultFollower:
+    """The insult list of the InsultService of the same namespace, for RefreshingInsults.
+
+    Uses a connection of its own: it is called while the worker's connection is
+    dispatching a task, and a pika connection cannot wait for a reply re-entrantly.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        timeout = min(settings.timeout, _FETCH_TIMEOUT_SECONDS)
+        self._client = RabbitMqInsultClient(settings.with_changes(timeout=timeout))
+
+    def fetch(self) -> list[str] | None:
+        """The service's insults, or None when no InsultService runs (use the defaults)."""
+        if not self._client.service_running():
+            return None
+        return self._client.get_insults()
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._client.close()
+
+
+class FilterWorker:
+    """Consumes tasks, censors them and publishes each result before acknowledging it."""
+
+    def __init__(self, settings: Settings, prefetch: int = DEFAULT_PREFETCH) -> None:
+        self._settings = settings
+        self._names = Names(settings.namespace)
+        self._censor = Censor()
+        #: Tasks answered so far (the per-node counter of the n-node form builds on it).
+        self.processed = 0
+        self._follower = InsultFollower(settings)
+        self._insults = RefreshingInsults(self._follower.fetch, settings.insult_refresh)
+        self._connection = connect(settings, "filter-worker")
+        channel = self._connection.channel()
+        declare_task_queue(channel, self._names)
+        self._channel = declare_results_queue(channel, self._names, settings.result_limit)
+        self._channel.basic_qos(prefetch_count=prefetch)
+        self._channel.basic_consume(self._names.filter_tasks, self._on_task)
+
+    def run(self, stop: StopSignal) -> None:
+        """Work until ``stop`` is set; a lost broker raises BrokerUnavailable."""
+        with link_errors_as_unavailable(self._settings):
+            while not stop.is_set():
+                self._connection.process_data_events(time_limit=STOP_CHECK_SECONDS)
+
+    def close(self) -> None:
+        """Close both connections; unstarted prefetched tasks go back to the queue."""
+        close_quietly(self._connection)
+        self._follower.close()
+
+    def _on_task(
+        self,
+        channel: BlockingChannel,
+        method: pika.spec.Basic.Deliver,
+        properties: pika.BasicProperties,
+        body: bytes,
+    ) -> None:
+        text, reply = self._process(body)
+        result_properties = pika.BasicProperties(correlation_id=properties.correlation_id)
+        if text is not None:
+            # The result list first: a submitter who got its reply finds it there too.
+            channel.basic_publish("", self._names.filter_results, reply, result_properties)
+        if properties.reply_to:
+            channel.basic_publish("", properties.reply_to, reply, result_properties)
+        elif text is None:
+            log.warning(
+                "dropped a bad task without reply_to (correlation_id %r): %s",
+                properties.correlation_id,
+                reply.decode(errors="replace"),
+            )
+        channel.basic_ack(method.delivery_tag)
+        self.processed += 1
+
+    def _process(self, body: bytes) -> tuple[str | None, bytes]:
+        """The censored text (None for a refused task) and the answer to send."""
+        try:
+            task = decode_request(body)
+            if "text" not in task:
+                raise InsultError('task has no "text" field')
+            text = validate_text(task["text"], self._settings.limits)
+        except InsultError as error:
+            return None, error_reply(str(error))
+        censored = self._censor.censor(text, self._insults.current())
+        simulate_work(self._settings)
+        return censored, json.dumps({"text": censored}).encode()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Work until SIGINT or SIGTERM."""
+    parser = settings_parser("python -m middlewares.rabbitmq.filter_worker", __doc__ or "")
+    parser.add_argument(
+        "--prefetch",
+        type=int,
+        default=DEFAULT_PREFETCH,
+        help=f"tasks held unacknowledged at once (default: {DEFAULT_PREFETCH})",
+    )
+    args = parser.parse_args(argv)
+    if args.prefetch < 1:
+        parser.error("--prefetch must be at least 1")
+    settings = from_args(args)
+    configure_logging("rabbitmq-filter-worker")
+    quiet_pika()
+    stop = StopSignal()
+    worker = FilterWorker(settings, args.prefetch)
+    log.info("consuming %s with prefetch %d", Names(settings.namespace).filter_tasks, args.prefetch)
+    try:
+        worker.run(stop)
+    finally:
+        worker.close()
+    log.info("stopped after %d tasks", worker.processed)
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)

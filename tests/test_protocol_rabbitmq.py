@@ -1,0 +1,367 @@
+"""The RabbitMQ wire protocol, tested with bare pika as a client in another language would.
+
+Only ``docs/PROTOCOL-rabbitmq.md`` is assumed: queue names, message bodies, properties.
+The services run through the launcher, in a namespace of their own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pika
+import pika.exceptions
+import psutil
+import pytest
+
+from middlewares.contract import BrokerUnavailable
+from middlewares.core import load_default_insults
+from middlewares.deployment import Deployment
+from middlewares.registry import get_backend
+from middlewares.settings import Settings
+from tests.conftest import free_port, require
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "PROTOCOL-rabbitmq.md"
+BACKEND = get_backend("rabbitmq")
+
+
+def wait_for(condition: Callable[[], object], timeout: float, interval: float = 0.05) -> bool:
+    """Poll ``condition`` until it is true or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(interval)
+    return bool(condition())
+
+
+class RawClient:
+    """A bare pika client of the documented protocol: direct reply-to, nothing else."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.connection = pika.BlockingConnection(pika.URLParameters(settings.amqp_url))
+        self.channel = self.connection.channel()
+        self.channel.basic_consume("amq.rabbitmq.reply-to", self._on_reply, auto_ack=True)
+        self.replies: dict[str, bytes] = {}
+
+    def _on_reply(self, channel, method, properties, body: bytes) -> None:
+        self.replies[properties.correlation_id] = body
+
+    def publish(self, queue: str, body: bytes, **properties: object) -> None:
+        """Publish a raw message to a queue through the default exchange."""
+        self.channel.basic_publish("", queue, body, pika.BasicProperties(**properties))
+
+    def call(self, queue: str, body: bytes | dict, timeout: float = 10.0) -> bytes:
+        """Publish with direct reply-to and return the reply body."""
+        raw = json.dumps(body).encode() if isinstance(body, dict) else body
+        correlation_id = uuid.uuid4().hex
+        self.publish(queue, raw, reply_to="amq.rabbitmq.reply-to", correlation_id=correlation_id)
+        deadline = time.monotonic() + timeout
+        while correlation_id not in self.replies:
+            remaining = deadline - time.monotonic()
+            assert remaining > 0, f"no reply from {queue} within {timeout} s"
+            self.connection.process_data_events(time_limit=remaining)
+        return self.replies.pop(correlation_id)
+
+    def call_json(self, queue: str, body: bytes | dict) -> dict:
+        """:meth:`call`, decoding a JSON reply."""
+        return json.loads(self.call(queue, body))
+
+    def message_count(self, queue: str) -> int:
+        """Ready messages in a queue (the queue must exist)."""
+        return self.channel.queue_declare(queue, passive=True).method.message_count
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.connection.close()
+
+
+@pytest.fixture
+def rabbit(settings: Settings) -> Iterator[Settings]:
+    """Settings for a test that needs RabbitMQ; its namespace is cleaned up afterwards."""
+    require(BACKEND, settings)
+    yield settings
+    BACKEND.cleanup(settings)
+
+
+@pytest.fixture
+def serve(rabbit: Settings) -> Iterator[Callable[..., Deployment]]:
+    """Start a RabbitMQ service through the launcher; every one is stopped at teardown."""
+    started: list[Deployment] = []
+
+    def start(service: str, workers: int = 1, **changes: object) -> Deployment:
+        deployment = Deployment("rabbitmq", service, rabbit.with_changes(**changes), workers)
+        deployment.start()
+        started.append(deployment)
+        return deployment
+
+    yield start
+    for deployment in reversed(started):
+        deployment.stop()
+
+
+@pytest.fixture
+def raw(rabbit: Settings) -> Iterator[RawClient]:
+    """A bare pika client."""
+    client = RawClient(rabbit)
+    yield client
+    client.close()
+
+
+def names(settings: Settings) -> dict[str, str]:
+    """The documented names of a namespace."""
+    ns = settings.namespace
+    return {
+        "requests": f"{ns}.insults.requests",
+        "broadcast": f"{ns}.insults.broadcast",
+        "tasks": f"{ns}.filter.tasks",
+        "results": f"{ns}.filter.results",
+        "echo": f"{ns}.echo.requests",
+    }
+
+
+BAD_REQUESTS = [
+    (b"not json at all", "not valid JSON"),
+    (b"\xff\xfe\x00", "not valid JSON"),
+    (b'["add_insult", "tonto"]', "must be a JSON object"),
+    ({"op": "fly", "args": []}, "unknown op"),
+    ({"op": "add_insult", "args": "tonto"}, "args must be a JSON array"),
+    ({"op": "add_insult", "args": []}, "takes 1 argument"),
+    ({"op": "add_insult", "args": [42]}, "insult must be a string"),
+    ({"op": "add_insult", "args": ["x" * 65]}, "over the limit"),
+    ({"op": "add_insult", "args": ["   "]}, "insult is empty"),
+]
+
+
+def test_insult_requests_get_ok_replies_with_their_correlation_id(serve, raw, rabbit):
+    serve("insult", load_defaults=False)
+    queue = names(rabbit)["requests"]
+    assert raw.call_json(queue, {"op": "add_insult", "args": ["Zote"]}) == {
+        "ok": True,
+        "result": True,
+    }
+    assert raw.call_json(queue, {"op": "add_insult", "args": [" ZOTE "]})["result"] is False
+    assert raw.call_json(queue, {"op": "get_insults", "args": []})["result"] == ["zote"]
+    assert raw.call_json(queue, {"op": "random_insult"})["result"] == "zote"
+
+
+def test_bad_insult_requests_get_error_replies_naming_the_problem(serve, raw, rabbit):
+    serve("insult")
+    queue = names(rabbit)["requests"]
+    for body, problem in BAD_REQUESTS:
+        reply = raw.call_json(queue, body)
+        assert reply["ok"] is False, body
+        assert problem in reply["error"], (body, reply)
+    assert raw.call_json(queue, {"op": "add_insult", "args": ["after bad input"]})["result"]
+
+
+def test_unanswerable_requests_are_dropped_without_stalling_the_service(serve, raw, rabbit):
+    serve("insult")
+    queue = names(rabbit)["requests"]
+    raw.publish(queue, b'{"op": "random_insult", "args": []}')  # no reply_to
+    raw.publish(queue, b"\x00 not json, no reply_to")
+    raw.publish(queue, b'{"op": "random_insult"}', reply_to="no-such-queue", correlation_id="1")
+    raw.publish(queue, b'{"op": "random_insult"}', reply_to="amq.rabbitmq.reply-to.bogus")
+    assert raw.call_json(queue, {"op": "random_insult"})["result"] in load_default_insults()
+    assert wait_for(lambda: raw.message_count(queue) == 0, timeout=5)
+
+
+def test_broadcasts_reach_a_bare_fanout_subscriber_as_utf8(serve, raw, rabbit):
+    serve("insult", broadcast_interval=0.2, load_defaults=False)
+    raw.call_json(names(rabbit)["requests"], {"op": "add_insult", "args": ["Ñoño 🙂"]})
+    queue = raw.channel.queue_declare("", exclusive=True).method.queue
+    raw.channel.queue_bind(queue, names(rabbit)["broadcast"])
+    received: list[bytes] = []
+    raw.channel.basic_consume(queue, lambda ch, m, p, body: received.append(body), auto_ack=True)
+    deadline = time.monotonic() + 5
+    while len(received) < 2 and time.monotonic() < deadline:
+        raw.connection.process_data_events(time_limit=0.2)
+    assert received[:2] == ["ñoño 🙂".encode()] * 2
+
+
+def test_echo_returns_the_body_byte_for_byte(serve, raw, rabbit):
+    serve("echo")
+    for body in (b"hello", b"\x00\xff\xfe binary", "¿qué? 🙂".encode(), b""):
+        assert raw.call(names(rabbit)["echo"], body) == body
+
+
+BAD_TASKS = [
+    (b"{not json", "not valid JSON"),
+    (b'"a bare string"', "must be a JSON object"),
+    ({"txt": "wrong field"}, '"text" field'),
+    ({"text": 5}, "text must be a string"),
+    ({"text": ""}, "text is empty"),
+    ({"text": "x" * 2049}, "over the limit"),
+]
+
+
+def test_filter_tasks_get_results_or_error_answers(serve, raw, rabbit):
+    serve("filter", max_text_bytes=2048)
+    queue = names(rabbit)["tasks"]
+    assert raw.call_json(queue, {"text": "Eres TONTO, muy tonto."}) == {
+        "text": "Eres CENSORED, muy CENSORED."
+    }
+    for body, problem in BAD_TASKS:
+        reply = raw.call_json(queue, body)
+        assert reply["ok"] is False, body
+        assert problem in reply["error"], (body, reply)
+    assert raw.call_json(queue, {"text": "still feo"}) == {"text": "still CENSORED"}
+
+
+def test_bad_tasks_without_reply_to_are_dropped_and_never_requeued(serve, raw, rabbit):
+    serve("filter")
+    queue = names(rabbit)["tasks"]
+    for body in (b"{not json", b'{"text": 7}', b"\xff"):
+        raw.publish(queue, body, delivery_mode=2)
+    # One worker takes tasks in order: this answer comes after the bad ones were handled.
+    assert raw.call_json(queue, {"text": "and then, fool"}) == {"text": "and then, CENSORED"}
+    assert raw.message_count(queue) == 0
+
+
+def test_a_task_without_reply_to_lands_in_the_result_list(serve, raw, rabbit):
+    serve("filter")
+    raw.publish(names(rabbit)["tasks"], b'{"text": "solo un bobo"}', correlation_id="t-1")
+    stored: dict[str, bytes] = {}
+
+    def take_stored() -> bool:
+        # The launcher's readiness probe left its own result there too.
+        _method, properties, body = raw.channel.basic_get(names(rabbit)["results"], True)
+        if body is not None:
+            stored[properties.correlation_id] = body
+        return "t-1" in stored
+
+    assert wait_for(take_stored, timeout=10)
+    assert json.loads(stored["t-1"]) == {"text": "solo un CENSORED"}
+
+
+def test_reading_the_result_list_leaves_it_intact(serve, raw, rabbit):
+    serve("filter", result_limit=3)
+    with BACKEND.filter_client(rabbit) as client:
+        for n in range(5):
+            client.filter(f"text {n}, tonto")
+        assert client.get_results(10) == [f"text {n}, CENSORED" for n in (4, 3, 2)]
+        assert client.get_results(10) == client.get_results(3)
+        assert client.get_results(1) == ["text 4, CENSORED"]
+    assert raw.message_count(names(rabbit)["results"]) == 3
+
+
+def _doc_example() -> str:
+    text = DOCS.read_text(encoding="utf-8")
+    section = text[text.index("### A ten-line client") :]
+    return re.search(r"```python\n(.*?)```", section, re.DOTALL).group(1)
+
+
+def test_the_ten_line_client_of_the_docs_works(serve, rabbit):
+    serve("insult")
+    serve("filter")
+    environment = {
+        **os.environ,
+        "INSULTBENCH_NAMESPACE": rabbit.namespace,
+        "AMQP_URL": rabbit.amqp_url,
+    }
+    finished = subprocess.run(
+        [sys.executable, "-c", _doc_example()],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert finished.returncode == 0, finished.stderr
+    lines = finished.stdout.splitlines()
+    assert json.loads(lines[0]) == {"ok": True, "result": True}
+    assert json.loads(lines[1]) == {"text": "Eres un CENSORED."}
+
+
+def test_calling_a_service_never_started_fails_at_once(rabbit):
+    started = time.monotonic()
+    with BACKEND.echo_client(rabbit) as client, pytest.raises(BrokerUnavailable, match="echo"):
+        client.echo("anyone?")
+    assert time.monotonic() - started < rabbit.timeout
+
+
+def test_an_unreachable_broker_is_named_with_the_password_masked(settings):
+    url = f"amqp://guest:s3cret@127.0.0.1:{free_port()}/%2F"
+    with pytest.raises(BrokerUnavailable) as raised:
+        BACKEND.check(settings.with_changes(amqp_url=url, timeout=2.0))
+    message = str(raised.value)
+    assert "s3cret" not in message
+    assert "amqp://guest:***@127.0.0.1" in message
+    assert "docker compose up -d rabbitmq" in message
+
+
+def test_cleanup_deletes_the_namespace_and_nothing_else(serve, raw, rabbit):
+    for deployment in (serve("insult"), serve("filter"), serve("echo")):
+        deployment.stop()  # running services would declare their queues again
+    bystander = f"{rabbit.namespace}-bystander.filter.tasks"
+    raw.channel.queue_declare(bystander)
+    BACKEND.cleanup(rabbit)
+    for name in names(rabbit).values():
+        channel = raw.connection.channel()
+        declare = channel.exchange_declare if name.endswith("broadcast") else channel.queue_declare
+        with pytest.raises(pika.exceptions.ChannelClosedByBroker, match="NOT_FOUND"):
+            declare(name, passive=True)
+    raw.channel.queue_declare(bystander, passive=True)
+    raw.channel.queue_delete(bystander)
+
+
+@pytest.mark.slow
+def test_a_sigtermed_worker_finishes_its_task_and_answers_nothing_twice(serve, raw, rabbit):
+    deployment = serve("filter", workers=2)
+    worker = next(
+        process
+        for process in map(psutil.Process, deployment.worker_pids())
+        if "filter_worker" in " ".join(process.cmdline())
+    )
+    reply_queue = raw.channel.queue_declare("", exclusive=True).method.queue
+    answers: Counter[str] = Counter()
+    raw.channel.basic_consume(
+        reply_queue, lambda ch, m, props, body: answers.update([props.correlation_id]), True
+    )
+    total = 4000
+    for n in range(total):
+        raw.publish(
+            names(rabbit)["tasks"],
+            json.dumps({"text": f"task {n} tonto"}).encode(),
+            reply_to=reply_queue,
+            correlation_id=str(n),
+            delivery_mode=2,
+        )
+    terminated = False
+    deadline = time.monotonic() + 60
+    while len(answers) < total and time.monotonic() < deadline:
+        raw.connection.process_data_events(time_limit=0.2)
+        if not terminated and len(answers) >= total // 4:
+            worker.send_signal(signal.SIGTERM)
+            terminated = True
+    assert terminated
+    # It exits by itself (and the launcher starts a new worker).
+    assert wait_for(lambda: not worker.is_running(), timeout=10)
+    assert len(answers) == total, f"{total - len(answers)} tasks were never answered"
+    assert max(answers.values()) == 1, "a task was answered twice"
+
+
+def test_the_launcher_stops_every_process_on_sigterm(rabbit):
+    command = Deployment("rabbitmq", "filter", rabbit, workers=2).command()
+    launcher = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        assert wait_for(lambda: len(psutil.Process(launcher.pid).children()) == 2, timeout=10)
+        children = psutil.Process(launcher.pid).children()
+        with BACKEND.filter_client(rabbit) as client:
+            assert client.filter("ready, fool?", timeout=15) == "ready, CENSORED?"
+        launcher.send_signal(signal.SIGTERM)
+        assert launcher.wait(20) == 0
+        assert not [child.pid for child in children if child.is_running()]
+        assert b"stopped after" in launcher.stderr.read()
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.wait()
