@@ -15,7 +15,7 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import redis
 
@@ -121,6 +121,65 @@ class BroadcastLease:
     def release(self) -> None:
         """Give the lease up at a graceful stop, so a successor need not wait for expiry."""
         self._release(keys=[self._key], args=[self._holder])
+
+
+class LeasedBroadcaster(threading.Thread):
+    """The n-node form's broadcaster: every node runs one, only the lease holder sends.
+
+    Every quarter interval each node takes or renews the lease (TTL one interval); the
+    holder sends one random insult per interval. When the holder dies its lease expires
+    within an interval and another node takes it within a quarter more and broadcasts at
+    once, so subscribers miss at most one broadcast; since the dead holder renewed no
+    earlier than a quarter interval before its last broadcast, two broadcasts are never
+    less than 0.75 interval apart.
+    """
+
+    def __init__(
+        self,
+        lease: BroadcastLease,
+        interval: float,
+        pick: Callable[[], str],
+        send: Callable[[str], None],
+    ) -> None:
+        super().__init__(name="leased-broadcaster", daemon=True)
+        self._lease = lease
+        self._interval = interval
+        self._pick = pick
+        self._send = send
+        self._stopped = threading.Event()
+
+    @staticmethod
+    def lease_ttl(interval: float) -> float:
+        """The lease TTL the timing above assumes."""
+        return interval
+
+    def run(self) -> None:
+        """Poll the lease; broadcast while holding it."""
+        last_sent: float | None = None
+        while not self._stopped.wait(self._interval / 4):
+            try:
+                if not self._lease.held():
+                    last_sent = None
+                    continue
+                now = time.monotonic()
+                if last_sent is None or now - last_sent >= self._interval:
+                    # Keep the schedule steady: the next send is due one interval after
+                    # this one was due, not after it happened.
+                    last_sent = now if last_sent is None else last_sent + self._interval
+                    insult = self._pick()
+                    if insult:
+                        self._send(insult)
+            except Exception:
+                log.exception("broadcast tick failed; trying again")
+
+    def stop(self) -> None:
+        """Stop and hand the lease over, so another node broadcasts without waiting."""
+        self._stopped.set()
+        self.join(timeout=self._interval)
+        try:
+            self._lease.release()
+        except redis.RedisError as error:
+            log.warning("could not release the broadcast lease: %s", error)
 
 
 class NodeCounters:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -11,6 +12,7 @@ import redis
 
 from middlewares.cluster import (
     BroadcastLease,
+    LeasedBroadcaster,
     NodeCounters,
     NodeRegistry,
     RedisInsultStore,
@@ -104,3 +106,38 @@ def test_registry_rotates_over_live_nodes_and_drops_silent_ones():
     assert registry.nodes() == ["http://a"]
     assert registry.heartbeat("b") is False, "a dropped node must register again"
     assert registry.remove("a") and registry.nodes() == []
+
+
+def test_exactly_one_leased_broadcaster_sends_and_another_takes_over(
+    client: redis.Redis, namespace: str
+):
+    interval = 0.2
+    sent: list[tuple[float, str]] = []
+    nodes = [
+        LeasedBroadcaster(
+            BroadcastLease(client, namespace, f"n{n}", LeasedBroadcaster.lease_ttl(interval)),
+            interval,
+            lambda n=n: f"from n{n}",
+            lambda insult: sent.append((time.monotonic(), insult)),
+        )
+        for n in range(3)
+    ]
+    for node in nodes:
+        node.start()
+    deadline = time.monotonic() + 5
+    while len(sent) < 5 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len({insult for _, insult in sent}) == 1, "only the lease holder broadcasts"
+    holder = next(n for n in range(3) if sent[0][1] == f"from n{n}")
+    # Kill the holder without releasing: its broadcaster just stops ticking.
+    nodes[holder]._stopped.set()
+    killed_at = time.monotonic()
+    while not any(t > killed_at and i != sent[0][1] for t, i in sent):
+        assert time.monotonic() < killed_at + 5, "no node took over"
+        time.sleep(0.01)
+    takeover = next(t for t, i in sent if t > killed_at and i != sent[0][1]) - killed_at
+    assert takeover <= 2 * interval + 0.1
+    for node in nodes:
+        node.stop()
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(sent)]
+    assert min(gaps) >= 0.6 * interval
