@@ -29,7 +29,11 @@ class DeploymentFailed(RuntimeError):
 
 
 class Deployment:
-    """One running service: ``with Deployment("redis", "filter", settings) as d: ...``."""
+    """One running service: ``with Deployment("redis", "filter", settings) as d: ...``.
+
+    ``nodes=N`` runs the n-node form; ``join_as=ID`` adds one node with that id to an
+    n-node deployment already running in the same namespace.
+    """
 
     def __init__(
         self,
@@ -39,19 +43,24 @@ class Deployment:
         workers: int = 1,
         ready_timeout: float = 30.0,
         nodes: int | None = None,
+        join_as: str | None = None,
     ) -> None:
         self.middleware = middleware
         self.service = service
         self.settings = settings
         self.workers = workers
         self.nodes = nodes
+        self.join_as = join_as
         self.ready_timeout = ready_timeout
         self._process: subprocess.Popen[bytes] | None = None
         # Kept open for the deployment's whole life, closed in __exit__.
         self._log = tempfile.TemporaryFile()  # noqa: SIM115
 
     def command(self) -> list[str]:
-        """The launcher command line this deployment runs."""
+        """The launcher command line this deployment runs (``join`` with ``join_as``)."""
+        if self.join_as is not None:
+            join = [sys.executable, "-m", "middlewares", "join", self.middleware, self.service]
+            return [*join, "--node-id", self.join_as, *self.settings.to_args()]
         form = ["--workers", str(self.workers)] if self.nodes is None else [
             "--nodes", str(self.nodes)
         ]

@@ -75,14 +75,19 @@ Deploy = Callable[..., Deployment]
 
 @pytest.fixture
 def deploy(middleware: str, settings: Settings) -> Iterator[Deploy]:
-    """Start services through the launcher: ``deploy("filter", workers=2, **changes)``.
+    """Start services through the launcher: ``deploy("filter", workers=2, **changes)``,
+    or the n-node form with ``deploy("insult", nodes=3)``.
 
     Every deployment is stopped at teardown, also when the test fails.
     """
     started: list[Deployment] = []
 
-    def start(service: str, workers: int = 1, **changes: object) -> Deployment:
-        deployment = Deployment(middleware, service, settings.with_changes(**changes), workers)
+    def start(
+        service: str, workers: int = 1, nodes: int | None = None, **changes: object
+    ) -> Deployment:
+        deployment = Deployment(
+            middleware, service, settings.with_changes(**changes), workers, nodes=nodes
+        )
         deployment.start()
         started.append(deployment)
         return deployment
