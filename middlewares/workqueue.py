@@ -1,0 +1,418 @@
+"""The InsultFilter work queue of the direct middlewares (XML-RPC, Pyro4), both ends.
+
+A front process owns a :class:`TaskQueue`; clients submit texts and collect results,
+worker processes (:class:`PullWorker`) pull leased batches and hand results back.
+Nothing here knows a transport: a front exposes the queue's methods as remote methods
+(checking their arguments with the ``check_*`` functions), a worker reaches the front
+through any :class:`FrontLink`. So the XML-RPC and Pyro4 forms, and an n-node master
+whose workers pull from other nodes, share one queue and one worker loop.
+
+Nothing accepted is lost while the front runs: a task pulled by a worker is *leased* to
+it, and goes back to the head of the queue when that worker re-registers under the same
+id (a restarted worker) or misses three heartbeats (a dead or stuck one). A result that
+comes back twice, because a slow worker was presumed dead, is kept once: a task counts
+as done the first time its result arrives.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from middlewares.contract import MiddlewareError
+from middlewares.core import Censor, ResultLog
+from middlewares.runtime import StopSignal
+from middlewares.service import RefreshingInsults
+from middlewares.settings import Settings, simulate_work
+
+log = logging.getLogger(__name__)
+
+#: Seconds between two heartbeats of a worker; three missed ones re-queue its tasks.
+HEARTBEAT_INTERVAL = 1.0
+LEASE_TIMEOUT = 3 * HEARTBEAT_INTERVAL
+#: How long a stopping front waits for its workers to hand in their last results.
+WORKER_GRACE = 5.0
+#: Longest a client call may block waiting for results.
+MAX_WAIT = 60.0
+#: Most texts in one submit_many, task ids in one wait_results, tasks in one pull.
+MAX_BATCH = 10_000
+#: Largest ``limit`` of get_results (a 32-bit integer); it returns at most result_limit.
+MAX_LIMIT = 2**31 - 1
+#: Most tasks queued or leased at once; beyond it submissions are refused until workers
+#: catch up, rather than growing memory without bound.
+MAX_OUTSTANDING = 100_000
+#: Most finished results kept for clients that have not collected them; the oldest go.
+MAX_UNCOLLECTED = 100_000
+#: Longest task or worker id accepted.
+MAX_ID_CHARS = 100
+#: Most tasks a worker asks for in one pull; the front also caps it at a fair share.
+WORKER_BATCH = 64
+#: Seconds one pull may wait for work before the worker checks whether it must stop.
+POLL_WAIT = 1.0
+#: How long a worker tries to reach a vanished front before it gives up and exits.
+RECONNECT_WAIT = 30.0
+
+
+@dataclass
+class _Worker:
+    """A worker the front has heard from, and the tasks it holds."""
+
+    last_seen: float
+    tasks: dict[str, str] = field(default_factory=dict)
+
+
+class QueueFull(RuntimeError):
+    """More tasks are waiting than the queue's ``max_outstanding``."""
+
+
+class TaskQueue:
+    """Queued tasks, tasks leased to workers, and results waiting to be collected.
+
+    Thread-safe: every client call and worker call of a front runs on a thread of its own.
+    """
+
+    def __init__(
+        self,
+        result_log: ResultLog,
+        lease_timeout: float = LEASE_TIMEOUT,
+        max_outstanding: int = MAX_OUTSTANDING,
+        max_uncollected: int = MAX_UNCOLLECTED,
+    ) -> None:
+        self._log = result_log
+        self._lease_timeout = lease_timeout
+        self._max_outstanding = max_outstanding
+        self._max_uncollected = max_uncollected
+        self._lock = threading.Lock()
+        self._work_ready = threading.Condition(self._lock)
+        self._worker_left = threading.Condition(self._lock)
+        self._pending: OrderedDict[str, str] = OrderedDict()
+        # Every task not done yet -> the worker holding it, or None while queued.
+        self._holder: dict[str, str | None] = {}
+        self._workers: dict[str, _Worker] = {}
+        self._results: OrderedDict[str, str] = OrderedDict()
+        self._waiters: dict[str, list[threading.Event]] = {}
+        # Ids unique across restarts of the front, so an old id never matches a new task.
+        self._prefix = uuid.uuid4().hex[:8]
+        self._counter = itertools.count(1)
+
+    # -- clients ---------------------------------------------------------------------
+
+    def submit(self, texts: Sequence[str]) -> list[str]:
+        """Queue validated texts; returns their task ids. Raises :class:`QueueFull`."""
+        with self._lock:
+            if len(self._holder) + len(texts) > self._max_outstanding:
+                raise QueueFull(
+                    f"the filter queue is full ({len(self._holder)} texts wait, limit "
+                    f"{self._max_outstanding}); collect results or retry later"
+                )
+            ids = [f"{self._prefix}-{next(self._counter)}" for _ in texts]
+            for task_id, text in zip(ids, texts, strict=True):
+                self._pending[task_id] = text
+                self._holder[task_id] = None
+            self._work_ready.notify(len(ids))
+        return ids
+
+    def collect(self, task_ids: Sequence[str], timeout: float) -> dict[str, str]:
+        """Hand out the results of ``task_ids`` that are done, each only once.
+
+        Waits up to ``timeout`` seconds for the first one when none is done yet.
+        """
+        with self._lock:
+            done = self._take(task_ids)
+            if done or timeout <= 0:
+                return done
+            ready = threading.Event()
+            for task_id in task_ids:
+                self._waiters.setdefault(task_id, []).append(ready)
+        ready.wait(timeout)
+        with self._lock:
+            for task_id in task_ids:
+                waiting = self._waiters.get(task_id, [])
+                if ready in waiting:
+                    waiting.remove(ready)
+                if not waiting:
+                    self._waiters.pop(task_id, None)
+            return self._take(task_ids)
+
+    def _take(self, task_ids: Sequence[str]) -> dict[str, str]:
+        return {t: self._results.pop(t) for t in task_ids if t in self._results}
+
+    def outstanding(self) -> int:
+        """Tasks accepted and not done yet, queued or leased."""
+        with self._lock:
+            return len(self._holder)
+
+    # -- workers ---------------------------------------------------------------------
+
+    def register(self, worker_id: str) -> None:
+        """A worker (re)starts: whatever a previous process with its id held is re-queued."""
+        with self._lock:
+            old = self._workers.pop(worker_id, None)
+            if old is not None and old.tasks:
+                log.warning(
+                    "worker %s restarted; re-queuing its %d tasks", worker_id, len(old.tasks)
+                )
+                self._requeue(old)
+            self._workers[worker_id] = _Worker(time.monotonic())
+
+    def heartbeat(self, worker_id: str) -> None:
+        """The worker is alive."""
+        with self._lock:
+            self._touch(worker_id)
+
+    def exchange(
+        self, worker_id: str, results: dict[str, str], max_tasks: int, wait: float
+    ) -> list[tuple[str, str]]:
+        """Record a worker's results, then lease it up to ``max_tasks`` new tasks.
+
+        Waits up to ``wait`` seconds for work. A worker gets at most its fair share of
+        the queue, so a batch does not starve the other workers.
+        """
+        deadline = time.monotonic() + wait
+        with self._lock:
+            self._complete(results)
+            self._touch(worker_id)
+            while not self._pending:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return []
+                self._work_ready.wait(remaining)
+            worker = self._touch(worker_id)
+            share = math.ceil(len(self._pending) / max(1, len(self._workers)))
+            batch = []
+            for _ in range(min(max_tasks, share)):
+                task_id, text = self._pending.popitem(last=False)
+                self._holder[task_id] = worker_id
+                worker.tasks[task_id] = text
+                batch.append((task_id, text))
+            return batch
+
+    def leave(self, worker_id: str, results: dict[str, str]) -> None:
+        """A worker stops cleanly: record its last results, re-queue anything left."""
+        with self._lock:
+            self._complete(results)
+            worker = self._workers.pop(worker_id, None)
+            if worker is not None and worker.tasks:
+                self._requeue(worker)
+            self._worker_left.notify_all()
+
+    def wait_for_workers_to_leave(self, timeout: float) -> int:
+        """Wait until every worker has left, or ``timeout``; returns how many are left."""
+        with self._lock:
+            self._worker_left.wait_for(lambda: not self._workers, timeout)
+            return len(self._workers)
+
+    def requeue_silent_workers(self) -> None:
+        """Re-queue the tasks of every worker silent for longer than the lease timeout."""
+        cutoff = time.monotonic() - self._lease_timeout
+        with self._lock:
+            silent = [wid for wid, worker in self._workers.items() if worker.last_seen < cutoff]
+            for worker_id in silent:
+                worker = self._workers.pop(worker_id)
+                log.warning(
+                    "worker %s was silent for %.0f s; re-queuing its %d tasks",
+                    worker_id,
+                    self._lease_timeout,
+                    len(worker.tasks),
+                )
+                self._requeue(worker)
+            if silent:
+                self._worker_left.notify_all()
+
+    # -- internals (lock held) -------------------------------------------------------
+
+    def _touch(self, worker_id: str) -> _Worker:
+        worker = self._workers.get(worker_id)
+        if worker is None:
+            # Unknown: first contact after the front restarted, or after being presumed dead.
+            worker = self._workers[worker_id] = _Worker(time.monotonic())
+        worker.last_seen = time.monotonic()
+        return worker
+
+    def _requeue(self, worker: _Worker) -> None:
+        # At the head of the queue, in their original order: they have waited longest.
+        for task_id, text in reversed(worker.tasks.items()):
+            self._pending[task_id] = text
+            self._pending.move_to_end(task_id, last=False)
+            self._holder[task_id] = None
+        self._work_ready.notify(len(worker.tasks))
+        worker.tasks.clear()
+
+    def _complete(self, results: dict[str, str]) -> None:
+        for task_id, text in results.items():
+            if task_id not in self._holder:
+                continue  # done already: a duplicate from a worker presumed dead
+            holder = self._holder.pop(task_id)
+            if holder is None:
+                del self._pending[task_id]
+            else:
+                self._workers[holder].tasks.pop(task_id, None)
+            self._results[task_id] = text
+            self._log.append(text)
+            for ready in self._waiters.get(task_id, ()):
+                ready.set()
+        overflow = len(self._results) - self._max_uncollected
+        if overflow > 0:
+            log.warning("dropping %d uncollected results, the oldest", overflow)
+            for _ in range(overflow):
+                self._results.popitem(last=False)
+
+
+# -- argument checks of the front's remote methods: ValueError names the problem ---------
+
+
+def check_list(value: object, name: str) -> list[object]:
+    """A list (or tuple) argument of at most :data:`MAX_BATCH` items."""
+    if not isinstance(value, list | tuple):
+        raise ValueError(f"{name} must be a list, got {type(value).__name__}")
+    if len(value) > MAX_BATCH:
+        raise ValueError(f"{name} has {len(value)} items, over the limit of {MAX_BATCH}")
+    return list(value)
+
+
+def check_id(value: object, name: str = "task id") -> str:
+    """A task or worker id: a non-empty string of at most :data:`MAX_ID_CHARS`."""
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_ID_CHARS:
+        raise ValueError(
+            f"a {name} must be a non-empty string of at most {MAX_ID_CHARS} characters, "
+            f"got {type(value).__name__}"
+        )
+    return value
+
+
+def check_seconds(value: object, name: str) -> float:
+    """A wait in seconds, from 0 to :data:`MAX_WAIT`."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{name} must be a number of seconds, got {type(value).__name__}")
+    if not 0 <= value <= MAX_WAIT:
+        raise ValueError(f"{name} must be between 0 and {MAX_WAIT:g} seconds, got {value}")
+    return float(value)
+
+
+def check_count(value: object, name: str, maximum: int) -> int:
+    """An integer from 1 to ``maximum``."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
+        raise ValueError(f"{name} must be an integer from 1 to {maximum}, got {value!r}")
+    return value
+
+
+def check_results(value: object) -> dict[str, str]:
+    """A worker's results: a dict of task id to censored text."""
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise ValueError("results must be a dict of task id to censored text")
+    return value
+
+
+# -- the worker side -----------------------------------------------------------------
+
+
+class FrontLink(Protocol):
+    """A persistent connection to the front; raises MiddlewareError when a call fails."""
+
+    def call(self, method: str, *args: Any, wait: float = 0.0) -> Any:
+        """Call a remote method of the front; ``wait`` is how long it may block on purpose."""
+        ...
+
+
+class PullWorker:
+    """Pulls, censors and hands back tasks until stopped: the body of a worker process.
+
+    One pull (``worker_exchange``) hands in the results of the last batch and leases
+    the next, so a busy worker costs one round trip per batch. ``heart`` is a second
+    connection on which a thread heartbeats, so the front knows the worker lives even
+    while it censors a long batch. ``fetch_insults`` returns the InsultService's list,
+    or None when there is none (see :class:`RefreshingInsults`).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        worker_id: str,
+        stop: StopSignal,
+        front: FrontLink,
+        heart: FrontLink,
+        fetch_insults: Callable[[], list[str] | None],
+    ) -> None:
+        self._settings = settings
+        self._worker_id = worker_id
+        self._stop = stop
+        self._front = front
+        self._heart = heart
+        self._insults = RefreshingInsults(fetch_insults, settings.insult_refresh)
+        self._censor = Censor()
+
+    def run(self) -> None:
+        """Work until the stop signal, then hand in what is held and leave.
+
+        Raises MiddlewareError when the front cannot be reached for
+        :data:`RECONNECT_WAIT` seconds.
+        """
+        heartbeat_interval = self._register(deadline=time.monotonic() + RECONNECT_WAIT)
+        threading.Thread(
+            target=self._beat, args=[heartbeat_interval], name="heartbeat", daemon=True
+        ).start()
+        log.info("worker %s pulling tasks", self._worker_id)
+        results: dict[str, str] = {}
+        while not self._stop.is_set():
+            try:
+                tasks = self._front.call(
+                    "worker_exchange",
+                    self._worker_id,
+                    results,
+                    WORKER_BATCH,
+                    POLL_WAIT,
+                    wait=POLL_WAIT,
+                )
+            except MiddlewareError as error:
+                if self._stop.is_set():
+                    break
+                # The batch just leased may be lost in transit: registering again puts
+                # it back in the queue. The results held are handed in again (the front
+                # keeps a result once).
+                log.warning("lost the front (%s); reconnecting", error)
+                self._register(deadline=time.monotonic() + RECONNECT_WAIT)
+                continue
+            results = self._censor_all(tasks)
+        try:
+            self._front.call("worker_leave", self._worker_id, results)
+        except MiddlewareError as error:
+            log.warning("could not hand in %d results on leaving: %s", len(results), error)
+        log.info("worker %s stopped", self._worker_id)
+
+    def _censor_all(self, tasks: Sequence[Sequence[str]]) -> dict[str, str]:
+        if not tasks:
+            return {}
+        insults = self._insults.current()
+        results = {}
+        for task_id, text in tasks:
+            simulate_work(self._settings)
+            results[task_id] = self._censor.censor(text, insults)
+        return results
+
+    def _register(self, deadline: float) -> float:
+        """Register with the front, retrying until ``deadline``; returns the heartbeat."""
+        while True:
+            try:
+                return float(self._front.call("worker_register", self._worker_id))
+            except MiddlewareError:
+                if time.monotonic() >= deadline or self._stop.is_set():
+                    raise
+            # The front starts alongside the workers, or is being restarted.
+            self._stop.wait(0.2)
+
+    def _beat(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            try:
+                self._heart.call("worker_heartbeat", self._worker_id)
+            except MiddlewareError as error:
+                log.debug("heartbeat failed: %s", error)

@@ -1,0 +1,15 @@
+"""XML-RPC (Python's standard library): HTTP/1.1 servers and clients, direct communication.
+
+Each service is one threaded XML-RPC server (a thread per kept-alive connection, no
+Nagle) bound to ``--host`` (127.0.0.1 by default), at a path that carries the namespace:
+
+- ``http://<host>:<insult-port>/<ns>/insult``: the InsultService (:mod:`.insult_service`).
+  Subscribers are small XML-RPC servers in the client process exposing ``notify(insult)``.
+- ``http://<host>:<filter-port>/<ns>/filter``: the InsultFilter front
+  (:mod:`.filter_service`), which queues tasks and keeps results; worker processes
+  (:mod:`.filter_worker`) pull leased batches from it and censor them.
+- ``http://<host>:<echo-port>/<ns>/echo``: the bare echo baseline (:mod:`.echo_service`).
+
+Clients (:mod:`.clients`) keep one connection each. No broker: the state lives in the
+service processes. The wire protocol is in ``docs/PROTOCOL-xmlrpc.md``.
+"""

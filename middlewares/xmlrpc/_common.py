@@ -1,0 +1,395 @@
+"""What every XML-RPC process of this package shares: URLs, the server and the connection.
+
+:class:`RpcServer` is the one server (a thread per connection, HTTP/1.1 keep-alive, no
+Nagle, one path, fault codes that say what went wrong); :class:`Remote` is the one
+persistent client connection, with a timeout on every call and errors translated into
+the contract's; :func:`serving` runs a server for as long as a service process lives.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import inspect
+import logging
+import socket
+import socketserver
+import sys
+import threading
+import urllib.parse
+import xmlrpc.client
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+from xmlrpc.server import SimpleXMLRPCRequestHandler, SimpleXMLRPCServer
+
+from middlewares import settings as settings_module
+from middlewares.contract import BrokerUnavailable, ServiceError, ServiceTimeout
+from middlewares.runtime import configure_logging, run_main
+from middlewares.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: The services of this package and the settings field holding each one's port.
+PORT_FIELDS = {"insult": "insult_port", "filter": "filter_port", "echo": "echo_port"}
+
+#: Fault codes, from the XML-RPC fault-code interoperability convention.
+PARSE_ERROR = xmlrpc.client.NOT_WELLFORMED_ERROR  # -32700: the body is not XML-RPC
+INVALID_REQUEST = xmlrpc.client.INVALID_XMLRPC  # -32600: XML-RPC, but not a methodCall
+METHOD_NOT_FOUND = xmlrpc.client.METHOD_NOT_FOUND  # -32601
+INVALID_PARAMS = xmlrpc.client.INVALID_METHOD_PARAMS  # -32602: wrong count or bad value
+INTERNAL_ERROR = xmlrpc.client.INTERNAL_ERROR  # -32603: a bug; the service logs it
+APPLICATION_ERROR = xmlrpc.client.APPLICATION_ERROR  # -32500: cannot do it now (queue full)
+WAIT_TIMEOUT = -32000  # a call that waits on purpose got nothing in time
+
+#: A connection on which no request arrives for this long is closed, freeing its thread.
+SERVER_IDLE_TIMEOUT = 300.0
+#: Largest request body accepted; bigger ones get HTTP 413 and the connection is closed.
+MAX_REQUEST_BYTES = 64 * 1024 * 1024
+#: Most connections a server keeps at once (a thread each); more get HTTP 503.
+MAX_CONNECTIONS = 512
+
+_BUSY_BODY = b"too many connections; retry later\n"
+_BUSY_REPLY = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
+    b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(_BUSY_BODY), _BUSY_BODY)
+)
+
+
+def service_path(settings: Settings, role: str) -> str:
+    """The URL path of a service: the namespace, then the role, e.g. ``/insultbench/filter``.
+
+    Services of different namespaces may share a port number over time; the path makes
+    a client of the wrong namespace (or the wrong service) get a clear 404.
+    """
+    return f"/{urllib.parse.quote(settings.namespace, safe='')}/{role}"
+
+
+def service_url(settings: Settings, role: str) -> str:
+    """The URL clients call for ``role`` (insult, filter or echo)."""
+    port = getattr(settings, PORT_FIELDS[role])
+    return f"http://{settings.host}:{port}{service_path(settings, role)}"
+
+
+def serve_hint(service: str) -> str:
+    """What to tell a user whose client found no ``service``."""
+    return f"start it with `python -m middlewares serve xmlrpc {service}`"
+
+
+def _xml_reply(value: tuple[object] | xmlrpc.client.Fault) -> bytes:
+    """A methodResponse body. Carriage returns go as ``&#13;``: XML parsers turn a raw
+    one into a newline, and a text must come back exactly as it was."""
+    text = xmlrpc.client.dumps(value, methodresponse=True, allow_none=False)
+    return text.replace("\r", "&#13;").encode("utf-8", "xmlcharrefreplace")
+
+
+class _Handler(SimpleXMLRPCRequestHandler):
+    """HTTP/1.1 keep-alive; buffered writes and no Nagle (set by the base class), so a
+    reply leaves in one segment without waiting for a delayed ACK."""
+
+    protocol_version = "HTTP/1.1"
+    # Never gzip replies: on loopback compression costs CPU and saves nothing.
+    encode_threshold = None
+    timeout = SERVER_IDLE_TIMEOUT
+    server: RpcServer
+
+    def is_rpc_path_valid(self) -> bool:
+        return self.path == self.server.rpc_path
+
+    def do_POST(self) -> None:
+        length = self.headers.get("Content-Length", "")
+        if not length.isdigit():
+            self._refuse(411, "a Content-Length header is required")
+        elif int(length) > MAX_REQUEST_BYTES:
+            self._refuse(413, f"request bodies are limited to {MAX_REQUEST_BYTES} bytes")
+        else:
+            super().do_POST()
+
+    def report_404(self) -> None:
+        served = self.server.rpc_path
+        self._refuse(404, f"nothing is served at {self.path}; this port serves {served}")
+
+    def _refuse(self, status: int, message: str) -> None:
+        # The body was not read, so the connection cannot carry another request.
+        body = message.encode()
+        self.close_connection = True
+        self.send_response(status)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s: %s", self.address_string(), format % args)
+
+
+class RpcServer(socketserver.ThreadingMixIn, SimpleXMLRPCServer):
+    """An XML-RPC server of ``methods`` at one path, a daemon thread per connection.
+
+    Every request is answered: a methodResponse, or a fault whose code says what went
+    wrong and whose string names the problem (see the fault codes above). A method
+    refuses a bad argument by raising ValueError, or raises a
+    :class:`xmlrpc.client.Fault` of its own; anything else is logged as a bug. Replies
+    never contain ``<nil/>``, so any XML-RPC library can read them.
+    """
+
+    daemon_threads = True
+    block_on_close = False
+    request_queue_size = 128
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        path: str,
+        methods: Mapping[str, Callable[..., Any]],
+        max_connections: int = MAX_CONNECTIONS,
+    ) -> None:
+        self.rpc_path = path
+        self._max_connections = max_connections
+        self._methods = dict(methods)
+        self._signatures = {name: inspect.signature(call) for name, call in methods.items()}
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+        super().__init__((host, port), _Handler, logRequests=False, allow_none=False)
+
+    @property
+    def port(self) -> int:
+        """The port it listens on (useful when asked for port 0)."""
+        return self.server_address[1]
+
+    def _marshaled_dispatch(
+        self, data: bytes, dispatch_method: object = None, path: object = None
+    ) -> bytes:
+        try:
+            params, method = xmlrpc.client.loads(data, use_builtin_types=True)
+        except Exception as error:
+            log.info("refused a request that is not well-formed XML-RPC: %s", error)
+            return _xml_reply(
+                xmlrpc.client.Fault(
+                    PARSE_ERROR,
+                    f"request is not well-formed XML-RPC ({error}); note that XML cannot "
+                    "carry control characters other than tab, newline and carriage return",
+                )
+            )
+        try:
+            return _xml_reply((self._call(method, params),))
+        except xmlrpc.client.Fault as fault:
+            return _xml_reply(fault)
+        except (TypeError, OverflowError) as error:  # the result cannot be marshalled
+            log.exception("%s returned a result XML-RPC cannot carry", method)
+            return _xml_reply(xmlrpc.client.Fault(INTERNAL_ERROR, f"internal error: {error}"))
+
+    def _call(self, method: str | None, params: tuple[Any, ...]) -> Any:
+        if method is None:
+            raise xmlrpc.client.Fault(INVALID_REQUEST, "request is not a methodCall")
+        call = self._methods.get(method)
+        if call is None:
+            raise xmlrpc.client.Fault(
+                METHOD_NOT_FOUND,
+                f"unknown method {method!r}; expected one of {', '.join(self._methods)}",
+            )
+        try:
+            self._signatures[method].bind(*params)
+        except TypeError as error:
+            raise xmlrpc.client.Fault(INVALID_PARAMS, f"{method}: {error}") from None
+        try:
+            return call(*params)
+        except xmlrpc.client.Fault:
+            raise
+        except ValueError as error:  # a refused argument, InsultError included
+            raise xmlrpc.client.Fault(INVALID_PARAMS, str(error)) from None
+        except Exception as error:
+            log.exception("%s failed", method)
+            raise xmlrpc.client.Fault(INTERNAL_ERROR, f"internal error: {error}") from None
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._connections_lock:
+            full = len(self._connections) >= self._max_connections
+            if not full:
+                self._connections.add(request)
+        if full:
+            log.warning("refused a connection: %d are open already", self._max_connections)
+            with contextlib.suppress(OSError):
+                request.sendall(_BUSY_REPLY)
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._connections_lock:
+            self._connections.discard(request)
+        super().shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hangs up mid-call is routine for a server: one line, no traceback.
+        log.info("connection from %s:%s ended: %r", *client_address[:2], sys.exc_info()[1])
+
+    def start(self) -> None:
+        """Serve on a daemon thread until :meth:`stop`."""
+        threading.Thread(target=self.serve_forever, name="xmlrpc-server", daemon=True).start()
+
+    def stop(self) -> None:
+        """Stop accepting, and end every open connection (kept-alive ones included)."""
+        self.shutdown()
+        self.server_close()
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+
+
+class CannotListen(RuntimeError):
+    """A service's port is taken (or not ours to bind)."""
+
+
+@contextlib.contextmanager
+def serving(
+    settings: Settings, role: str, methods: Mapping[str, Callable[..., Any]]
+) -> Iterator[RpcServer]:
+    """Serve ``methods`` at :func:`service_url` of ``role`` until the block ends."""
+    port = getattr(settings, PORT_FIELDS[role])
+    try:
+        server = RpcServer(settings.host, port, service_path(settings, role), methods)
+    except OSError as error:
+        flag = "--" + PORT_FIELDS[role].replace("_", "-")
+        raise CannotListen(
+            f"cannot listen on {settings.host}:{port} ({error.strerror or error}); "
+            f"stop what uses it or pick another {flag}"
+        ) from None
+    server.start()
+    log.info("serving %s", service_url(settings, role))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+class NotServing(BrokerUnavailable):
+    """Nothing listens at the URL, or something that is not this service in this namespace."""
+
+
+class _KeepAliveTransport(xmlrpc.client.Transport):
+    """One kept HTTP/1.1 connection (http.client sets TCP_NODELAY on it), whose timeout
+    can change per call, and no gzip."""
+
+    accept_gzip_encoding = False
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__(use_builtin_types=True)
+        self.timeout = timeout
+
+    def make_connection(self, host: Any) -> http.client.HTTPConnection:
+        connection = super().make_connection(host)
+        connection.timeout = self.timeout
+        if connection.sock is not None:
+            connection.sock.settimeout(self.timeout)
+        return connection
+
+    def send_content(self, connection: http.client.HTTPConnection, request_body: bytes) -> None:
+        # See _xml_reply: a carriage return must survive the XML parser.
+        super().send_content(connection, request_body.replace(b"\r", b"&#13;"))
+
+
+class Remote:
+    """One persistent connection to an XML-RPC service, errors in the contract's terms.
+
+    A fault is :class:`ServiceError` with the service's message (:class:`ServiceTimeout`
+    for :data:`WAIT_TIMEOUT`); no answer in time is :class:`ServiceTimeout`; nothing
+    answering at the URL is :class:`NotServing`, other connection failures
+    :class:`BrokerUnavailable`. After a failure the next call opens a new connection.
+    Calls are serialized: a client belongs to one thread at a time.
+    """
+
+    def __init__(self, url: str, hint: str, timeout: float) -> None:
+        """``hint`` says how to start the service when nothing answers at ``url``."""
+        self.url = url
+        self._hint = hint
+        self._timeout = timeout
+        self._transport = _KeepAliveTransport(timeout)
+        # allow_none: a None argument reaches the service, which refuses it by name.
+        self._proxy = xmlrpc.client.ServerProxy(url, self._transport, allow_none=True)
+        self._host = urllib.parse.urlsplit(url).netloc
+        self._lock = threading.Lock()
+
+    def call(self, method: str, *args: Any, wait: float = 0.0) -> Any:
+        """Call ``method(*args)``; ``wait`` is how long the service may block on purpose."""
+        with self._lock:
+            self._transport.timeout = self._timeout + wait
+            try:
+                return getattr(self._proxy, method)(*args)
+            except xmlrpc.client.Fault as fault:
+                kind = ServiceTimeout if fault.faultCode == WAIT_TIMEOUT else ServiceError
+                raise kind(fault.faultString) from None
+            except xmlrpc.client.ProtocolError as error:
+                self._transport.close()
+                if error.errcode == 404:
+                    hint = f"another service answers there; {self._hint}"
+                    raise NotServing(self.url, hint) from None
+                status = f"HTTP {error.errcode} {error.errmsg}"
+                raise ServiceError(f"{self.url} answered {status}") from None
+            except TimeoutError:
+                self._transport.close()
+                raise ServiceTimeout(
+                    f"{self.url} gave no answer within {self._timeout + wait:g} s"
+                ) from None
+            except ConnectionRefusedError:
+                raise NotServing(self.url, self._hint) from None
+            except (OSError, http.client.HTTPException) as error:
+                self._transport.close()
+                raise BrokerUnavailable(self.url, f"{self._hint} ({error!r})") from None
+
+    def connect(self) -> None:
+        """Open the connection now, so a missing service is reported at once."""
+        with self._lock:
+            self._open()
+
+    def local_address(self) -> str:
+        """The local address of this connection: where the service can reach us."""
+        with self._lock:
+            return self._open().sock.getsockname()[0]
+
+    def _open(self) -> http.client.HTTPConnection:
+        connection = self._transport.make_connection(self._host)
+        if connection.sock is None:
+            try:
+                connection.connect()
+            except ConnectionRefusedError:
+                self._transport.close()
+                raise NotServing(self.url, self._hint) from None
+            except OSError as error:
+                self._transport.close()
+                raise BrokerUnavailable(self.url, f"{self._hint} ({error})") from None
+        return connection
+
+    def close(self) -> None:
+        """Close the connection. Safe to call twice."""
+        with self._lock:
+            self._transport.close()
+
+
+def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """The command line of a service process: every settings flag, plus ``--help``."""
+    parser = argparse.ArgumentParser(prog=f"python -m {prog}", description=description)
+    settings_module.add_arguments(parser)
+    return parser
+
+
+def run_service(role: str, serve: Callable[[], None]) -> None:
+    """Run a service process's body with logging and a clean exit status.
+
+    A taken port is one line on stderr and exit status 1, never a traceback.
+    """
+    configure_logging(role)
+
+    def body() -> int:
+        try:
+            serve()
+        except CannotListen as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+        return 0
+
+    run_main(body)

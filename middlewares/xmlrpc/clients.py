@@ -1,0 +1,214 @@
+"""XML-RPC clients of the InsultService, the InsultFilter and the echo.
+
+Each client keeps one HTTP/1.1 connection, so a call costs one round trip (see
+:class:`~middlewares.xmlrpc._common.Remote` for timeouts and errors). A client belongs to
+one thread at a time. A subscriber is a small XML-RPC server inside the client process.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Sequence
+
+from middlewares.contract import (
+    BroadcastCallback,
+    EchoClient,
+    FilterClient,
+    InsultClient,
+    MiddlewareError,
+)
+from middlewares.settings import Settings
+from middlewares.workqueue import MAX_BATCH, MAX_WAIT
+from middlewares.xmlrpc._common import Remote, RpcServer, serve_hint, service_url
+
+log = logging.getLogger(__name__)
+
+#: Characters of text per submit_many round trip: even if XML escaping made every
+#: character five bytes, a request stays under the servers' 64 MiB limit.
+_SUBMIT_CHUNK_CHARS = 8 * 1024 * 1024
+#: Path of a subscriber's own server.
+SUBSCRIBER_PATH = "/subscriber"
+
+
+def _connect(settings: Settings, service: str) -> Remote:
+    remote = Remote(service_url(settings, service), serve_hint(service), settings.timeout)
+    remote.connect()
+    return remote
+
+
+class XmlRpcInsultClient(InsultClient):
+    """Client of ``/<ns>/insult``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._remote = _connect(settings, "insult")
+        self._subscription: _Subscription | None = None
+
+    def add_insult(self, insult: str) -> bool:
+        return self._remote.call("add_insult", insult)
+
+    def get_insults(self) -> list[str]:
+        return self._remote.call("get_insults")
+
+    def random_insult(self) -> str:
+        return self._remote.call("random_insult")
+
+    def subscribe(self, callback: BroadcastCallback) -> None:
+        """Start a local server exposing ``notify`` and register its URL with the service.
+
+        Subscribing again replaces the callback.
+        """
+        self.unsubscribe()
+        # The address this client reaches the service from is one the service can reach.
+        subscription = _Subscription(callback, self._remote.local_address())
+        try:
+            self._remote.call("subscribe", subscription.url)
+        except BaseException:
+            subscription.stop()
+            raise
+        self._subscription = subscription
+
+    def unsubscribe(self) -> None:
+        """Tell the service, then stop the local server.
+
+        When the service cannot be told, the server stops anyway and the service drops
+        the subscriber after three failed broadcasts.
+        """
+        subscription, self._subscription = self._subscription, None
+        if subscription is None:
+            return
+        try:
+            self._remote.call("unsubscribe", subscription.url)
+        except MiddlewareError as error:
+            log.info("could not unsubscribe %s: %s", subscription.url, error)
+        finally:
+            subscription.stop()
+
+    def close(self) -> None:
+        self.unsubscribe()
+        self._remote.close()
+
+
+class _Subscription:
+    """A server thread receiving ``notify(insult)``, and a thread running the callback.
+
+    ``notify`` only queues, so the service never waits on the user's callback and a slow
+    callback is not mistaken for a dead subscriber.
+    """
+
+    def __init__(self, callback: BroadcastCallback, host: str) -> None:
+        self._callback = callback
+        self._inbox: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._server = RpcServer(host, 0, SUBSCRIBER_PATH, {"notify": self._notify})
+        self.url = f"http://{host}:{self._server.port}{SUBSCRIBER_PATH}"
+        self._server.start()
+        self._dispatcher = threading.Thread(
+            target=self._dispatch, name="subscriber-callback", daemon=True
+        )
+        self._dispatcher.start()
+
+    def _notify(self, insult: object) -> bool:
+        if not isinstance(insult, str):
+            raise ValueError(f"insult must be a string, got {type(insult).__name__}")
+        self._inbox.put(insult)
+        return True
+
+    def _dispatch(self) -> None:
+        while (insult := self._inbox.get()) is not None:
+            try:
+                self._callback(insult)
+            except Exception:
+                log.exception("subscriber callback failed on %r", insult)
+
+    def stop(self) -> None:
+        """Stop receiving; insults already received are still handed to the callback."""
+        self._server.stop()
+        self._inbox.put(None)
+        if threading.current_thread() is not self._dispatcher:
+            self._dispatcher.join()
+
+
+class XmlRpcFilterClient(FilterClient):
+    """Client of ``/<ns>/filter``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._remote = _connect(settings, "filter")
+
+    def submit(self, text: str) -> str:
+        return self._remote.call("submit", text)
+
+    def submit_many(self, texts: Sequence[str]) -> list[str]:
+        ids: list[str] = []
+        for chunk in _chunks(texts):
+            ids += self._remote.call("submit_many", chunk)
+        return ids
+
+    def wait(self, task_ids: Sequence[str], timeout: float) -> dict[str, str]:
+        ids = list(task_ids)
+        if len(ids) <= MAX_BATCH:
+            return self._wait_results(ids, timeout)
+        # Too many ids for one call: look at all of them, then block on the oldest,
+        # which the queue finishes first.
+        done: dict[str, str] = {}
+        for start in range(0, len(ids), MAX_BATCH):
+            done.update(self._wait_results(ids[start : start + MAX_BATCH], 0))
+        return done or self._wait_results(ids[:MAX_BATCH], timeout)
+
+    def _wait_results(self, ids: list[str], timeout: float) -> dict[str, str]:
+        deadline = time.monotonic() + timeout
+        while True:
+            # The front blocks at most MAX_WAIT per call.
+            wait = min(max(deadline - time.monotonic(), 0.0), MAX_WAIT)
+            done = self._remote.call("wait_results", ids, wait, wait=wait)
+            if done or wait < MAX_WAIT:
+                return done
+
+    def result(self, task_id: str) -> str | None:
+        return self._remote.call("result", task_id) or None
+
+    def filter(self, text: str, timeout: float | None = None) -> str:
+        """Submit and wait in one round trip: the front blocks until the result is in."""
+        wait = self.default_timeout if timeout is None else timeout
+        if not 0 <= wait <= MAX_WAIT:
+            return super().filter(text, timeout)
+        return self._remote.call("filter", text, wait, wait=wait)
+
+    def get_results(self, limit: int = 100) -> list[str]:
+        return self._remote.call("get_results", limit)
+
+    @property
+    def default_timeout(self) -> float:
+        return self._settings.timeout
+
+    def close(self) -> None:
+        self._remote.close()
+
+
+def _chunks(texts: Sequence[str]) -> list[list[str]]:
+    """Split texts into as few submit_many calls as the request-size limit allows."""
+    chunks: list[list[str]] = [[]]
+    size = 0
+    for text in texts:
+        length = len(text) if isinstance(text, str) else 1
+        if chunks[-1] and (size + length > _SUBMIT_CHUNK_CHARS or len(chunks[-1]) >= MAX_BATCH):
+            chunks.append([])
+            size = 0
+        chunks[-1].append(text)
+        size += length
+    return [chunk for chunk in chunks if chunk]
+
+
+class XmlRpcEchoClient(EchoClient):
+    """Client of ``/<ns>/echo``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._remote = _connect(settings, "echo")
+
+    def echo(self, payload: str) -> str:
+        return self._remote.call("echo", payload)
+
+    def close(self) -> None:
+        self._remote.close()
