@@ -54,6 +54,11 @@ def store_key(namespace: str) -> str:
     return f"{namespace}:insults:store"
 
 
+def lease_key(namespace: str) -> str:
+    """The Redis string holding the id of the node that broadcasts for ``namespace``."""
+    return f"{namespace}:insults:broadcaster"
+
+
 class RedisInsultStore:
     """The insult set in Redis; implements :class:`middlewares.service.InsultOps`."""
 
@@ -108,7 +113,7 @@ class BroadcastLease:
 
     def __init__(self, client: redis.Redis, namespace: str, holder: str, ttl: float) -> None:
         self._client = client
-        self._key = f"{namespace}:insults:broadcaster"
+        self._key = lease_key(namespace)
         self._holder = holder
         self._ttl_ms = max(1, int(ttl * 1000))
         self._acquire = client.register_script(_ACQUIRE_OR_RENEW)
@@ -121,6 +126,29 @@ class BroadcastLease:
     def release(self) -> None:
         """Give the lease up at a graceful stop, so a successor need not wait for expiry."""
         self._release(keys=[self._key], args=[self._holder])
+
+
+class RestartSafeLease(BroadcastLease):
+    """The broadcaster lease of a node that may be a restarted one.
+
+    A supervisor restarts a crashed node with the same id, so the lease may still name
+    it: renewing that lease at once would broadcast sooner than an interval after the
+    dead process's last broadcast. So a node bids only after one lease TTL, by which time
+    a lease of its earlier life has expired and is taken like any free one.
+    """
+
+    def __init__(self, client: redis.Redis, namespace: str, holder: str, ttl: float) -> None:
+        super().__init__(client, namespace, holder, ttl)
+        self._first_bid = time.monotonic() + ttl
+
+    def held(self) -> bool:
+        """False during the first TTL; then take or renew the lease as usual."""
+        return time.monotonic() >= self._first_bid and super().held()
+
+    def release(self) -> None:
+        """Give the lease up, unless this process never bid (then it is not its lease)."""
+        if time.monotonic() >= self._first_bid:
+            super().release()
 
 
 class LeasedBroadcaster(threading.Thread):
@@ -187,6 +215,9 @@ class NodeCounters:
 
     Counting is local; a thread flushes the total every ``flush_interval`` seconds, so
     the hot path pays no Redis round trip. Harnesses read all nodes with :meth:`read`.
+    With ``resume`` the count goes on from the node's published one: a node restarted
+    under the same id then never makes a harness's before/after difference negative (at
+    most the last ``flush_interval`` before a crash is not counted).
     """
 
     def __init__(
@@ -196,11 +227,13 @@ class NodeCounters:
         service: str,
         node: str,
         flush_interval: float = 0.5,
+        resume: bool = False,
     ) -> None:
         self._client = client
         self._key = counters_key(namespace, service)
         self._node = node
-        self._count = 0
+        published = client.hget(self._key, node) if resume else None
+        self._count = int(published) if published else 0
         self._lock = threading.Lock()
         self._stopped = threading.Event()
         self._flusher = threading.Thread(
@@ -244,6 +277,49 @@ class NodeCounters:
 def counters_key(namespace: str, service: str) -> str:
     """The Redis hash of per-node counters for one service of a namespace."""
     return f"{namespace}:stats:{service}"
+
+
+class StartupBarrier:
+    """Holds a deployment's work back until its nodes have arrived, or a grace period passed.
+
+    A coordinator that hands work to the first node that shows up would give it all the
+    work of a benchmark's first second while the others still start, so the load would
+    not spread. With ``expected`` nodes it opens once that many distinct ids arrived, or
+    after ``grace`` seconds (so a node that never starts delays, never stops, the
+    deployment). ``expected=0`` is always open; once open it stays open.
+    """
+
+    def __init__(self, expected: int = 0, grace: float = 15.0) -> None:
+        self._expected = expected
+        self._opens_at = time.monotonic() + grace
+        self._arrived: set[str] = set()
+        self._open = expected <= 0
+        self._lock = threading.Lock()
+
+    def arrive(self, member: str) -> bool:
+        """Count ``member`` (again, harmlessly); True when the barrier is open."""
+        with self._lock:
+            if not self._open:
+                self._arrived.add(member)
+            return self._check()
+
+    def is_open(self) -> bool:
+        """True once enough members arrived or the grace period is over."""
+        with self._lock:
+            return self._check()
+
+    def _check(self) -> bool:
+        if not self._open and (
+            len(self._arrived) >= self._expected or time.monotonic() >= self._opens_at
+        ):
+            self._open = True
+            log.info(
+                "startup barrier open: %d of %d expected nodes arrived",
+                len(self._arrived),
+                self._expected,
+            )
+            self._arrived.clear()
+        return self._open
 
 
 class NodeRegistry:

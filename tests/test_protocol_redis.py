@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 import redis
 
@@ -275,6 +276,8 @@ def test_messages_held_by_a_dead_consumer_are_requeued_and_answered_once(
             {"id": f"h{n}", "op": "add_insult", "args": ["fantasma"], "reply_to": replies}
             for n in range(3)
         ]
+    stats = f"{ns}:stats:{'filter' if service == 'filter' else 'insult'}"
+    served_before = sum(int(count) for count in raw.hgetall(stats).values())
     # A consumer that claimed these, then died: registered, no heartbeat key.
     raw.lpush(f"{ns}:{service}:processing:ghost", *[json.dumps(m) for m in held])
     raw.sadd(f"{ns}:{service}:consumers", "ghost")
@@ -291,6 +294,9 @@ def test_messages_held_by_a_dead_consumer_are_requeued_and_answered_once(
         assert sorted(a["result"] for a in answers) == [False, False, True]
     assert not raw.sismember(f"{ns}:{service}:consumers", "ghost")
     assert raw.llen(f"{ns}:{service}:processing:ghost") == 0
+    # Counted once, for the node that answered them, none for the one that died.
+    assert raw.hget(stats, "ghost") is None
+    assert sum(int(count) for count in raw.hgetall(stats).values()) == served_before + 3
 
 
 def test_messages_of_a_live_consumer_are_left_alone(
@@ -353,3 +359,71 @@ def test_a_sigkilled_insult_service_answers_every_request_exactly_once(
     # Each add took effect exactly once, together with its answer.
     assert all(answers.values())
     assert raw.scard(f"{settings.namespace}:insults:store") == total
+
+
+def node_id_of(pid: int) -> str:
+    """The ``--node-id`` a service process was started with."""
+    cmdline = psutil.Process(pid).cmdline()
+    return cmdline[cmdline.index("--node-id") + 1]
+
+
+def collect(raw: redis.Redis, replies: str, count: int) -> list[dict[str, Any]]:
+    """Pop ``count`` answers from a reply list, waiting up to 30 s in all."""
+    answers: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 30
+    while len(answers) < count and time.monotonic() < deadline:
+        popped = raw.blpop([replies], timeout=1)
+        if popped is not None:
+            answers.append(json.loads(popped[1]))
+    return answers
+
+
+@pytest.mark.slow
+def test_node_counters_are_exact_and_survive_a_restart(
+    deploy: Deploy, settings: Settings, raw: redis.Redis
+):
+    deployment = deploy("filter")
+    (pid,) = deployment.node_pids()
+    node = node_id_of(pid)
+    stats = f"{settings.namespace}:stats:filter"
+    replies = reply_list(settings, "filter")
+    tasks = [json.dumps({"id": f"t{n}", "text": "tonto", "reply_to": replies}) for n in range(100)]
+    before = int(raw.hget(stats, node) or 0)
+    raw.lpush(f"{settings.namespace}:filter:tasks", *tasks[:50])
+    assert len(collect(raw, replies, 50)) == 50
+    # Counted in the step that answers, so exact as soon as the answers are there.
+    assert int(raw.hget(stats, node)) == before + 50
+    os.kill(pid, signal.SIGKILL)  # the launcher restarts it with the same id
+    raw.lpush(f"{settings.namespace}:filter:tasks", *tasks[50:])
+    assert len(collect(raw, replies, 50)) == 50
+    assert raw.hgetall(stats) == {node: str(before + 100)}, "one field per node, never reset"
+
+
+def next_broadcast(pubsub: redis.client.PubSub, timeout: float) -> float | None:
+    """When the next broadcast arrived (monotonic clock), or None after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pubsub.get_message(timeout=0.05) is not None:
+            return time.monotonic()
+    return None
+
+
+@pytest.mark.slow
+def test_a_restarted_node_does_not_broadcast_before_its_interval_is_up(
+    deploy: Deploy, settings: Settings, raw: redis.Redis
+):
+    interval = 2.0  # long enough that the node is back while its old lease still runs
+    deployment = deploy("insult", broadcast_interval=interval)
+    (pid,) = deployment.node_pids()
+    pubsub = raw.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(f"{settings.namespace}:insults:broadcast")
+    try:
+        last_before = next_broadcast(pubsub, 3 * interval)
+        assert last_before is not None, "no first broadcast"
+        os.kill(pid, signal.SIGKILL)  # right after it broadcast, holding a fresh lease
+        first_after = next_broadcast(pubsub, 4 * interval)
+    finally:
+        pubsub.close()
+    assert first_after is not None, "the restarted node never broadcast"
+    # Slowness only makes this gap longer; only renewing the dead life's lease shortens it.
+    assert first_after - last_before >= interval

@@ -24,7 +24,10 @@ class RedisBackend(Backend):
     """InsultService, InsultFilter and echo with Redis as the transport.
 
     Every process is a consumer of a Redis list and keeps no state of its own, so each
-    is restarted if it dies and takes back what it held (see ``transport``).
+    is restarted if it dies and takes back what it held (see ``transport``). The n-node
+    form needs no coordinator, since Redis is the broker: a node is one such process,
+    competing with the others for the service's list, and the 1-node form is the same
+    processes under another name.
     """
 
     name = "redis"
@@ -48,31 +51,27 @@ class RedisBackend(Backend):
     def processes(self, service: str, settings: Settings, workers: int) -> list[ProcessSpec]:
         """One InsultService or echo process, or ``workers`` filter workers.
 
-        Consumer ids carry a token new to this deployment, so two deployments sharing a
+        Node ids carry a token new to this deployment, so two deployments sharing a
         namespace never take each other's messages back, while a restarted process (same
         arguments, same id) recovers its own.
         """
+        token = uuid.uuid4().hex[:8]
+        count = workers if service == "filter" else 1
+        return [
+            self.node_process(service, settings, f"{token}-{n}") for n in range(1, count + 1)
+        ]
+
+    def node_process(self, service: str, settings: Settings, node: str) -> ProcessSpec:
+        """One consumer of the service's list with id ``node``; restarted if it crashes,
+        let go when it exits 0 after a SIGTERM (it answers what it claimed first)."""
         if service not in _MODULES:
             raise ValueError(f"unknown service {service!r}; choose one of {', '.join(_MODULES)}")
-        token = uuid.uuid4().hex[:8]
-        if service == "filter":
-            return [
-                ProcessSpec(
-                    f"redis-filter-worker-{n}",
-                    _MODULES["filter"],
-                    [*settings.to_args(), "--worker-id", f"{token}-{n}"],
-                    restart=True,
-                )
-                for n in range(1, workers + 1)
-            ]
-        return [
-            ProcessSpec(
-                f"redis-{service}-service",
-                _MODULES[service],
-                [*settings.to_args(), "--node-id", f"{token}-1"],
-                restart=True,
-            )
-        ]
+        return ProcessSpec(
+            f"redis-{service}-node-{node}",
+            _MODULES[service],
+            [*settings.to_args(), "--node-id", node],
+            restart=True,
+        )
 
     def insult_client(self, settings: Settings) -> RedisInsultClient:
         """A connected InsultService client."""

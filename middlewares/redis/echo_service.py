@@ -57,7 +57,6 @@ def main(argv: list[str] | None = None) -> None:
     run_process(
         "middlewares.redis.echo_service",
         "The bare echo on Redis: answers <ns>:echo:requests until SIGINT/SIGTERM.",
-        "--node-id",
         serve,
         argv,
     )

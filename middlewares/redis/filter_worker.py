@@ -2,10 +2,10 @@
 
 There is no front process: clients LPUSH tasks on ``<ns>:filter:tasks`` and any number
 of these workers compete for them through the reliable queue of
-:mod:`middlewares.redis.transport`. Each result is pushed, in the same atomic step that
-removes its task from the worker's processing list, on the task's ``reply_to`` list and
-on the bounded result list ``<ns>:filter:results``.
-"""
+:mod:`middlewares.redis.transport`; in the n-node form each worker is one node. Each
+result is pushed, in the same atomic step that removes its task from the worker's
+processing list, on the task's ``reply_to`` list and on the bounded result list
+``<ns>:filter:results``."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import redis
 
+from middlewares.cluster import RedisInsultStore
 from middlewares.core import Censor, InsultError, validate_text
 from middlewares.redis.transport import (
     Ack,
@@ -35,14 +36,11 @@ log = logging.getLogger(__name__)
 FILTER_REPLY_TTL = 3600
 
 
-def store_reader(client: redis.Redis, key: str) -> Callable[[], list[str] | None]:
-    """Reads the InsultService's set; None (use the defaults) while it does not exist."""
-
-    def read() -> list[str] | None:
-        members = client.smembers(key)
-        return [member.decode() for member in members] if members else None
-
-    return read
+def store_reader(client: redis.Redis, namespace: str) -> Callable[[], list[str] | None]:
+    """Reads the InsultService's set; None (use the defaults) while it is empty, which
+    in Redis is the same as not existing."""
+    store = RedisInsultStore(client, namespace)
+    return lambda: store.all() or None
 
 
 class _FilterHandler:
@@ -89,15 +87,15 @@ class _FilterHandler:
         return Ack(raw, reply_to, result if reply_to else b"", log_entry=result)
 
 
-def serve(settings: Settings, worker_id: str, stop: StopSignal) -> None:
+def serve(settings: Settings, node_id: str, stop: StopSignal) -> None:
     """Censor tasks until ``stop``; then acknowledge what is held and exit."""
     keys = Keys(settings.namespace)
     client = connect(settings)
-    insults = RefreshingInsults(store_reader(client, keys.store), settings.insult_refresh)
+    insults = RefreshingInsults(store_reader(client, settings.namespace), settings.insult_refresh)
     consumer = ReliableConsumer(
         client,
         keys.filter,
-        worker_id,
+        node_id,
         settings,
         reply_ttl=FILTER_REPLY_TTL,
         # A result list of size 0 is none at all (LTRIM 0 -1 would keep everything).
@@ -110,11 +108,11 @@ def serve(settings: Settings, worker_id: str, stop: StopSignal) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: ``python -m middlewares.redis.filter_worker --worker-id ID [settings]``."""
+    """Entry point: ``python -m middlewares.redis.filter_worker --node-id ID [settings]``."""
     run_process(
         "middlewares.redis.filter_worker",
-        "An InsultFilter worker on Redis: censors <ns>:filter:tasks until SIGINT/SIGTERM.",
-        "--worker-id",
+        "An InsultFilter worker on Redis (one node of the filter): censors "
+        "<ns>:filter:tasks until SIGINT/SIGTERM.",
         serve,
         argv,
     )

@@ -1,10 +1,12 @@
 """The InsultService process on Redis: ``python -m middlewares.redis.insult_service``.
 
 It answers JSON requests from ``<ns>:insults:requests`` on each request's ``reply_to``
-list, keeps the insults in the Redis set ``<ns>:insults:store`` and, while it holds the
-broadcaster lease, publishes a random insult on ``<ns>:insults:broadcast`` every
-``broadcast_interval`` seconds. All state is in Redis, so any number of these processes
-can serve one namespace as competing consumers.
+list and keeps the insults in the Redis set ``<ns>:insults:store``. All its state is in
+Redis, so any number of these processes can serve one namespace as competing consumers:
+that is the n-node form, one process per node. Every process runs a
+:class:`middlewares.cluster.LeasedBroadcaster`; only the holder of the lease
+``<ns>:insults:broadcaster`` publishes a random insult on ``<ns>:insults:broadcast``
+every ``broadcast_interval`` seconds.
 """
 
 from __future__ import annotations
@@ -14,8 +16,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-import redis
-
+from middlewares.cluster import LeasedBroadcaster, RedisInsultStore, RestartSafeLease
 from middlewares.core import InsultError, load_default_insults
 from middlewares.redis.transport import (
     Ack,
@@ -28,28 +29,10 @@ from middlewares.redis.transport import (
     run_process,
 )
 from middlewares.runtime import StopSignal
-from middlewares.service import Broadcaster, dispatch_insult_request, error_reply
+from middlewares.service import dispatch_insult_request, error_reply
 from middlewares.settings import Settings, simulate_work
 
 log = logging.getLogger(__name__)
-
-
-class RedisInsultStore:
-    """The insult set in Redis, as the service itself uses it outside requests: to load
-    the defaults and to pick the insult to broadcast."""
-
-    def __init__(self, client: redis.Redis, key: str) -> None:
-        self._redis = client
-        self._key = key
-
-    def add_many(self, insults: list[str]) -> int:
-        """Add canonical insults in one round trip; returns how many were new."""
-        return self._redis.sadd(self._key, *insults) if insults else 0
-
-    def random(self) -> str:
-        """A random insult, or "" when the set is empty."""
-        member = self._redis.srandmember(self._key)
-        return "" if member is None else member.decode()
 
 
 @dataclass(frozen=True)
@@ -65,7 +48,12 @@ class _StorePlanner:
     picks the operation, and this records which one, instead of running it, so that the
     operation runs inside the atomic step that acknowledges the request and replies
     (see ``transport._ACK``). That saves a round trip per request and makes each
-    request's effect happen exactly once, even when a request is re-delivered."""
+    request's effect happen exactly once, even when a request is re-delivered.
+
+    That is why requests do not go through :class:`middlewares.cluster.RedisInsultStore`,
+    which runs each operation as a command of its own: a second round trip, and an add
+    that a crash between the two steps could apply without answering it. The script
+    works on the same set (``cluster.store_key``), with the same canonical form."""
 
     def add(self, insult: str) -> Any:
         """SADD of the canonical insult; replies whether it was new."""
@@ -78,47 +66,6 @@ class _StorePlanner:
     def random(self) -> Any:
         """SRANDMEMBER, or ""."""
         return StoreOp("random")
-
-
-# KEYS: the lease. ARGV: owner, TTL in ms. Renew our own lease, or take a free one.
-_HOLD = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
-end
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
-return 0
-"""
-
-# KEYS: the lease. ARGV: owner. Give the lease up only if it is still ours.
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
-
-class BroadcastLease:
-    """Decides which InsultService process broadcasts: the holder of a Redis lease.
-
-    The holder renews it on every tick; if it dies, the lease expires after
-    ``ttl`` seconds and the next process to tick takes it. So however many processes
-    serve a namespace, one broadcast goes out per interval.
-    """
-
-    def __init__(self, client: redis.Redis, key: str, owner: str, ttl: float) -> None:
-        self._key = key
-        self._owner = owner
-        self._ttl_ms = int(ttl * 1000)
-        self._hold = client.register_script(_HOLD)
-        self._release = client.register_script(_RELEASE)
-
-    def hold(self) -> bool:
-        """Renew or take the lease; True if this process is the broadcaster now."""
-        return self._hold(keys=[self._key], args=[self._owner, self._ttl_ms]) == 1
-
-    def release(self) -> None:
-        """Let another process take over at once instead of after the TTL."""
-        self._release(keys=[self._key], args=[self._owner])
 
 
 class _InsultHandler:
@@ -156,18 +103,23 @@ def _reply_prefix(request_id: object) -> bytes:
 
 
 def serve(settings: Settings, node_id: str, stop: StopSignal) -> None:
-    """Answer requests and broadcast until ``stop``."""
+    """Answer requests and take part in the broadcaster election until ``stop``."""
     keys = Keys(settings.namespace)
     client = connect(settings)
-    store = RedisInsultStore(client, keys.store)
+    # Requests run their store operation inside the acknowledgement script (see
+    # _StorePlanner); this store is for what happens outside requests: loading the
+    # defaults and picking the insult to broadcast. Both name the same set.
+    store = RedisInsultStore(client, settings.namespace, settings.limits)
     if settings.load_defaults:
-        store.add_many(load_default_insults())
-    # A lease outliving one missed renewal but not two: a dead broadcaster is replaced
-    # within about two intervals.
-    lease = BroadcastLease(client, keys.broadcaster, node_id, 1.5 * settings.broadcast_interval)
-    broadcaster = Broadcaster(
-        settings.broadcast_interval,
-        pick=lambda: store.random() if lease.hold() else "",
+        store.add_all(load_default_insults())
+    interval = settings.broadcast_interval
+    broadcaster = LeasedBroadcaster(
+        # Restart-safe: a node the launcher restarts keeps its id (see the class).
+        RestartSafeLease(
+            client, settings.namespace, node_id, LeasedBroadcaster.lease_ttl(interval)
+        ),
+        interval,
+        pick=store.random,
         send=lambda insult: client.publish(keys.broadcast, insult),
     )
     consumer = ReliableConsumer(
@@ -178,8 +130,9 @@ def serve(settings: Settings, node_id: str, stop: StopSignal) -> None:
     try:
         consume(consumer, _InsultHandler(settings), stop)
     finally:
+        # Also hands the lease over, so another node broadcasts without waiting for it
+        # to expire.
         broadcaster.stop()
-    lease.release()
     log.info("stopped")
 
 
@@ -187,8 +140,8 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: ``python -m middlewares.redis.insult_service --node-id ID [settings]``."""
     run_process(
         "middlewares.redis.insult_service",
-        "The InsultService on Redis: answers <ns>:insults:requests until SIGINT/SIGTERM.",
-        "--node-id",
+        "The InsultService on Redis (one node of it): answers <ns>:insults:requests "
+        "until SIGINT/SIGTERM.",
         serve,
         argv,
     )

@@ -8,7 +8,9 @@ killed at any moment therefore loses nothing: what it held is still in its proce
 list, and is put back on the shared list by the same consumer when it restarts, or by any
 live consumer once the dead one's heartbeat key has expired. Because the answer is only
 written by the script that removes the message, a message handed out twice (after a
-consumer was wrongly thought dead) is still answered exactly once.
+consumer was wrongly thought dead) is still answered exactly once. The same script adds
+the number of messages it acknowledged to the consumer's field of the per-node counters
+(:func:`middlewares.cluster.counters_key`), so those counts are exact too.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from middlewares import settings as settings_module
+from middlewares.cluster import counters_key, store_key
 from middlewares.contract import BrokerUnavailable
 from middlewares.core import InsultError
 from middlewares.runtime import StopSignal, configure_logging, run_main
@@ -62,10 +65,13 @@ class QueueKeys:
     Attributes:
         prefix: The service's key prefix.
         queue: The list clients LPUSH messages on and consumers take them from (the right).
+        counters: Hash of the messages each consumer acknowledged, by consumer id: the
+            per-node counters of the n-node form.
     """
 
     prefix: str
     queue: str
+    counters: str
 
     @property
     def consumers(self) -> str:
@@ -94,32 +100,31 @@ class Keys:
     @property
     def insults(self) -> QueueKeys:
         """The InsultService's request queue."""
-        return QueueKeys(f"{self.namespace}:insults", f"{self.namespace}:insults:requests")
+        ns = self.namespace
+        return QueueKeys(f"{ns}:insults", f"{ns}:insults:requests", counters_key(ns, "insult"))
 
     @property
     def filter(self) -> QueueKeys:
         """The InsultFilter's task queue."""
-        return QueueKeys(f"{self.namespace}:filter", f"{self.namespace}:filter:tasks")
+        ns = self.namespace
+        return QueueKeys(f"{ns}:filter", f"{ns}:filter:tasks", counters_key(ns, "filter"))
 
     @property
     def echo(self) -> QueueKeys:
         """The echo baseline's request queue."""
-        return QueueKeys(f"{self.namespace}:echo", f"{self.namespace}:echo:requests")
+        ns = self.namespace
+        return QueueKeys(f"{ns}:echo", f"{ns}:echo:requests", counters_key(ns, "echo"))
 
     @property
     def store(self) -> str:
-        """Set of the canonical insults."""
-        return f"{self.namespace}:insults:store"
+        """Set of the canonical insults: the n-node form's shared store, whose name
+        :mod:`middlewares.cluster` owns."""
+        return store_key(self.namespace)
 
     @property
     def broadcast(self) -> str:
         """Pub/sub channel of the broadcast insults."""
         return f"{self.namespace}:insults:broadcast"
-
-    @property
-    def broadcaster(self) -> str:
-        """Lease naming the one InsultService process that broadcasts."""
-        return f"{self.namespace}:insults:broadcaster"
 
     @property
     def results(self) -> str:
@@ -223,12 +228,15 @@ class Ack:
     store_arg: str = ""
 
 
-# KEYS: processing list, then every other key named by an index in ARGV (0: none).
-# ARGV: reply TTL (s), log length, then 8 values per message: raw, reply key index,
-#       reply, log key index, log entry, store key index, store op, store op argument.
+# KEYS: processing list, counters hash, then every other key named by an index in ARGV
+#       (0: none).
+# ARGV: reply TTL (s), log length, consumer id, then 8 values per message: raw, reply
+#       key index, reply, log key index, log entry, store key index, store op, store op
+#       argument.
 # The LREM guard makes all of it happen once: a message that was re-queued meanwhile
 # belongs to its new holder, which answers it instead. A store operation runs here, with
-# the reply, so a crash can never apply an add without answering it or apply it twice.
+# the reply, so a crash can never apply an add without answering it or apply it twice;
+# the counter is raised here for the same reason, so a node's count is exact.
 _ACK = """
 local function run_store_op(op, key, argument)
   if op == 'add' then
@@ -243,7 +251,7 @@ local function run_store_op(op, key, argument)
 end
 
 local acked = 0
-for i = 3, #ARGV, 8 do
+for i = 4, #ARGV, 8 do
   if redis.call('LREM', KEYS[1], -1, ARGV[i]) == 1 then
     acked = acked + 1
     local reply = ARGV[i + 2]
@@ -264,6 +272,7 @@ for i = 3, #ARGV, 8 do
     end
   end
 end
+if acked > 0 then redis.call('HINCRBY', KEYS[2], ARGV[3], acked) end
 return acked
 """
 
@@ -400,7 +409,7 @@ class ReliableConsumer:
     def _ack(self, pipe: redis.client.Pipeline, acks: Sequence[Ack]) -> None:
         if not acks:
             return
-        keys = [self._processing]
+        keys = [self._processing, self._keys.counters]
         index: dict[str, int] = {}
 
         def key_index(key: str | None) -> int:
@@ -411,7 +420,7 @@ class ReliableConsumer:
                 index[key] = len(keys)
             return index[key]
 
-        args: list[bytes | str | int] = [self._reply_ttl, self._log_length]
+        args: list[bytes | str | int] = [self._reply_ttl, self._log_length, self.consumer_id]
         for ack in acks:
             log_key = self._log_key if ack.log_entry else None
             store_key = self._store_key if ack.store_op else None
@@ -472,25 +481,35 @@ def encode(message: dict[str, Any]) -> bytes:
     return json.dumps(message, ensure_ascii=False).encode("utf-8")
 
 
+def parse_node_id(text: str) -> str:
+    """An argparse type: a node id is a non-empty word (it ends up in key names)."""
+    if not text or any(c.isspace() for c in text):
+        raise argparse.ArgumentTypeError(f"a node id must be a non-empty word, got {text!r}")
+    return text
+
+
 def run_process(
     prog: str,
     description: str,
-    id_flag: str,
     serve: Callable[[Settings, str, StopSignal], None],
     argv: list[str] | None = None,
 ) -> None:
     """Entry point of a service process: parse flags, log, serve until SIGINT/SIGTERM.
 
-    ``id_flag`` (``--node-id`` or ``--worker-id``) names the consumer; a process restarted
-    with the same id takes back what it held. A lost Redis ends it with one line.
+    ``--node-id`` names the process as a consumer and as a node of the n-node form (its
+    field in the per-node counters, its value in the broadcaster lease); a process
+    restarted with the same id takes back what it held. A lost Redis ends it with one
+    line and a non-zero status, so the launcher restarts it; a stop signal ends it with
+    status 0 once it has answered everything it claimed.
     """
     parser = argparse.ArgumentParser(prog=f"python -m {prog}", description=description)
     parser.add_argument(
-        id_flag,
+        "--node-id",
         dest="consumer_id",
         metavar="ID",
+        type=parse_node_id,
         required=True,
-        help="this consumer's id, unique in the namespace and kept across restarts",
+        help="this node's id, unique in the namespace and kept across restarts",
     )
     settings_module.add_arguments(parser)
     args = parser.parse_args(argv)
