@@ -12,6 +12,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections import Counter
@@ -22,6 +23,7 @@ import pika
 import pika.exceptions
 import psutil
 import pytest
+import redis
 
 from middlewares.contract import BrokerUnavailable
 from middlewares.core import load_default_insults
@@ -98,8 +100,12 @@ def serve(rabbit: Settings) -> Iterator[Callable[..., Deployment]]:
     """Start a RabbitMQ service through the launcher; every one is stopped at teardown."""
     started: list[Deployment] = []
 
-    def start(service: str, workers: int = 1, **changes: object) -> Deployment:
-        deployment = Deployment("rabbitmq", service, rabbit.with_changes(**changes), workers)
+    def start(
+        service: str, workers: int = 1, nodes: int | None = None, **changes: object
+    ) -> Deployment:
+        deployment = Deployment(
+            "rabbitmq", service, rabbit.with_changes(**changes), workers, nodes=nodes
+        )
         deployment.start()
         started.append(deployment)
         return deployment
@@ -365,3 +371,170 @@ def test_the_launcher_stops_every_process_on_sigterm(rabbit):
         if launcher.poll() is None:
             launcher.kill()
             launcher.wait()
+
+
+class DyingNode(threading.Thread):
+    """A bare consumer that takes one message of a queue and then dies without
+    acknowledging it, as a SIGKILLed node does: the broker sees its connection go.
+
+    With ``reply`` it first answers the message, so the message is answered twice once
+    another node has taken it over.
+    """
+
+    def __init__(
+        self, settings: Settings, queue: str, durable: bool = False, reply: bytes | None = None
+    ) -> None:
+        super().__init__(daemon=True)
+        self.settings, self.queue, self.durable, self.reply = settings, queue, durable, reply
+        self.ready = threading.Event()
+        self.taken: str | None = None
+
+    def run(self) -> None:
+        connection = pika.BlockingConnection(pika.URLParameters(self.settings.amqp_url))
+        channel = connection.channel()
+        channel.queue_declare(self.queue, durable=self.durable)
+        channel.basic_qos(prefetch_count=1)
+        channel.basic_consume(self.queue, self._take)
+        self.ready.set()
+        deadline = time.monotonic() + 20
+        while self.taken is None and time.monotonic() < deadline:
+            connection.process_data_events(time_limit=0.1)
+        connection.close()  # with the message unacknowledged: the broker requeues it
+
+    def _take(self, channel, method, properties, body: bytes) -> None:
+        if self.reply is not None:
+            reply_properties = pika.BasicProperties(correlation_id=properties.correlation_id)
+            channel.basic_publish("", properties.reply_to, self.reply, reply_properties)
+        self.taken = properties.correlation_id
+
+    def take_one(self) -> None:
+        """Start consuming; return once the consumer is registered."""
+        self.start()
+        assert self.ready.wait(10), "the dying node could not start consuming"
+
+
+def test_a_request_a_dead_node_held_is_answered_by_another_over_direct_reply_to(
+    serve, raw, rabbit
+):
+    queue = names(rabbit)["requests"]
+    dying = DyingNode(rabbit, queue)
+    dying.take_one()
+    body = json.dumps({"op": "add_insult", "args": ["redelivered"]}).encode()
+    raw.publish(queue, body, reply_to="amq.rabbitmq.reply-to", correlation_id="held-1")
+    dying.join(30)
+    assert dying.taken == "held-1"
+    # The node starts after the requester published: the reply can only reach the
+    # requester's direct reply-to channel through the redelivered request.
+    serve("insult", nodes=1, load_defaults=False)
+    deadline = time.monotonic() + 10
+    while "held-1" not in raw.replies and time.monotonic() < deadline:
+        raw.connection.process_data_events(time_limit=0.1)
+    assert json.loads(raw.replies["held-1"]) == {"ok": True, "result": True}
+
+
+def test_the_client_keeps_the_first_answer_and_ignores_a_redelivered_duplicate(serve, rabbit):
+    dead_answer = json.dumps({"ok": True, "result": "from the dead node"}).encode()
+    dying = DyingNode(rabbit, names(rabbit)["requests"], reply=dead_answer)
+    dying.take_one()
+    # A long timeout: the request must not expire while the node below starts.
+    with BACKEND.insult_client(rabbit.with_changes(timeout=60)) as client:
+        assert client.random_insult() == "from the dead node"
+        dying.join(30)
+        deployment = serve("insult", nodes=1, load_defaults=False)
+        # The node answers the redelivered request (an empty store: ""), then the
+        # launcher's readiness probe; the duplicate answer is on its way to the client.
+        assert wait_for(
+            lambda: sum(BACKEND.node_counters("insult", deployment.settings).values()) >= 2,
+            timeout=10,
+        )
+        assert client.add_insult("only once") is True
+        assert client.random_insult() == "only once"
+        assert client.get_insults() == ["only once"]
+
+
+def test_a_filter_task_answered_twice_is_handed_out_once(serve, rabbit):
+    dying = DyingNode(
+        rabbit, names(rabbit)["tasks"], durable=True, reply=b'{"text": "first answer"}'
+    )
+    dying.take_one()
+    with BACKEND.filter_client(rabbit) as client:
+        task_id = client.submit("eres tonto")
+        dying.join(30)
+        assert dying.taken == task_id
+        serve("filter", nodes=1)
+        # The node answers the redelivered task: to the result list, then to the client.
+        assert wait_for(lambda: "eres CENSORED" in client.get_results(10), timeout=10)
+        assert client.wait([task_id], timeout=5) == {task_id: "first answer"}
+        assert client.wait([task_id], timeout=1) == {}, "a task was handed out twice"
+
+
+@pytest.mark.slow
+def test_a_restarted_node_goes_on_counting_from_its_last_count(serve, rabbit):
+    deployment = serve("filter", nodes=1)
+
+    def counters() -> dict[str, int]:
+        return BACKEND.node_counters("filter", deployment.settings)
+
+    with BACKEND.filter_client(rabbit) as client:
+        for n in range(20):
+            client.filter(f"{n} tonto")
+        # 20 tasks and the readiness probe, all published by the node's flusher.
+        assert wait_for(lambda: sum(counters().values()) == 21, timeout=10)
+        before = counters()
+        victim = deployment.node_pids()[0]
+        os.kill(victim, signal.SIGKILL)
+        assert wait_for(lambda: deployment.node_pids() not in ([], [victim]), timeout=20)
+        for n in range(10):
+            client.filter(f"{n} feo", timeout=30)
+    (node,) = before
+    assert wait_for(lambda: counters().get(node, 0) == before[node] + 10, timeout=10), counters()
+    assert set(counters()) == {node}, "the restarted node keeps its id"
+
+
+class _UnreachableStore:
+    """An InsultOps whose Redis is gone."""
+
+    def add(self, insult: str) -> bool:
+        raise redis.ConnectionError("Error 111 connecting to 127.0.0.1:6379")
+
+    def all(self) -> list[str]:
+        raise redis.ConnectionError("Error 111 connecting to 127.0.0.1:6379")
+
+    def random(self) -> str:
+        raise redis.TimeoutError("Timeout reading from 127.0.0.1:6379")
+
+
+def test_a_node_whose_redis_is_gone_answers_with_an_error_naming_it():
+    from middlewares.rabbitmq.insult_service import answer
+
+    for op, args in (("add_insult", ["tonto"]), ("get_insults", []), ("random_insult", [])):
+        body = json.dumps({"op": op, "args": args}).encode()
+        reply = json.loads(answer(_UnreachableStore(), Settings().limits, body))
+        assert reply["ok"] is False
+        assert "shared insult store (Redis) is unreachable" in reply["error"]
+
+
+def test_cleanup_deletes_the_redis_keys_of_the_n_node_form_and_nothing_else(serve, rabbit):
+    for service in ("insult", "filter"):
+        serve(service, nodes=1).stop()
+    client = redis.Redis.from_url(rabbit.redis_url, socket_timeout=5)
+    ns = rabbit.namespace
+    bystander = f"{ns}-bystander:insults:store"
+    try:
+        keys = [f"{ns}:insults:store", f"{ns}:stats:insult", f"{ns}:stats:filter"]
+        assert client.exists(*keys) == len(keys)
+        client.sadd(bystander, "tonto")
+        BACKEND.cleanup(rabbit)
+        assert client.exists(*keys, f"{ns}:insults:broadcaster") == 0
+        assert client.exists(bystander) == 1
+    finally:
+        client.delete(bystander)
+        client.close()
+
+
+def test_the_insult_service_spends_work_ms_on_every_request(serve, raw, rabbit):
+    serve("insult", nodes=1, work_ms=50.0)
+    started = time.monotonic()
+    for _ in range(10):
+        assert raw.call_json(names(rabbit)["requests"], {"op": "random_insult"})["ok"]
+    assert time.monotonic() - started >= 10 * 0.050

@@ -10,4 +10,9 @@ ever talk through the broker. The wire protocol is in ``docs/PROTOCOL-rabbitmq.m
   them and publish each result to the client's reply queue and to the bounded result
   list ``<ns>.filter.results``, acknowledging a task only after both.
 - Echo: the InsultService's request/reply pattern with no logic, as a baseline.
+
+The n-node form (``--nodes N``) runs N of those service processes or workers with
+``--node-id``, as competing consumers of the same queue: the broker spreads the load;
+the insult store, the broadcast lease and per-node counters live in Redis
+(``middlewares.cluster``). See ``docs/NODES-rabbitmq.md``.
 """

@@ -205,6 +205,7 @@ class RpcServer:
     process that dies goes back to the queue. A request without ``reply_to`` cannot be
     answered: it is logged and acknowledged (dropped). ``handle`` must not raise; if it
     does anyway, the error is logged and the requester gets an error reply.
+    ``on_served`` runs after each answered request (a node's counter).
     """
 
     def __init__(
@@ -215,12 +216,14 @@ class RpcServer:
         error_body: Callable[[str], bytes],
         role: str,
         prefetch: int = RPC_PREFETCH,
+        on_served: Callable[[], None] | None = None,
     ) -> None:
         self._settings = settings
         self._queue = queue
         self._handle = handle
         self._error_body = error_body
-        #: Requests answered so far (the per-node counter of the n-node form builds on it).
+        self._on_served = on_served
+        #: Requests answered so far (a node also counts them in Redis: ``on_served``).
         self.served = 0
         self._connection = connect(settings, role)
         self._channel = self._connection.channel()
@@ -269,6 +272,8 @@ class RpcServer:
                 pika.BasicProperties(correlation_id=properties.correlation_id),
             )
             self.served += 1
+            if self._on_served is not None:
+                self._on_served()
         else:
             log.warning(
                 "dropped a request on %s without reply_to (correlation_id %r, %d bytes)",
@@ -381,9 +386,13 @@ class RpcCaller:
         properties: pika.BasicProperties,
         body: bytes,
     ) -> None:
-        # A reply to an earlier call that timed out has another id and is ignored.
+        # A reply to an earlier call that timed out has another id and is ignored. So is
+        # a second reply to this call: a node that answered and died before acknowledging
+        # leaves the request to another node, which answers it again (at least once).
+        # The first answer wins; the call may already have returned it.
         if properties.correlation_id == self._expected:
             self._reply = body
+            self._expected = None
 
     def _on_return(
         self,

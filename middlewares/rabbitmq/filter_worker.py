@@ -9,12 +9,17 @@ the task to another worker (the submitter drops the duplicate result, if any).
 SIGTERM stops a worker gracefully: it finishes and acknowledges the task in hand, then
 closes its connection, which returns the tasks it had prefetched but not started to the
 queue for the other workers. ``--prefetch`` bounds how many tasks it holds at once.
+
+With ``--node-id`` the worker is one node of the n-node form: the same worker, which
+also counts the tasks it answers in Redis, per node, for the harnesses.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
+from contextlib import ExitStack
 
 import pika
 import pika.exceptions
@@ -31,6 +36,7 @@ from middlewares.rabbitmq._amqp import (
     quiet_pika,
     settings_parser,
 )
+from middlewares.rabbitmq._node import add_node_argument, node_membership
 from middlewares.rabbitmq.clients import RabbitMqInsultClient
 from middlewares.runtime import StopSignal, configure_logging, run_main
 from middlewares.service import RefreshingInsults, decode_request, error_reply
@@ -87,13 +93,22 @@ class InsultFollower:
 
 
 class FilterWorker:
-    """Consumes tasks, censors them and publishes each result before acknowledging it."""
+    """Consumes tasks, censors them and publishes each result before acknowledging it.
 
-    def __init__(self, settings: Settings, prefetch: int = DEFAULT_PREFETCH) -> None:
+    ``on_processed`` runs after each acknowledged task (a node's counter).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        prefetch: int = DEFAULT_PREFETCH,
+        on_processed: Callable[[], None] | None = None,
+    ) -> None:
         self._settings = settings
+        self._on_processed = on_processed
         self._names = Names(settings.namespace)
         self._censor = Censor()
-        #: Tasks answered so far (the per-node counter of the n-node form builds on it).
+        #: Tasks answered so far (a node also counts them in Redis: ``on_processed``).
         self.processed = 0
         self._follower = InsultFollower(settings)
         self._insults = RefreshingInsults(self._follower.fetch, settings.insult_refresh)
@@ -137,6 +152,8 @@ class FilterWorker:
             )
         channel.basic_ack(method.delivery_tag)
         self.processed += 1
+        if self._on_processed is not None:
+            self._on_processed()
 
     def _process(self, body: bytes) -> tuple[str | None, bytes]:
         """The censored text (None for a refused task) and the answer to send."""
@@ -161,19 +178,30 @@ def main(argv: list[str] | None = None) -> int:
         default=DEFAULT_PREFETCH,
         help=f"tasks held unacknowledged at once (default: {DEFAULT_PREFETCH})",
     )
+    add_node_argument(parser)
     args = parser.parse_args(argv)
     if args.prefetch < 1:
         parser.error("--prefetch must be at least 1")
     settings = from_args(args)
-    configure_logging("rabbitmq-filter-worker")
+    node_id: str | None = args.node_id
+    configure_logging(
+        "rabbitmq-filter-worker" if node_id is None else f"rabbitmq-filter[{node_id}]"
+    )
     quiet_pika()
     stop = StopSignal()
-    worker = FilterWorker(settings, args.prefetch)
-    log.info("consuming %s with prefetch %d", Names(settings.namespace).filter_tasks, args.prefetch)
-    try:
+    with ExitStack() as cleanup:
+        node = None if node_id is None else cleanup.enter_context(
+            node_membership(settings, "filter", node_id)
+        )
+        worker = FilterWorker(
+            settings, args.prefetch, None if node is None else node.counters.increment
+        )
+        # Closed before the node's final count is published.
+        cleanup.callback(worker.close)
+        log.info(
+            "consuming %s with prefetch %d", Names(settings.namespace).filter_tasks, args.prefetch
+        )
         worker.run(stop)
-    finally:
-        worker.close()
     log.info("stopped after %d tasks", worker.processed)
     return 0
 
