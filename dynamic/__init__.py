@@ -6,7 +6,8 @@
 - :mod:`dynamic.master`: one tick = observe, measure, decide, act, record.
 - :mod:`dynamic.launcher`: the launcher interface and local worker processes.
 - :mod:`dynamic.broker`, :mod:`dynamic.stats`, :mod:`dynamic.calibrate`: RabbitMQ readings,
-  the workers' acknowledgement reports, and the measurement of one worker.
+  the reading of the filter workers' acknowledgement reports, and the measurement of one
+  worker. The workers are the stock ``middlewares.rabbitmq.filter_worker``.
 - :mod:`dynamic.model`, :mod:`dynamic.simulate`: the same master over a queue model.
 - :mod:`dynamic.trace`, :mod:`dynamic.load`, :mod:`dynamic.record`, :mod:`dynamic.plot`:
   load profiles, the load generator, CSV records and the figure.

@@ -1,7 +1,7 @@
 """Readings of the real task queue ``<ns>.filter.tasks``, from AMQP alone.
 
 * ready messages and consumers: a passive ``queue.declare`` (exact, at the instant);
-* acknowledged messages: the workers' counters (:mod:`dynamic.stats`), interpolated to the
+* acknowledged messages: the workers' reports (:mod:`dynamic.stats`), interpolated to the
   same instant;
 * unacknowledged messages: AMQP does not report them, so they are inferred. While tasks
   wait in the queue every consumer holds a full prefetch window (``consumers x
@@ -19,8 +19,8 @@ import time
 import pika.exceptions
 
 from dynamic.meter import Reading
-from dynamic.stats import StatsReader, stats_exchange
-from middlewares.rabbitmq._amqp import (
+from dynamic.stats import StatsReader
+from middlewares.rabbitmq import (
     Names,
     close_quietly,
     connect,
@@ -90,8 +90,9 @@ class RabbitObserver:
         self._unreported_readings = self._unreported_readings + 1 if unreported > 0 else 0
         if self._unreported_readings == 3:
             log.warning(
-                "%d consumer(s) of %s do not report their acknowledgements (started outside "
-                "the master?); their work is invisible and lambda will read low",
+                "%d consumer(s) of %s do not report their acknowledgements (not a "
+                "middlewares.rabbitmq filter worker?); their work is invisible and lambda "
+                "will read low",
                 unreported,
                 self._queue,
             )
@@ -102,7 +103,7 @@ class RabbitObserver:
             log.warning(
                 "%d unreadable message(s) on %s ignored; is something else publishing there?",
                 bad - self._bad_reports_seen,
-                stats_exchange(self._settings.namespace),
+                Names(self._settings.namespace).filter_stats,
             )
             self._bad_reports_seen = bad
 

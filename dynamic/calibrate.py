@@ -13,7 +13,7 @@ import time
 import pika
 from pika.adapters.blocking_connection import BlockingChannel
 
-from middlewares.rabbitmq._amqp import (
+from middlewares.rabbitmq import (
     DIRECT_REPLY_TO,
     Names,
     close_quietly,

@@ -14,15 +14,20 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from dynamic.worker import DEFAULT_PREFETCH
 from middlewares.contract import ProcessSpec
 from middlewares.processes import start_process, stop_processes
 from middlewares.settings import Settings
 
 log = logging.getLogger("dynamic.launcher")
 
-#: The worker program: the RabbitMQ filter worker plus its acknowledgement reports.
-WORKER_MODULE = "dynamic.worker"
+#: The worker program: the stock RabbitMQ filter worker, which reports its
+#: acknowledgements to ``<ns>.filter.stats`` by itself.
+WORKER_MODULE = "middlewares.rabbitmq.filter_worker"
+
+#: One task at a time: with slow tasks the broker then hands each task to an idle
+#: worker, a stopping worker gives back nothing it has not started, and a worker's
+#: unacknowledged count is 0 or 1.
+DEFAULT_PREFETCH = 1
 
 #: Seconds a stopping worker gets to finish its task before it is killed. A killed
 #: worker loses nothing (its unacknowledged task goes back to the queue) but may answer
@@ -65,7 +70,7 @@ class _Worker:
 
 
 class LocalProcessLauncher(WorkerLauncher):
-    """Workers as child processes of this one (``python -m dynamic.worker``).
+    """Workers as child processes of this one (``python -m middlewares.rabbitmq.filter_worker``).
 
     Create and use it from the main thread: children are told to die with the thread
     that started them (see :mod:`middlewares.processes`).

@@ -20,7 +20,13 @@ from pika.adapters.blocking_connection import BlockingChannel
 
 from dynamic.meter import RateSince
 from dynamic.trace import RateTrace
-from middlewares.rabbitmq._amqp import Names, close_quietly, connect, declare_task_queue
+from middlewares.rabbitmq import (
+    Names,
+    close_quietly,
+    connect,
+    declare_task_queue,
+    task_properties,
+)
 from middlewares.settings import Settings
 
 log = logging.getLogger("dynamic.load")
@@ -159,11 +165,7 @@ class Producer(threading.Thread):
     def _publish(self, channel: BlockingChannel, queue: str) -> None:
         number = self.published
         body = json.dumps({"text": f"task {number}: eres tonto, muy tonto y feo"}).encode()
-        properties = pika.BasicProperties(
-            reply_to=self._reply_to,
-            correlation_id=f"{self.run_id}-{number}",
-            content_type="application/json",
-        )
+        properties = task_properties(f"{self.run_id}-{number}", self._reply_to)
         # With confirms on, this returns once the broker has the task (raises if not).
         channel.basic_publish("", queue, body, properties, mandatory=True)
         self.published += 1

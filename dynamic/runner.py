@@ -15,12 +15,10 @@ from dataclasses import dataclass
 
 from dynamic.broker import RabbitObserver
 from dynamic.calibrate import measure_worker_rate
-from dynamic.launcher import LocalProcessLauncher
+from dynamic.launcher import DEFAULT_PREFETCH, LocalProcessLauncher
 from dynamic.master import Master, OfferedRate
 from dynamic.policy import PolicyConfig, ScalingPolicy
-from dynamic.stats import stats_exchange
-from dynamic.worker import DEFAULT_PREFETCH
-from middlewares.rabbitmq._amqp import (
+from middlewares.rabbitmq import (
     Names,
     close_quietly,
     connect,
@@ -230,12 +228,6 @@ def local_master(
 
 
 def delete_namespace(settings: Settings) -> None:
-    """Delete the broker objects of ``settings.namespace``: the filter's queues and the
-    workers' report exchange. Nothing of any other namespace is touched."""
+    """Delete the broker objects of ``settings.namespace``, the workers' report exchange
+    included. Nothing of any other namespace is touched."""
     get_backend("rabbitmq").cleanup(settings)
-    connection = connect(settings, "dynamic-cleanup")
-    try:
-        with link_errors_as_unavailable(settings):
-            connection.channel().exchange_delete(stats_exchange(settings.namespace))
-    finally:
-        close_quietly(connection)

@@ -1,10 +1,10 @@
-"""Workers' acknowledgement counters, sent over a side channel the master reads.
+"""The master's end of the filter workers' reports on ``<ns>.filter.stats``.
 
-AMQP has no cumulative counters of a queue (without the management plugin), so each
-worker reports its own: every :data:`REPORT_INTERVAL` seconds, and once more as it exits,
-it publishes ``{"worker": id, "acked": n, "time": t, "final": bool}`` to the fanout
-exchange ``<ns>.filter.stats``. ``acked`` is the number of tasks the worker has
-acknowledged since it started, ``time`` the Unix time at which that was the count.
+AMQP has no cumulative counters of a queue (without the management plugin), so every
+RabbitMQ filter worker reports its own (:class:`middlewares.rabbitmq.WorkerReport`, sent
+by ``middlewares.rabbitmq.filter_worker``; format in docs/PROTOCOL-rabbitmq.md): the
+number of tasks it has acknowledged since it started, every
+:data:`~middlewares.rabbitmq.REPORT_INTERVAL` seconds and once more as it exits.
 
 The master binds an exclusive queue of its own (bounded, so nothing piles up if it stalls)
 and sums the counters with :class:`AckCounter`, interpolated to the moment it read the
@@ -14,25 +14,18 @@ instant. Counting where tasks are acknowledged works whoever publishes the tasks
 
 from __future__ import annotations
 
-import json
-import logging
-import threading
 import time
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
 
-import pika
-
-from middlewares.rabbitmq._amqp import LINK_ERRORS, close_quietly, connect
+from middlewares.rabbitmq import (
+    REPORT_INTERVAL,
+    Names,
+    WorkerReport,
+    close_quietly,
+    connect,
+    declare_stats_exchange,
+)
 from middlewares.settings import Settings
-
-log = logging.getLogger("dynamic.stats")
-
-#: Seconds between two reports of one worker. A tenth of a poll keeps the master's wait
-#: for a report newer than its reading short; 10 small messages a second per worker
-#: are nothing next to the tasks themselves.
-REPORT_INTERVAL = 0.1
 
 #: A worker silent this long is taken for dead: its last count is kept, it is not awaited.
 SILENCE_SECONDS = 2.0
@@ -44,44 +37,6 @@ READER_QUEUE_LIMIT = 10_000
 _HISTORY = 32
 
 
-def stats_exchange(namespace: str) -> str:
-    """The fanout exchange workers report to."""
-    return f"{namespace}.filter.stats"
-
-
-@dataclass(frozen=True)
-class Report:
-    """One worker's counter at one moment."""
-
-    worker: str
-    acked: int
-    time: float
-    final: bool = False
-
-    def encode(self) -> bytes:
-        """The report as the JSON the side channel carries."""
-        return json.dumps(
-            {"worker": self.worker, "acked": self.acked, "time": self.time, "final": self.final}
-        ).encode()
-
-    @classmethod
-    def decode(cls, body: bytes) -> Report:
-        """Parse a report; raises ValueError naming what is wrong."""
-        try:
-            data = json.loads(body)
-            report = cls(
-                worker=str(data["worker"]),
-                acked=int(data["acked"]),
-                time=float(data["time"]),
-                final=bool(data.get("final", False)),
-            )
-        except (ValueError, TypeError, KeyError) as error:
-            raise ValueError(f"bad worker report {body[:80]!r}: {error!r}") from None
-        if report.acked < 0:
-            raise ValueError(f"bad worker report {body[:80]!r}: negative count")
-        return report
-
-
 class AckCounter:
     """The total of every worker's acknowledgements, at any recent moment.
 
@@ -91,10 +46,10 @@ class AckCounter:
 
     def __init__(self, silence: float = SILENCE_SECONDS) -> None:
         self._silence = silence
-        self._reports: dict[str, deque[Report]] = {}
+        self._reports: dict[str, deque[WorkerReport]] = {}
         self._retired = 0
 
-    def add(self, report: Report) -> None:
+    def add(self, report: WorkerReport) -> None:
         """Take one report into account; reports of a worker must come in order."""
         history = self._reports.setdefault(report.worker, deque(maxlen=_HISTORY))
         if history and report.time < history[-1].time:
@@ -126,7 +81,7 @@ class AckCounter:
         return self._retired + sum(_at(history, moment) for history in self._reports.values())
 
 
-def _at(history: deque[Report], moment: float) -> float:
+def _at(history: deque[WorkerReport], moment: float) -> float:
     """One worker's count at ``moment``: linear between the reports around it."""
     after = next((report for report in history if report.time >= moment), None)
     before = next((report for report in reversed(history) if report.time <= moment), None)
@@ -144,15 +99,15 @@ class StatsReader:
         self.counter = AckCounter()
         self._connection = connect(settings, "dynamic-master-stats")
         channel = self._connection.channel()
-        exchange = stats_exchange(settings.namespace)
-        channel.exchange_declare(exchange, exchange_type="fanout")
+        names = Names(settings.namespace)
+        declare_stats_exchange(channel, names)
         declared = channel.queue_declare(
             "",
             exclusive=True,
             auto_delete=True,
             arguments={"x-max-length": READER_QUEUE_LIMIT, "x-overflow": "drop-head"},
         )
-        channel.queue_bind(declared.method.queue, exchange)
+        channel.queue_bind(declared.method.queue, names.filter_stats)
         channel.basic_consume(declared.method.queue, self._on_report, auto_ack=True)
         self.bad_reports = 0
 
@@ -184,57 +139,7 @@ class StatsReader:
         body: bytes,
     ) -> None:
         try:
-            self.counter.add(Report.decode(body))
+            self.counter.add(WorkerReport.decode(body))
         except ValueError:
             # Counted, not logged per message: a misbehaving reporter must not flood logs.
             self.bad_reports += 1
-
-
-class StatsReporter(threading.Thread):
-    """A worker's end: publishes ``count()`` every :data:`REPORT_INTERVAL` seconds.
-
-    Runs on its own thread with its own connection, because the worker's connection
-    belongs to the worker's thread. :meth:`finish` sends the final report.
-    """
-
-    def __init__(self, settings: Settings, worker: str, count: Callable[[], int]) -> None:
-        super().__init__(name="stats-reporter", daemon=True)
-        self._settings = settings
-        self._worker = worker
-        self._count = count
-        self._exchange = stats_exchange(settings.namespace)
-        self._done = threading.Event()
-        self._connection = connect(settings, "dynamic-worker-stats")
-        self._channel = self._connection.channel()
-        self._channel.exchange_declare(self._exchange, exchange_type="fanout")
-
-    def run(self) -> None:
-        """Report until :meth:`finish`; a lost connection only ends the reporting."""
-        try:
-            # A first report at once, so the master knows this worker from its start.
-            self._send(final=False)
-            while not self._done.wait(REPORT_INTERVAL):
-                self._send(final=False)
-            self._send(final=True)
-        except LINK_ERRORS as error:
-            log.warning(
-                "stopped reporting to %s: %r; the master will undercount", self._exchange, error
-            )
-        finally:
-            close_quietly(self._connection)
-
-    def finish(self, timeout: float = 5.0) -> None:
-        """Send the final report (the count must no longer change) and stop."""
-        self._done.set()
-        self.join(timeout)
-
-    def _send(self, final: bool) -> None:
-        report = Report(self._worker, self._count(), time.time(), final)
-        self._channel.basic_publish(
-            self._exchange,
-            "",
-            report.encode(),
-            pika.BasicProperties(content_type="application/json"),
-        )
-        # Heartbeats and the broker's flow control are handled while we are idle.
-        self._connection.process_data_events(time_limit=0)

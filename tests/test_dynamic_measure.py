@@ -8,7 +8,8 @@ import pytest
 
 from dynamic.load import Tally
 from dynamic.meter import ArrivalMeter, RateSince, Reading
-from dynamic.stats import AckCounter, Report
+from dynamic.stats import AckCounter
+from middlewares.rabbitmq import WorkerReport
 
 
 def reading(time: float, ready: int = 0, unacked: int = 0, acked: float = 0) -> Reading:
@@ -50,10 +51,10 @@ def test_rate_since_reports_growth_between_calls():
 
 def test_ack_counter_interpolates_each_worker_to_the_moment():
     counter = AckCounter()
-    counter.add(Report("a", acked=10, time=100.0))
-    counter.add(Report("a", acked=20, time=100.1))
-    counter.add(Report("b", acked=0, time=100.05))
-    counter.add(Report("b", acked=4, time=100.15))
+    counter.add(WorkerReport("a", acked=10, time=100.0))
+    counter.add(WorkerReport("a", acked=20, time=100.1))
+    counter.add(WorkerReport("b", acked=0, time=100.05))
+    counter.add(WorkerReport("b", acked=4, time=100.15))
     # a: halfway from 10 to 20; b: a quarter of the way from 0 to 4.
     assert counter.acked_at(100.05) == pytest.approx(15 + 0)
     assert counter.acked_at(100.075) == pytest.approx(17.5 + 1)
@@ -61,26 +62,26 @@ def test_ack_counter_interpolates_each_worker_to_the_moment():
 
 def test_ack_counter_uses_the_nearest_report_outside_the_reports():
     counter = AckCounter()
-    counter.add(Report("a", acked=10, time=100.0))
-    counter.add(Report("a", acked=20, time=100.1))
+    counter.add(WorkerReport("a", acked=10, time=100.0))
+    counter.add(WorkerReport("a", acked=20, time=100.1))
     assert counter.acked_at(99.0) == 10
     assert counter.acked_at(101.0) == 20
 
 
 def test_ack_counter_knows_who_has_not_reported_past_a_moment():
     counter = AckCounter()
-    counter.add(Report("a", acked=1, time=100.0))
-    counter.add(Report("b", acked=1, time=100.2))
-    counter.add(Report("c", acked=1, time=99.0, final=True))
+    counter.add(WorkerReport("a", acked=1, time=100.0))
+    counter.add(WorkerReport("b", acked=1, time=100.2))
+    counter.add(WorkerReport("c", acked=1, time=99.0, final=True))
     assert counter.lagging(100.1) == ["a"]
     assert counter.live() == 3
 
 
 def test_exited_workers_keep_counting_in_one_total():
     counter = AckCounter(silence=2.0)
-    counter.add(Report("gone", acked=70, time=100.0, final=True))
-    counter.add(Report("crashed", acked=30, time=100.0))
-    counter.add(Report("alive", acked=5, time=103.0))
+    counter.add(WorkerReport("gone", acked=70, time=100.0, final=True))
+    counter.add(WorkerReport("crashed", acked=30, time=100.0))
+    counter.add(WorkerReport("alive", acked=5, time=103.0))
     counter.retire_silent(now=103.0)
     assert counter.live() == 1
     assert counter.acked_at(103.0) == 105
@@ -88,25 +89,25 @@ def test_exited_workers_keep_counting_in_one_total():
 
 def test_ack_counter_ignores_reports_out_of_order():
     counter = AckCounter()
-    counter.add(Report("a", acked=20, time=100.1))
-    counter.add(Report("a", acked=10, time=100.0))
+    counter.add(WorkerReport("a", acked=20, time=100.1))
+    counter.add(WorkerReport("a", acked=10, time=100.0))
     assert counter.acked_at(100.1) == 20
 
 
 def test_ack_counter_memory_is_bounded_per_worker():
     counter = AckCounter()
     for n in range(10_000):
-        counter.add(Report("a", acked=n, time=float(n)))
+        counter.add(WorkerReport("a", acked=n, time=float(n)))
     assert counter.acked_at(9_999.0) == 9_999
     assert counter.acked_at(0.0) > 0, "only the newest reports are kept"
 
 
 def test_reports_round_trip_and_bad_ones_are_named():
-    report = Report("host:42", acked=7, time=1.5, final=True)
-    assert Report.decode(report.encode()) == report
+    report = WorkerReport("host:42", acked=7, time=1.5, final=True)
+    assert WorkerReport.decode(report.encode()) == report
     for body in (b"not json", b'{"worker": "a"}', b'{"worker": "a", "acked": -1, "time": 1}'):
         with pytest.raises(ValueError, match="bad worker report"):
-            Report.decode(body)
+            WorkerReport.decode(body)
 
 
 def test_tally_counts_lost_duplicated_and_foreign_answers():

@@ -25,9 +25,11 @@ import psutil
 import pytest
 import redis
 
-from middlewares.contract import BrokerUnavailable
+from middlewares.contract import BrokerUnavailable, ServiceTimeout
 from middlewares.core import load_default_insults
 from middlewares.deployment import Deployment
+from middlewares.rabbitmq import _amqp
+from middlewares.rabbitmq.filter_worker import InsultFollower
 from middlewares.registry import get_backend
 from middlewares.settings import Settings
 from tests.conftest import free_port, require
@@ -131,6 +133,7 @@ def names(settings: Settings) -> dict[str, str]:
         "broadcast": f"{ns}.insults.broadcast",
         "tasks": f"{ns}.filter.tasks",
         "results": f"{ns}.filter.results",
+        "stats": f"{ns}.filter.stats",
         "echo": f"{ns}.echo.requests",
     }
 
@@ -249,6 +252,67 @@ def test_a_task_without_reply_to_lands_in_the_result_list(serve, raw, rabbit):
     assert json.loads(stored["t-1"]) == {"text": "solo un CENSORED"}
 
 
+def test_every_filter_worker_reports_its_acknowledged_count_to_the_stats_exchange(
+    serve, raw, rabbit
+):
+    exchange = names(rabbit)["stats"]
+    raw.channel.exchange_declare(exchange, exchange_type="fanout")
+    report_queue = raw.channel.queue_declare("", exclusive=True).method.queue
+    raw.channel.queue_bind(report_queue, exchange)
+    reports: list[dict] = []
+    raw.channel.basic_consume(
+        report_queue, lambda ch, m, props, body: reports.append(json.loads(body)), True
+    )
+
+    def pump_until(condition: Callable[[], bool], timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not condition() and time.monotonic() < deadline:
+            raw.connection.process_data_events(time_limit=0.05)
+        return condition()
+
+    deployment = serve("filter")  # the stock deployment, not the dynamic-scaling master
+    # The launcher's readiness check may have sent a task: count from a report made after.
+    started = time.time()
+    assert pump_until(lambda: any(report["time"] > started for report in reports), timeout=5)
+    before = reports[-1]["acked"]
+    for n in range(5):
+        raw.call_json(names(rabbit)["tasks"], {"text": f"task {n}, tonto"})
+    assert pump_until(lambda: reports[-1]["acked"] == before + 5, timeout=5), reports[-1]
+    deployment.stop()
+    assert pump_until(lambda: reports[-1]["final"], timeout=5), reports[-1]
+    assert {report["worker"] for report in reports} == {reports[0]["worker"]}
+    assert all(set(report) == {"worker", "acked", "time", "final"} for report in reports)
+    counts = [report["acked"] for report in reports]
+    assert counts == sorted(counts), "a worker's count went backwards"
+    assert [report["final"] for report in reports].count(True) == 1
+    assert reports[-1]["acked"] == before + 5
+
+
+def test_the_insult_follower_connects_with_the_full_timeout_and_asks_for_at_most_1_s(
+    raw, rabbit, monkeypatch
+):
+    # A loaded broker can take over a second to finish an AMQP handshake: only the
+    # get_insults request may be bounded by the 1 s fetch timeout, never connecting.
+    connect_timeouts: list[float] = []
+    real_connect = _amqp.connect
+
+    def recording_connect(settings: Settings, role: str) -> pika.BlockingConnection:
+        connect_timeouts.append(settings.timeout)
+        return real_connect(settings, role)
+
+    monkeypatch.setattr(_amqp, "connect", recording_connect)
+    # An InsultService that takes requests and never answers them.
+    raw.channel.queue_declare(names(rabbit)["requests"])
+    raw.channel.basic_consume(names(rabbit)["requests"], lambda *delivery: None)
+    follower = InsultFollower(rabbit)
+    try:
+        assert connect_timeouts == [rabbit.timeout] and rabbit.timeout > 1
+        with pytest.raises(ServiceTimeout, match="within 1 s"):
+            follower.fetch()
+    finally:
+        follower.close()
+
+
 def test_reading_the_result_list_leaves_it_intact(serve, raw, rabbit):
     serve("filter", result_limit=3)
     with BACKEND.filter_client(rabbit) as client:
@@ -312,7 +376,8 @@ def test_cleanup_deletes_the_namespace_and_nothing_else(serve, raw, rabbit):
     BACKEND.cleanup(rabbit)
     for name in names(rabbit).values():
         channel = raw.connection.channel()
-        declare = channel.exchange_declare if name.endswith("broadcast") else channel.queue_declare
+        is_exchange = name.endswith(("broadcast", "stats"))
+        declare = channel.exchange_declare if is_exchange else channel.queue_declare
         with pytest.raises(pika.exceptions.ChannelClosedByBroker, match="NOT_FOUND"):
             declare(name, passive=True)
     raw.channel.queue_declare(bystander, passive=True)

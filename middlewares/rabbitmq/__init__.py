@@ -15,4 +15,41 @@ The n-node form (``--nodes N``) runs N of those service processes or workers wit
 ``--node-id``, as competing consumers of the same queue: the broker spreads the load;
 the insult store, the broadcast lease and per-node counters live in Redis
 (``middlewares.cluster``). See ``docs/NODES-rabbitmq.md``.
+
+Every filter worker reports its count of acknowledged tasks to the fanout exchange
+``<ns>.filter.stats`` (:class:`WorkerReport`), from which the dynamic-scaling master
+measures the arrival rate.
+
+The names below are the package's public surface for other packages (``dynamic``): the
+broker objects of a namespace, connections, the task and report formats.
 """
+
+from middlewares.rabbitmq._amqp import (
+    DIRECT_REPLY_TO,
+    LINK_ERRORS,
+    REPORT_INTERVAL,
+    Names,
+    WorkerReport,
+    close_quietly,
+    connect,
+    declare_stats_exchange,
+    declare_task_queue,
+    link_errors_as_unavailable,
+    quiet_pika,
+    task_properties,
+)
+
+__all__ = [
+    "DIRECT_REPLY_TO",
+    "LINK_ERRORS",
+    "REPORT_INTERVAL",
+    "Names",
+    "WorkerReport",
+    "close_quietly",
+    "connect",
+    "declare_stats_exchange",
+    "declare_task_queue",
+    "link_errors_as_unavailable",
+    "quiet_pika",
+    "task_properties",
+]

@@ -1,6 +1,7 @@
 """What every RabbitMQ process and client of insultbench shares: names, connections, RPC.
 
-Private to the package. pika connections are not thread-safe, so every class here owns
+Private to the package: what other packages may use is re-exported by
+``middlewares.rabbitmq``. pika connections are not thread-safe, so every class here owns
 one connection and must be used from the thread that created it.
 """
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import logging
 import threading
 import time
@@ -74,6 +76,11 @@ class Names:
         return f"{self.namespace}.filter.results"
 
     @property
+    def filter_stats(self) -> str:
+        """Fanout exchange where every filter worker reports its acknowledged count."""
+        return f"{self.namespace}.filter.stats"
+
+    @property
     def echo_requests(self) -> str:
         """Queue of the bare echo service."""
         return f"{self.namespace}.echo.requests"
@@ -84,7 +91,7 @@ class Names:
 
     def exchanges(self) -> list[str]:
         """Every exchange of the namespace."""
-        return [self.broadcast]
+        return [self.broadcast, self.filter_stats]
 
 
 def masked_url(url: str) -> str:
@@ -184,6 +191,68 @@ def declare_broadcast_exchange(channel: BlockingChannel, names: Names) -> None:
 def declare_task_queue(channel: BlockingChannel, names: Names) -> None:
     """The durable task queue; declared by clients too, so tasks wait for a late worker."""
     channel.queue_declare(names.filter_tasks, durable=True)
+
+
+def declare_stats_exchange(channel: BlockingChannel, names: Names) -> None:
+    """The workers' report exchange; declared by workers and readers, whichever comes first."""
+    channel.exchange_declare(names.filter_stats, exchange_type="fanout")
+
+
+def task_properties(task_id: str, reply_to: str) -> pika.BasicProperties:
+    """The properties of an InsultFilter task: persistent, answered to ``reply_to``.
+
+    The answer carries ``task_id`` as its ``correlation_id``.
+    """
+    return pika.BasicProperties(
+        delivery_mode=pika.DeliveryMode.Persistent,
+        reply_to=reply_to,
+        correlation_id=task_id,
+        content_type="application/json",
+    )
+
+
+#: Seconds between two reports of one filter worker on ``<ns>.filter.stats``.
+REPORT_INTERVAL = 0.1
+
+
+@dataclass(frozen=True)
+class WorkerReport:
+    """One filter worker's count of acknowledged tasks at one moment (``<ns>.filter.stats``).
+
+    Attributes:
+        worker: Who reports: ``<host>:<pid>``, unique among running workers.
+        acked: Tasks the worker has acknowledged since it started (never goes down).
+        time: Unix time at which ``acked`` was the count.
+        final: True on the last report, sent as the worker exits.
+    """
+
+    worker: str
+    acked: int
+    time: float
+    final: bool = False
+
+    def encode(self) -> bytes:
+        """The report as the JSON the exchange carries."""
+        return json.dumps(
+            {"worker": self.worker, "acked": self.acked, "time": self.time, "final": self.final}
+        ).encode()
+
+    @classmethod
+    def decode(cls, body: bytes) -> WorkerReport:
+        """Parse a report; raises ValueError naming what is wrong."""
+        try:
+            data = json.loads(body)
+            report = cls(
+                worker=str(data["worker"]),
+                acked=int(data["acked"]),
+                time=float(data["time"]),
+                final=bool(data.get("final", False)),
+            )
+        except (ValueError, TypeError, KeyError) as error:
+            raise ValueError(f"bad worker report {body[:80]!r}: {error!r}") from None
+        if report.acked < 0:
+            raise ValueError(f"bad worker report {body[:80]!r}: negative count")
+        return report
 
 
 def settings_parser(prog: str, description: str) -> argparse.ArgumentParser:

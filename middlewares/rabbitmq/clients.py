@@ -39,6 +39,7 @@ from middlewares.rabbitmq._amqp import (
     declare_task_queue,
     link_errors_as_unavailable,
     masked_url,
+    task_properties,
 )
 from middlewares.settings import Settings
 
@@ -71,15 +72,18 @@ def _parse_reply(body: bytes) -> object:
 class RabbitMqInsultClient(InsultClient):
     """InsultService client: JSON requests over direct reply-to, subscriptions on a thread."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, call_timeout: float | None = None) -> None:
+        """``call_timeout``: seconds a request waits for its answer (default
+        ``settings.timeout``, which always bounds connecting)."""
         self._names = Names(settings.namespace)
         self._settings = settings
+        self._call_timeout = call_timeout
         self._rpc = RpcCaller(settings, self._names.insult_requests, "insult")
         self._subscription: _Subscription | None = None
 
     def _call(self, op: str, *args: object) -> object:
         body = _to_json({"op": op, "args": list(args)}, "the insult")
-        return _parse_reply(self._rpc.call(body))
+        return _parse_reply(self._rpc.call(body, self._call_timeout))
 
     def add_insult(self, insult: str) -> bool:
         """Store an insult; True only when it was new."""
@@ -224,12 +228,7 @@ class RabbitMqFilterClient(FilterClient):
         return self._settings.timeout
 
     def _properties(self, task_id: str) -> pika.BasicProperties:
-        return pika.BasicProperties(
-            delivery_mode=pika.DeliveryMode.Persistent,
-            reply_to=self._reply_queue,
-            correlation_id=task_id,
-            content_type="application/json",
-        )
+        return task_properties(task_id, self._reply_queue)
 
     def _recover(self, error: Exception) -> None:
         """Open a new connection after ``error``; raise if pending results went with the old.

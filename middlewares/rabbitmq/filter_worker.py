@@ -10,6 +10,11 @@ SIGTERM stops a worker gracefully: it finishes and acknowledges the task in hand
 closes its connection, which returns the tasks it had prefetched but not started to the
 queue for the other workers. ``--prefetch`` bounds how many tasks it holds at once.
 
+Every worker also reports how many tasks it has acknowledged, every 0.1 s and once more
+as it exits, to the fanout exchange ``<ns>.filter.stats``, from a thread and connection
+of its own; whoever binds a queue there (the dynamic-scaling master) can measure the
+arrival rate of any deployment. Nobody bound: the broker drops the reports.
+
 With ``--node-id`` the worker is one node of the n-node form: the same worker, which
 also counts the tasks it answers in Redis, per node, for the harnesses.
 """
@@ -18,6 +23,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
+import threading
+import time
 from collections.abc import Callable
 from contextlib import ExitStack
 
@@ -27,10 +36,14 @@ from pika.adapters.blocking_connection import BlockingChannel
 
 from middlewares.core import Censor, InsultError, validate_text
 from middlewares.rabbitmq._amqp import (
+    LINK_ERRORS,
+    REPORT_INTERVAL,
     STOP_CHECK_SECONDS,
     Names,
+    WorkerReport,
     close_quietly,
     connect,
+    declare_stats_exchange,
     declare_task_queue,
     link_errors_as_unavailable,
     quiet_pika,
@@ -50,6 +63,9 @@ DEFAULT_PREFETCH = 16
 
 #: The longest a worker waits for the InsultService's list before keeping its last one.
 _FETCH_TIMEOUT_SECONDS = 1.0
+
+#: Seconds :meth:`StatsReporter.finish` waits for the final report to be sent.
+_FINAL_REPORT_SECONDS = 5.0
 
 
 def declare_results_queue(channel: BlockingChannel, names: Names, limit: int) -> BlockingChannel:
@@ -78,8 +94,11 @@ class InsultFollower:
     """
 
     def __init__(self, settings: Settings) -> None:
-        timeout = min(settings.timeout, _FETCH_TIMEOUT_SECONDS)
-        self._client = RabbitMqInsultClient(settings.with_changes(timeout=timeout))
+        # Only the request is bounded by the short fetch timeout: an AMQP handshake on a
+        # loaded broker can take longer than that, and a worker must not die at start.
+        self._client = RabbitMqInsultClient(
+            settings, call_timeout=min(settings.timeout, _FETCH_TIMEOUT_SECONDS)
+        )
 
     def fetch(self) -> list[str] | None:
         """The service's insults, or None when no InsultService runs (use the defaults)."""
@@ -92,10 +111,69 @@ class InsultFollower:
         self._client.close()
 
 
+class StatsReporter(threading.Thread):
+    """Publishes ``count()`` to ``<ns>.filter.stats`` every :data:`REPORT_INTERVAL` seconds.
+
+    Runs on its own thread with its own connection (the worker's connection belongs to
+    the worker's thread), so the task path pays nothing but reading an int.
+    :meth:`finish` sends the final report. A broken connection ends the reporting, never
+    the work.
+    """
+
+    def __init__(self, settings: Settings, count: Callable[[], int]) -> None:
+        super().__init__(name="stats-reporter", daemon=True)
+        self._count = count
+        self._worker = f"{socket.gethostname()}:{os.getpid()}"
+        self._names = Names(settings.namespace)
+        self._done = threading.Event()
+        self._connection = connect(settings, "filter-worker-stats")
+        with link_errors_as_unavailable(settings):
+            self._channel = self._connection.channel()
+            declare_stats_exchange(self._channel, self._names)
+
+    def run(self) -> None:
+        """Report until :meth:`finish`, then send the final report."""
+        try:
+            # A first report at once, so a reader knows this worker from its start.
+            self._send(final=False)
+            while not self._done.wait(REPORT_INTERVAL):
+                self._send(final=False)
+            self._send(final=True)
+        except LINK_ERRORS as error:
+            log.warning(
+                "stopped reporting to %s (%r); a dynamic-scaling master will undercount",
+                self._names.filter_stats,
+                error,
+            )
+        finally:
+            close_quietly(self._connection)
+
+    def finish(self) -> None:
+        """Send the final report (the count must no longer change) and stop."""
+        self._done.set()
+        if self.is_alive():
+            self.join(_FINAL_REPORT_SECONDS)
+        else:
+            close_quietly(self._connection)
+
+    def _send(self, final: bool) -> None:
+        report = WorkerReport(self._worker, self._count(), time.time(), final)
+        self._channel.basic_publish(
+            self._names.filter_stats,
+            "",
+            report.encode(),
+            pika.BasicProperties(content_type="application/json"),
+        )
+        # Heartbeats and the broker's flow control are handled while we are idle.
+        self._connection.process_data_events(time_limit=0)
+
+
 class FilterWorker:
     """Consumes tasks, censors them and publishes each result before acknowledging it.
 
-    ``on_processed`` runs after each acknowledged task (a node's counter).
+    ``on_processed`` runs after each acknowledged task (a node's counter). The count of
+    acknowledged tasks is reported to ``<ns>.filter.stats`` while :meth:`run` runs, and a
+    last time by :meth:`close`.
     """
 
     def __init__(
@@ -118,17 +196,24 @@ class FilterWorker:
         self._channel = declare_results_queue(channel, self._names, settings.result_limit)
         self._channel.basic_qos(prefetch_count=prefetch)
         self._channel.basic_consume(self._names.filter_tasks, self._on_task)
+        self._reporter = StatsReporter(settings, lambda: self.processed)
 
     def run(self, stop: StopSignal) -> None:
         """Work until ``stop`` is set; a lost broker raises BrokerUnavailable."""
+        self._reporter.start()
         with link_errors_as_unavailable(self._settings):
             while not stop.is_set():
                 self._connection.process_data_events(time_limit=STOP_CHECK_SECONDS)
 
     def close(self) -> None:
-        """Close both connections; unstarted prefetched tasks go back to the queue."""
+        """Close the connections; unstarted prefetched tasks go back to the queue.
+
+        The final report goes out after the task connection is closed, when the count
+        can no longer change.
+        """
         close_quietly(self._connection)
         self._follower.close()
+        self._reporter.finish()
 
     def _on_task(
         self,
