@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from middlewares.cluster import StartupBarrier
 from middlewares.contract import MiddlewareError
 from middlewares.core import Censor, ResultLog
 from middlewares.runtime import StopSignal
@@ -59,6 +60,8 @@ WORKER_BATCH = 64
 POLL_WAIT = 1.0
 #: How long a worker tries to reach a vanished front before it gives up and exits.
 RECONNECT_WAIT = 30.0
+#: Longest a front with ``expected_workers`` holds its tasks back waiting for them.
+STARTUP_GRACE = 15.0
 
 
 @dataclass
@@ -77,6 +80,9 @@ class TaskQueue:
     """Queued tasks, tasks leased to workers, and results waiting to be collected.
 
     Thread-safe: every client call and worker call of a front runs on a thread of its own.
+    With ``expected_workers`` (the n-node form) nothing is leased until that many workers
+    have shown up or :data:`STARTUP_GRACE` passed, so the first worker to start does not
+    take the first second's work alone and the load spreads from the first task.
     """
 
     def __init__(
@@ -85,8 +91,10 @@ class TaskQueue:
         lease_timeout: float = LEASE_TIMEOUT,
         max_outstanding: int = MAX_OUTSTANDING,
         max_uncollected: int = MAX_UNCOLLECTED,
+        expected_workers: int = 0,
     ) -> None:
         self._log = result_log
+        self._barrier = StartupBarrier(expected_workers, STARTUP_GRACE)
         self._lease_timeout = lease_timeout
         self._max_outstanding = max_outstanding
         self._max_uncollected = max_uncollected
@@ -162,6 +170,8 @@ class TaskQueue:
                 )
                 self._requeue(old)
             self._workers[worker_id] = _Worker(time.monotonic())
+            if self._barrier.arrive(worker_id):
+                self._work_ready.notify_all()
 
     def heartbeat(self, worker_id: str) -> None:
         """The worker is alive."""
@@ -180,7 +190,7 @@ class TaskQueue:
         with self._lock:
             self._complete(results)
             self._touch(worker_id)
-            while not self._pending:
+            while not self._pending or not self._barrier.arrive(worker_id):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return []
@@ -331,7 +341,8 @@ class PullWorker:
     the next, so a busy worker costs one round trip per batch. ``heart`` is a second
     connection on which a thread heartbeats, so the front knows the worker lives even
     while it censors a long batch. ``fetch_insults`` returns the InsultService's list,
-    or None when there is none (see :class:`RefreshingInsults`).
+    or None when there is none (see :class:`RefreshingInsults`). ``served(n)``, if
+    given, runs each time the front has accepted ``n`` results (a node's counter).
     """
 
     def __init__(
@@ -342,8 +353,10 @@ class PullWorker:
         front: FrontLink,
         heart: FrontLink,
         fetch_insults: Callable[[], list[str] | None],
+        served: Callable[[int], None] | None = None,
     ) -> None:
         self._settings = settings
+        self._served = served
         self._worker_id = worker_id
         self._stop = stop
         self._front = front
@@ -382,12 +395,18 @@ class PullWorker:
                 log.warning("lost the front (%s); reconnecting", error)
                 self._register(deadline=time.monotonic() + RECONNECT_WAIT)
                 continue
+            self._count_served(results)
             results = self._censor_all(tasks)
         try:
             self._front.call("worker_leave", self._worker_id, results)
+            self._count_served(results)
         except MiddlewareError as error:
             log.warning("could not hand in %d results on leaving: %s", len(results), error)
         log.info("worker %s stopped", self._worker_id)
+
+    def _count_served(self, results: dict[str, str]) -> None:
+        if self._served is not None and results:
+            self._served(len(results))
 
     def _censor_all(self, tasks: Sequence[Sequence[str]]) -> dict[str, str]:
         if not tasks:

@@ -27,10 +27,12 @@ import psutil
 import pytest
 
 from middlewares.contract import BrokerUnavailable, MiddlewareError
+from middlewares.deployment import Deployment
+from middlewares.direct import RequestGate
 from middlewares.processes import Supervisor
 from middlewares.registry import get_backend
 from middlewares.settings import Settings
-from middlewares.xmlrpc._common import RpcServer
+from middlewares.xmlrpc._common import NODE_LEAVING, Remote, RpcServer
 from tests.conftest import Deploy, free_port
 
 PROTOCOL_DOC = Path(__file__).resolve().parents[1] / "docs" / "PROTOCOL-xmlrpc.md"
@@ -571,3 +573,142 @@ def test_worker_protocol_requeues_the_tasks_of_a_silent_worker(front_only):
         front.worker_heartbeat("alive")
         redelivered = front.worker_exchange("alive", {}, 10, 1)
     assert redelivered == [[task_id, "silent tonto"]]
+
+
+# -- the n-node form ---------------------------------------------------------------------
+
+
+def test_the_master_lists_nodes_that_serve_one_shared_store(deploy: Deploy, settings):
+    deploy("insult", nodes=2, load_defaults=False)
+    master = proxy_of(settings, "insult")
+    urls = master.nodes()
+    assert len(set(urls)) == 2
+    assert all(url.endswith(path_of(settings, "insult")) for url in urls)
+    first, second = (xmlrpc.client.ServerProxy(url, _TimeoutTransport()) for url in urls)
+    assert first.add_insult("Zoquete") is True
+    assert second.add_insult("zoquete") is False, "one store, whichever node is called"
+    assert second.get_insults() == ["zoquete"]
+    with pytest.raises(xmlrpc.client.Fault) as refused:
+        master.random_insult()
+    assert refused.value.faultCode == xmlrpc.client.METHOD_NOT_FOUND
+    assert "call nodes()" in refused.value.faultString
+
+
+def test_a_node_registers_heartbeats_and_deregisters_with_the_node_protocol(
+    deploy: Deploy, settings
+):
+    deploy("insult", nodes=1)
+    master = proxy_of(settings, "insult")
+    stand_in = PlainSubscriber(settings.host)  # any XML-RPC server can be a node's URL
+    try:
+        assert master.register("stand-in", stand_in.url) == pytest.approx(1.0)
+        assert stand_in.url in master.nodes()
+        assert master.heartbeat("stand-in") is True
+        assert master.deregister("stand-in") is True
+        assert stand_in.url not in master.nodes()
+        assert master.heartbeat("stand-in") is False, "unknown now: it must register again"
+        with pytest.raises(xmlrpc.client.Fault) as refused:
+            master.register("bad", "ftp://somewhere/else")
+        assert refused.value.faultCode == xmlrpc.client.INVALID_METHOD_PARAMS
+        assert "http://host:port/path" in refused.value.faultString
+        master.register("silent", stand_in.url)
+        # "silent" never heartbeats: three heartbeat intervals later it is not listed.
+        assert wait_until(lambda: stand_in.url not in master.nodes(), 10)
+    finally:
+        stand_in.stop()
+
+
+def test_a_leaving_node_answers_what_it_accepted_and_refuses_the_rest_unrun():
+    gate = RequestGate()
+    started, release = threading.Event(), threading.Event()
+    ran: list[str] = []
+
+    def slow() -> str:
+        started.set()
+        release.wait(10)
+        return "answered"
+
+    def fast() -> str:
+        ran.append("fast")
+        return "fast"
+
+    server = RpcServer("127.0.0.1", 0, "/t/insult", {"slow": slow, "fast": fast}, gate=gate)
+    server.start()
+    try:
+        accepted: list[str] = []
+        caller = threading.Thread(
+            target=lambda: accepted.append(
+                xmlrpc.client.ServerProxy(server.url, _TimeoutTransport()).slow()
+            )
+        )
+        caller.start()
+        assert started.wait(10)
+        closing = threading.Thread(target=gate.close, args=[10])
+        closing.start()
+        late = xmlrpc.client.ServerProxy(server.url, _TimeoutTransport())
+
+        def refused() -> bool:
+            try:
+                late.fast()
+            except xmlrpc.client.Fault as fault:
+                return fault.faultCode == NODE_LEAVING
+            return False
+
+        assert wait_until(refused, 5)
+        count = len(ran)
+        # This project's client reads the refusal as "node unavailable": it retries elsewhere.
+        with pytest.raises(BrokerUnavailable, match="leaving"):
+            Remote(server.url, "gone", 10).call("fast")
+        assert len(ran) == count, "a refused call does not run"
+        release.set()
+        caller.join(10)
+        closing.join(10)
+        assert accepted == ["answered"]
+        server.leave(10)
+        with pytest.raises(OSError):
+            late.fast()
+    finally:
+        release.set()
+        server.stop()
+
+
+def test_an_insult_node_joins_a_running_deployment_and_leaves_it_gracefully(
+    deploy: Deploy, backend, settings
+):
+    deployment = deploy("insult", nodes=1)
+    master = proxy_of(settings, "insult")
+    failures: list[BaseException] = []
+    calls = [0]
+    stop = threading.Event()
+
+    def keep_calling() -> None:
+        with backend.insult_client(deployment.settings) as client:
+            while not stop.is_set():
+                try:
+                    assert client.random_insult()
+                    calls[0] += 1
+                except BaseException as error:
+                    failures.append(error)
+
+    caller = threading.Thread(target=keep_calling)
+    caller.start()
+    joined = Deployment("xmlrpc", "insult", deployment.settings, join_as="joined-node")
+    try:
+        # Ready means the service answers, which it did before: wait for the node itself.
+        joined.start()
+        assert wait_until(lambda: len(master.nodes()) == 2, 10)
+        # A running client finds the new node on its next refresh of the node list.
+        assert wait_until(
+            lambda: backend.node_counters("insult", settings).get("joined-node", 0) > 0, 15
+        )
+        joined.stop()  # SIGTERM: the node deregisters, answers what it accepted, exits
+        assert len(master.nodes()) == 1, "it deregistered before it went"
+        served = calls[0]
+        assert wait_until(lambda: calls[0] > served + 100, 10)
+    finally:
+        stop.set()
+        caller.join(30)
+        joined.stop()
+    assert failures == [], f"calls failed while a node left: {failures[:3]}"
+    log = joined.log_tail(100)
+    assert "Traceback" not in log and "restarting" not in log

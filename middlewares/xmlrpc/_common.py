@@ -24,9 +24,11 @@ from typing import Any
 from xmlrpc.server import SimpleXMLRPCRequestHandler, SimpleXMLRPCServer
 
 from middlewares import settings as settings_module
-from middlewares.contract import BrokerUnavailable, ServiceError, ServiceTimeout
+from middlewares.contract import BrokerUnavailable, MiddlewareError, ServiceError, ServiceTimeout
+from middlewares.direct import NodeLeaving, RequestGate
 from middlewares.runtime import configure_logging, run_main
 from middlewares.settings import Settings
+from middlewares.workqueue import MAX_ID_CHARS
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,7 @@ INVALID_PARAMS = xmlrpc.client.INVALID_METHOD_PARAMS  # -32602: wrong count or b
 INTERNAL_ERROR = xmlrpc.client.INTERNAL_ERROR  # -32603: a bug; the service logs it
 APPLICATION_ERROR = xmlrpc.client.APPLICATION_ERROR  # -32500: cannot do it now (queue full)
 WAIT_TIMEOUT = -32000  # a call that waits on purpose got nothing in time
+NODE_LEAVING = -32001  # n-node form: this node is leaving; the call did not run
 
 #: A connection on which no request arrives for this long is closed, freeing its thread.
 SERVER_IDLE_TIMEOUT = 300.0
@@ -76,6 +79,27 @@ def serve_hint(service: str) -> str:
     return f"start it with `python -m middlewares serve xmlrpc {service}`"
 
 
+#: Longest URL accepted from a caller (a subscriber's, a node's); real ones are far shorter.
+MAX_URL_CHARS = 512
+
+
+def check_http_url(value: object, name: str) -> str:
+    """An ``http://host:port/path`` URL argument, or ValueError saying what is wrong."""
+    if not isinstance(value, str) or len(value) > MAX_URL_CHARS:
+        raise ValueError(
+            f"{name} must be an http:// URL string of at most {MAX_URL_CHARS} "
+            f"characters, got {type(value).__name__}"
+        )
+    parts = urllib.parse.urlsplit(value)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if parts.scheme != "http" or not parts.hostname or port is None:
+        raise ValueError(f"{name} must look like http://host:port/path, got {value!r}")
+    return value
+
+
 def _xml_reply(value: tuple[object] | xmlrpc.client.Fault) -> bytes:
     """A methodResponse body. Carriage returns go as ``&#13;``: XML parsers turn a raw
     one into a newline, and a text must come back exactly as it was."""
@@ -103,7 +127,8 @@ class _Handler(SimpleXMLRPCRequestHandler):
         elif int(length) > MAX_REQUEST_BYTES:
             self._refuse(413, f"request bodies are limited to {MAX_REQUEST_BYTES} bytes")
         else:
-            super().do_POST()
+            with self.server.call_under_way():
+                super().do_POST()
 
     def report_404(self) -> None:
         served = self.server.rpc_path
@@ -132,6 +157,11 @@ class RpcServer(socketserver.ThreadingMixIn, SimpleXMLRPCServer):
     refuses a bad argument by raising ValueError, or raises a
     :class:`xmlrpc.client.Fault` of its own; anything else is logged as a bug. Replies
     never contain ``<nil/>``, so any XML-RPC library can read them.
+
+    A node of the n-node form passes its :class:`~middlewares.direct.RequestGate`:
+    every call runs through it, and once the gate is closed a call gets fault
+    :data:`NODE_LEAVING` without running; :meth:`leave` then waits for the replies of
+    the calls the gate let in before closing the connections.
     """
 
     daemon_threads = True
@@ -145,19 +175,28 @@ class RpcServer(socketserver.ThreadingMixIn, SimpleXMLRPCServer):
         path: str,
         methods: Mapping[str, Callable[..., Any]],
         max_connections: int = MAX_CONNECTIONS,
+        gate: RequestGate | None = None,
     ) -> None:
         self.rpc_path = path
+        self._gate = gate
         self._max_connections = max_connections
         self._methods = dict(methods)
         self._signatures = {name: inspect.signature(call) for name, call in methods.items()}
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
+        self._calls_under_way = 0
+        self._calls_done = threading.Condition()
         super().__init__((host, port), _Handler, logRequests=False, allow_none=False)
 
     @property
     def port(self) -> int:
         """The port it listens on (useful when asked for port 0)."""
         return self.server_address[1]
+
+    @property
+    def url(self) -> str:
+        """The URL it serves."""
+        return f"http://{self.server_address[0]}:{self.port}{self.rpc_path}"
 
     def _marshaled_dispatch(
         self, data: bytes, dispatch_method: object = None, path: object = None
@@ -181,7 +220,29 @@ class RpcServer(socketserver.ThreadingMixIn, SimpleXMLRPCServer):
             log.exception("%s returned a result XML-RPC cannot carry", method)
             return _xml_reply(xmlrpc.client.Fault(INTERNAL_ERROR, f"internal error: {error}"))
 
+    @contextlib.contextmanager
+    def call_under_way(self) -> Iterator[None]:
+        """Count one request from its arrival until its reply is written (see
+        :meth:`leave`): a gate knows when a call returned, not when its reply left."""
+        with self._calls_done:
+            self._calls_under_way += 1
+        try:
+            yield
+        finally:
+            with self._calls_done:
+                self._calls_under_way -= 1
+                self._calls_done.notify_all()
+
     def _call(self, method: str | None, params: tuple[Any, ...]) -> Any:
+        if self._gate is None:
+            return self._run(method, params)
+        try:
+            with self._gate.admit():
+                return self._run(method, params)
+        except NodeLeaving as error:
+            raise xmlrpc.client.Fault(NODE_LEAVING, str(error)) from None
+
+    def _run(self, method: str | None, params: tuple[Any, ...]) -> Any:
         if method is None:
             raise xmlrpc.client.Fault(INVALID_REQUEST, "request is not a methodCall")
         call = self._methods.get(method)
@@ -230,8 +291,25 @@ class RpcServer(socketserver.ThreadingMixIn, SimpleXMLRPCServer):
         """Serve on a daemon thread until :meth:`stop`."""
         threading.Thread(target=self.serve_forever, name="xmlrpc-server", daemon=True).start()
 
+    def leave(self, timeout: float) -> None:
+        """Stop gracefully, once the gate is closed: refuse new connections, wait up to
+        ``timeout`` seconds until every reply under way is written, then :meth:`stop`.
+
+        A call arriving meanwhile is refused by the gate; if its connection is closed
+        before the refusal is written, its client sees the node gone, which means the
+        same: call another node.
+        """
+        self.shutdown()
+        self.server_close()
+        with self._calls_done:
+            if not self._calls_done.wait_for(lambda: self._calls_under_way == 0, timeout):
+                log.warning("closing with %d replies not written", self._calls_under_way)
+        self.stop()
+
     def stop(self) -> None:
-        """Stop accepting, and end every open connection (kept-alive ones included)."""
+        """Stop accepting, and end every open connection (kept-alive ones included).
+
+        Safe to call twice."""
         self.shutdown()
         self.server_close()
         with self._connections_lock:
@@ -247,12 +325,15 @@ class CannotListen(RuntimeError):
 
 @contextlib.contextmanager
 def serving(
-    settings: Settings, role: str, methods: Mapping[str, Callable[..., Any]]
+    settings: Settings,
+    role: str,
+    methods: Mapping[str, Callable[..., Any]],
+    gate: RequestGate | None = None,
 ) -> Iterator[RpcServer]:
     """Serve ``methods`` at :func:`service_url` of ``role`` until the block ends."""
     port = getattr(settings, PORT_FIELDS[role])
     try:
-        server = RpcServer(settings.host, port, service_path(settings, role), methods)
+        server = RpcServer(settings.host, port, service_path(settings, role), methods, gate=gate)
     except OSError as error:
         flag = "--" + PORT_FIELDS[role].replace("_", "-")
         raise CannotListen(
@@ -269,6 +350,20 @@ def serving(
 
 class NotServing(BrokerUnavailable):
     """Nothing listens at the URL, or something that is not this service in this namespace."""
+
+
+class NodeLeft(BrokerUnavailable):
+    """A node of the n-node form is leaving and did not run the call: call another node."""
+
+
+class MethodNotFound(ServiceError):
+    """The service has no such method (fault :data:`METHOD_NOT_FOUND`)."""
+
+
+_FAULTS: dict[int, type[MiddlewareError]] = {
+    WAIT_TIMEOUT: ServiceTimeout,
+    METHOD_NOT_FOUND: MethodNotFound,
+}
 
 
 class _KeepAliveTransport(xmlrpc.client.Transport):
@@ -297,7 +392,8 @@ class Remote:
     """One persistent connection to an XML-RPC service, errors in the contract's terms.
 
     A fault is :class:`ServiceError` with the service's message (:class:`ServiceTimeout`
-    for :data:`WAIT_TIMEOUT`); no answer in time is :class:`ServiceTimeout`; nothing
+    for :data:`WAIT_TIMEOUT`, :class:`NodeLeft` for :data:`NODE_LEAVING`, :class:`MethodNotFound`
+    for :data:`METHOD_NOT_FOUND`); no answer in time is :class:`ServiceTimeout`; nothing
     answering at the URL is :class:`NotServing`, other connection failures
     :class:`BrokerUnavailable`. After a failure the next call opens a new connection.
     Calls are serialized: a client belongs to one thread at a time.
@@ -321,7 +417,9 @@ class Remote:
             try:
                 return getattr(self._proxy, method)(*args)
             except xmlrpc.client.Fault as fault:
-                kind = ServiceTimeout if fault.faultCode == WAIT_TIMEOUT else ServiceError
+                if fault.faultCode == NODE_LEAVING:
+                    raise NodeLeft(self.url, fault.faultString) from None
+                kind = _FAULTS.get(fault.faultCode, ServiceError)
                 raise kind(fault.faultString) from None
             except xmlrpc.client.ProtocolError as error:
                 self._transport.close()
@@ -375,6 +473,26 @@ def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=f"python -m {prog}", description=description)
     settings_module.add_arguments(parser)
     return parser
+
+
+def count_argument(text: str) -> int:
+    """An argparse type: a whole number, 0 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def node_id(text: str) -> str:
+    """An argparse type: a node id, one word of at most 100 characters."""
+    if not 0 < len(text) <= MAX_ID_CHARS or any(c.isspace() for c in text):
+        raise argparse.ArgumentTypeError(
+            f"a node id is one word of 1 to {MAX_ID_CHARS} characters, got {text!r}"
+        )
+    return text
 
 
 def run_service(role: str, serve: Callable[[], None]) -> None:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import socket
+import uuid
 
+from middlewares.cluster import redis_client
 from middlewares.contract import Backend, ProcessSpec
+from middlewares.direct import delete_shared_state
 from middlewares.settings import Settings
 from middlewares.xmlrpc.clients import XmlRpcEchoClient, XmlRpcFilterClient, XmlRpcInsultClient
 
@@ -15,9 +18,29 @@ _SERVICE_MODULES = {
     "echo": "middlewares.xmlrpc.echo_service",
 }
 
+#: The n-node form, by service: its coordinator, and what one node runs.
+_COORDINATOR_MODULES = {
+    "insult": "middlewares.xmlrpc.master",
+    "filter": "middlewares.xmlrpc.filter_service",
+}
+_NODE_MODULES = {
+    "insult": "middlewares.xmlrpc.insult_service",
+    "filter": "middlewares.xmlrpc.filter_worker",
+}
+#: The coordinator's flag saying how many nodes a starting deployment waits for.
+_EXPECT_FLAGS = {"insult": "--expect-nodes", "filter": "--expect-workers"}
+
 
 class XmlRpcBackend(Backend):
-    """Standard-library XML-RPC servers, one per service, on the settings' ports."""
+    """Standard-library XML-RPC servers, one per service, on the settings' ports.
+
+    The n-node form: the InsultService's coordinator is a master
+    (:mod:`middlewares.xmlrpc.master`) on the insult port keeping the directory of live
+    nodes, and a node is an InsultService process with ``--node-id`` on a port of its
+    own that clients call directly. The InsultFilter's coordinator is its front, a
+    master-held queue, and a node is a worker with ``--node-id``. Shared state lives in
+    Redis (:mod:`middlewares.cluster`).
+    """
 
     name = "xmlrpc"
 
@@ -26,10 +49,7 @@ class XmlRpcBackend(Backend):
 
     def processes(self, service: str, settings: Settings, workers: int) -> list[ProcessSpec]:
         """The service's server and, for the filter, ``workers`` worker processes."""
-        if service not in _SERVICE_MODULES:
-            raise ValueError(
-                f"unknown service {service!r}; choose one of {', '.join(_SERVICE_MODULES)}"
-            )
+        _check_service(service, _SERVICE_MODULES)
         args = settings.to_args()
         specs = [ProcessSpec(f"xmlrpc-{service}", _SERVICE_MODULES[service], args)]
         if service == "filter":
@@ -47,6 +67,43 @@ class XmlRpcBackend(Backend):
             ]
         return specs
 
+    def coordinator_processes(self, service: str, settings: Settings) -> list[ProcessSpec]:
+        """The master (insult) or the front (filter) of the n-node form."""
+        return self._coordinators(service, settings, expected_nodes=0)
+
+    def cluster_processes(self, service: str, settings: Settings, nodes: int) -> list[ProcessSpec]:
+        """The coordinator, told to wait for the ``nodes`` nodes, then the nodes.
+
+        Like :meth:`Backend.cluster_processes`, except that the master or front holds
+        work back until every node has arrived (at most 15 s): the deployment answers
+        its first request with all its nodes, so the load spreads from the start.
+        """
+        token = uuid.uuid4().hex[:8]
+        return [
+            *self._coordinators(service, settings, expected_nodes=nodes),
+            *(self.node_process(service, settings, f"{token}-{n}") for n in range(1, nodes + 1)),
+        ]
+
+    def node_process(self, service: str, settings: Settings, node: str) -> ProcessSpec:
+        """An InsultService node or a filter worker with id ``node``; restarted if it
+        crashes, let go when it leaves (SIGTERM, exit 0)."""
+        _check_service(service, _NODE_MODULES)
+        _require_redis(settings)
+        return ProcessSpec(
+            f"xmlrpc-{service}-node-{node}",
+            _NODE_MODULES[service],
+            [*settings.to_args(), "--node-id", node],
+            restart=True,
+        )
+
+    def _coordinators(
+        self, service: str, settings: Settings, expected_nodes: int
+    ) -> list[ProcessSpec]:
+        _check_service(service, _COORDINATOR_MODULES)
+        _require_redis(settings)
+        args = [*settings.to_args(), _EXPECT_FLAGS[service], str(expected_nodes)]
+        return [ProcessSpec(f"xmlrpc-{service}-master", _COORDINATOR_MODULES[service], args)]
+
     def insult_client(self, settings: Settings) -> XmlRpcInsultClient:
         return XmlRpcInsultClient(settings)
 
@@ -57,8 +114,19 @@ class XmlRpcBackend(Backend):
         return XmlRpcEchoClient(settings)
 
     def cleanup(self, settings: Settings) -> None:
-        """Nothing to delete: every piece of state lives in the service processes, and
-        goes when the deployment stops them."""
+        """Delete the n-node form's keys from Redis, if it answers. Everything else lives
+        in the service processes, and goes when the deployment stops them."""
+        delete_shared_state(settings)
+
+
+def _check_service(service: str, modules: dict[str, str]) -> None:
+    if service not in modules:
+        raise ValueError(f"unknown service {service!r} here; choose one of {', '.join(modules)}")
+
+
+def _require_redis(settings: Settings) -> None:
+    """The n-node form keeps its shared state in Redis: say so now if it does not answer."""
+    redis_client(settings).close()
 
 
 BACKEND = XmlRpcBackend()

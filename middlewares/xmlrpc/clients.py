@@ -1,8 +1,15 @@
 """XML-RPC clients of the InsultService, the InsultFilter and the echo.
 
-Each client keeps one HTTP/1.1 connection, so a call costs one round trip (see
-:class:`~middlewares.xmlrpc._common.Remote` for timeouts and errors). A client belongs to
-one thread at a time. A subscriber is a small XML-RPC server inside the client process.
+Each client keeps one HTTP/1.1 connection per server it calls, so a call costs one round
+trip (see :class:`~middlewares.xmlrpc._common.Remote` for timeouts and errors). A client
+belongs to one thread at a time. A subscriber is a small XML-RPC server inside the
+client process.
+
+The InsultService client works with both forms: it asks the well-known URL for
+``nodes()``; the one-node service has no such method and is called directly, the master
+of the n-node form lists its nodes, and the client spreads its calls over them
+round-robin (:class:`~middlewares.direct.NodePool`), retrying a call whose node is gone
+on another one.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import queue
 import threading
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from middlewares.contract import (
     BroadcastCallback,
@@ -20,9 +28,16 @@ from middlewares.contract import (
     InsultClient,
     MiddlewareError,
 )
+from middlewares.direct import MASTER_TIMEOUT, NodePool
 from middlewares.settings import Settings
 from middlewares.workqueue import MAX_BATCH, MAX_WAIT
-from middlewares.xmlrpc._common import Remote, RpcServer, serve_hint, service_url
+from middlewares.xmlrpc._common import (
+    MethodNotFound,
+    Remote,
+    RpcServer,
+    serve_hint,
+    service_url,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +54,73 @@ def _connect(settings: Settings, service: str) -> Remote:
     return remote
 
 
-class XmlRpcInsultClient(InsultClient):
-    """Client of ``/<ns>/insult``."""
+class InsultNodes:
+    """Connections to the InsultService at ``/<ns>/insult``, in either form.
+
+    The well-known URL is asked for ``nodes()``: the one-node service has no such method
+    and is called directly (errors are raised as they come); the master of the n-node
+    form lists its nodes, and calls go round-robin over them through a
+    :class:`~middlewares.direct.NodePool`, which retries a call whose node is gone on
+    another node and asks the master again every two seconds.
+
+    Raises :class:`~middlewares.xmlrpc._common.NotServing` when nothing serves at the
+    URL, and :class:`~middlewares.contract.BrokerUnavailable` when a master lists no
+    live node within ``settings.timeout``.
+    """
 
     def __init__(self, settings: Settings) -> None:
-        self._remote = _connect(settings, "insult")
+        entry = _connect(settings, "insult")
+        self._master: Remote | None = None
+        try:
+            entry.call("nodes")
+        except MethodNotFound:
+            # The one-node service: one fixed address, the connection already open.
+            self._pool = NodePool(
+                lambda: [entry.url],
+                lambda url: entry,
+                settings.timeout,
+                entry.url,
+                failover=False,
+            )
+            return
+        except BaseException:
+            entry.close()
+            raise
+        entry.close()
+        master = self._master = Remote(
+            entry.url, serve_hint("insult"), min(settings.timeout, MASTER_TIMEOUT)
+        )
+
+        def node(url: str) -> Remote:
+            return Remote(url, "the node has gone", settings.timeout)
+
+        self._pool = NodePool(lambda: master.call("nodes"), node, settings.timeout, entry.url)
+        try:
+            self._pool.connect()
+        except BaseException:
+            self.close()
+            raise
+
+    def call(self, method: str, *args: Any) -> Any:
+        """Call ``method(*args)`` on the service, or on the next node."""
+        return self._pool.call(method, *args)
+
+    def local_address(self) -> str:
+        """The local address of a connection to the service: where it can reach us."""
+        return self._pool.local_address()
+
+    def close(self) -> None:
+        """Close every connection. Safe to call twice."""
+        self._pool.close()
+        if self._master is not None:
+            self._master.close()
+
+
+class XmlRpcInsultClient(InsultClient):
+    """Client of ``/<ns>/insult``: the one-node service, or the nodes of the n-node form."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._remote = InsultNodes(settings)
         self._subscription: _Subscription | None = None
 
     def add_insult(self, insult: str) -> bool:

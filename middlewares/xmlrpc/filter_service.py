@@ -7,6 +7,11 @@ nothing itself. Clients call :class:`FilterFront` at
 long-poll, censor them and hand the results back with their next pull. A worker that is
 SIGKILLed loses nothing: its lease is re-queued when it misses three heartbeats or when
 its restart registers under the same id. Results are kept once per task id.
+
+The front is also the coordinator of the n-node form: a master-held queue that the
+worker nodes (``filter_worker --node-id``) pull from. ``--expect-workers N`` makes it
+lease nothing until N workers have registered (at most 15 s), so a starting deployment
+spreads its first tasks over all of them.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from middlewares.workqueue import (
     MAX_BATCH,
     MAX_LIMIT,
     MAX_WAIT,
+    STARTUP_GRACE,
     WORKER_GRACE,
     QueueFull,
     TaskQueue,
@@ -38,6 +44,7 @@ from middlewares.xmlrpc._common import (
     APPLICATION_ERROR,
     WAIT_TIMEOUT,
     build_parser,
+    count_argument,
     run_service,
     serving,
 )
@@ -151,11 +158,11 @@ class FilterFront:
             raise xmlrpc.client.Fault(APPLICATION_ERROR, str(error)) from None
 
 
-def serve(settings: Settings) -> None:
+def serve(settings: Settings, expected_workers: int = 0) -> None:
     """Serve the front and re-queue the tasks of silent workers until SIGINT or SIGTERM."""
     stop = StopSignal()
     result_log = ResultLog(settings.result_limit)
-    queue = TaskQueue(result_log)
+    queue = TaskQueue(result_log, expected_workers=expected_workers)
     front = FilterFront(queue, result_log, settings)
     with serving(settings, "filter", front.methods()):
         while not stop.wait(HEARTBEAT_INTERVAL):
@@ -177,10 +184,20 @@ def main(argv: list[str] | None = None) -> None:
         "middlewares.xmlrpc.filter_service",
         "Serve the InsultFilter front at http://HOST:FILTER_PORT/NAMESPACE/filter; "
         "workers (middlewares.xmlrpc.filter_worker) do the censoring. Usually started by "
-        "`python -m middlewares serve xmlrpc filter --workers N`.",
+        "`python -m middlewares serve xmlrpc filter --workers N` (or --nodes N).",
     )
-    settings = from_args(parser.parse_args(argv))
-    run_service("xmlrpc-filter-front", lambda: serve(settings))
+    parser.add_argument(
+        "--expect-workers",
+        type=count_argument,
+        default=0,
+        metavar="N",
+        help="lease no task until N workers have registered (at most "
+        f"{STARTUP_GRACE:g} s), so the first tasks spread over all of them "
+        "(default: 0, no wait)",
+    )
+    args = parser.parse_args(argv)
+    settings = from_args(args)
+    run_service("xmlrpc-filter-front", lambda: serve(settings, args.expect_workers))
 
 
 if __name__ == "__main__":

@@ -1,89 +1,141 @@
 """The InsultService process: ``python -m middlewares.xmlrpc.insult_service``.
 
-One :class:`InsultService` serves every client at ``http://<host>:<insult-port>/<ns>/insult``,
-a thread per connection. Subscribers are XML-RPC servers exposing ``notify(insult)``; a
-:class:`~middlewares.service.Broadcaster` calls them every ``broadcast_interval`` through
-a :class:`~middlewares.service.SubscriberSet`, which notifies them in parallel and drops
+One :class:`InsultService` serves every client, a thread per connection. Subscribers are
+XML-RPC servers exposing ``notify(insult)``, called through a
+:class:`~middlewares.service.SubscriberSet`, which notifies them in parallel and drops
 one after three failed broadcasts in a row.
+
+Two forms, one class:
+
+- the one-node form (no ``--node-id``): the service listens at
+  ``http://<host>:<insult-port>/<ns>/insult``, keeps the insults and the subscribers in
+  its memory, and a :class:`~middlewares.service.Broadcaster` broadcasts every
+  ``broadcast_interval``;
+- a node of the n-node form (``--node-id ID``): it listens on a port of its own, registers
+  its URL with the master at the well-known URL (:mod:`middlewares.xmlrpc.master`) and
+  heartbeats; the insults, the subscribers, the broadcaster lease and its served counter
+  are in Redis (:mod:`middlewares.cluster`, :mod:`middlewares.direct`), so any node
+  answers like any other and only the lease holder broadcasts. On SIGTERM it
+  deregisters, answers the calls it accepted, refuses later ones with fault
+  ``NODE_LEAVING`` (its clients retry them on another node) and exits 0.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 import threading
-import urllib.parse
+import xmlrpc.client
 from collections.abc import Callable, Hashable
 from typing import Any
 
+import redis
+
+from middlewares.cluster import (
+    LeasedBroadcaster,
+    NodeCounters,
+    RedisInsultStore,
+    RestartSafeLease,
+    redis_client,
+)
+from middlewares.contract import MiddlewareError
 from middlewares.core import InsultStore, Limits, canonical_insult, load_default_insults
+from middlewares.direct import (
+    MASTER_TIMEOUT,
+    NodeMembership,
+    RedisSubscriberRegistry,
+    RequestGate,
+)
 from middlewares.runtime import StopSignal
 from middlewares.service import Broadcaster, InsultOps, SubscriberSet
-from middlewares.settings import Settings, from_args
-from middlewares.xmlrpc._common import Remote, build_parser, run_service, serving
+from middlewares.settings import Settings, from_args, simulate_work
+from middlewares.workqueue import RECONNECT_WAIT
+from middlewares.xmlrpc._common import (
+    APPLICATION_ERROR,
+    Remote,
+    RpcServer,
+    build_parser,
+    check_http_url,
+    node_id,
+    run_service,
+    service_path,
+    service_url,
+    serving,
+)
+
+log = logging.getLogger(__name__)
 
 #: Longest a subscriber may take to acknowledge one broadcast before it counts as failed.
 NOTIFY_TIMEOUT = 2.0
-#: Longest subscriber URL accepted; a real one is well under 100 characters.
-MAX_URL_CHARS = 512
+#: How to start what a node registers with.
+MASTER_HINT = (
+    "no n-node InsultService master answers there; start one with "
+    "`python -m middlewares serve xmlrpc insult --nodes N`"
+)
 
 
 class InsultService:
-    """The insult store and the subscriber list, shared by all clients.
+    """The InsultService's methods, over any store and any subscriber registry.
 
-    The store is any :class:`~middlewares.service.InsultOps`: an in-memory set on one
-    node, a shared one when the n-node form needs it.
+    The store is any :class:`~middlewares.service.InsultOps`: an in-memory set in the
+    one-node form, the Redis set shared by every node in the n-node form.
     """
 
-    def __init__(self, store: InsultOps, subscribers: SubscriberSet, limits: Limits) -> None:
+    def __init__(self, store: InsultOps, subscribers: SubscriberSet, settings: Settings) -> None:
         self._store = store
         self._subscribers = subscribers
-        self._limits = limits
+        self._settings = settings
+        self._limits: Limits = settings.limits
 
     def methods(self) -> dict[str, Callable[..., Any]]:
         """The XML-RPC methods, by name."""
-        return {
+        methods = {
             "add_insult": self.add_insult,
             "get_insults": self.get_insults,
             "random_insult": self.random_insult,
             "subscribe": self.subscribe,
             "unsubscribe": self.unsubscribe,
         }
+        return {name: _shared_state_failures_as_faults(call) for name, call in methods.items()}
 
     def add_insult(self, insult: object) -> bool:
         """Store an insult; True only when it was new. ValueError names a bad insult."""
+        simulate_work(self._settings)
         return self._store.add(canonical_insult(insult, self._limits))
 
     def get_insults(self) -> list[str]:
         """Every stored insult, in canonical form."""
+        simulate_work(self._settings)
         return self._store.all()
 
     def random_insult(self) -> str:
         """A random stored insult, or "" when there is none."""
+        simulate_work(self._settings)
         return self._store.random()
 
     def subscribe(self, url: object) -> bool:
         """Send broadcasts to the XML-RPC server at ``url``; False if it already was."""
-        return self._subscribers.add(subscriber_url(url))
+        return self._subscribers.add(check_http_url(url, "subscriber url"))
 
     def unsubscribe(self, url: object) -> bool:
         """Stop sending broadcasts to ``url``; False if it was not subscribed."""
-        return self._subscribers.remove(subscriber_url(url))
+        return self._subscribers.remove(check_http_url(url, "subscriber url"))
 
 
-def subscriber_url(value: object) -> str:
-    """A subscriber's ``http://host:port/path`` URL, or ValueError saying what is wrong."""
-    if not isinstance(value, str) or len(value) > MAX_URL_CHARS:
-        raise ValueError(
-            f"subscriber url must be an http:// URL string of at most {MAX_URL_CHARS} "
-            f"characters, got {type(value).__name__}"
-        )
-    parts = urllib.parse.urlsplit(value)
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    if parts.scheme != "http" or not parts.hostname or port is None:
-        raise ValueError(f"subscriber url must look like http://host:port/path, got {value!r}")
-    return value
+def _shared_state_failures_as_faults(call: Callable[..., Any]) -> Callable[..., Any]:
+    """A failing Redis is the deployment's trouble, not a bug of the call: say so."""
+
+    @functools.wraps(call)
+    def answered(*args: Any) -> Any:
+        try:
+            return call(*args)
+        except redis.RedisError as error:
+            log.warning("the shared state (Redis) failed: %s", error)
+            raise xmlrpc.client.Fault(
+                APPLICATION_ERROR, f"the shared insult store (Redis) failed: {error}; retry"
+            ) from None
+
+    return answered
 
 
 class _Notifier:
@@ -107,7 +159,16 @@ class _Notifier:
                 remote = self._remotes[url] = Remote(url, "the subscriber is gone", self._timeout)
         remote.call("notify", insult)
 
-    def forget_all_but(self, addresses: list[Hashable]) -> None:
+    def broadcast_to(self, subscribers: SubscriberSet) -> Callable[[str], None]:
+        """The ``send`` of a broadcaster: one round of notifications to ``subscribers``."""
+
+        def send(insult: str) -> None:
+            self._forget_all_but(subscribers.addresses())
+            subscribers.broadcast(insult)
+
+        return send
+
+    def _forget_all_but(self, addresses: list[Hashable]) -> None:
         """Drop the connections of subscribers no longer subscribed.
 
         Not closed here: one may still be in a hung call, which ends at its timeout; the
@@ -120,35 +181,107 @@ class _Notifier:
 
 
 def serve(settings: Settings) -> None:
-    """Serve the InsultService and broadcast until SIGINT or SIGTERM."""
+    """The one-node form: serve the InsultService and broadcast until SIGINT or SIGTERM."""
     stop = StopSignal()
     defaults = load_default_insults() if settings.load_defaults else []
     store = InsultStore(defaults, settings.limits)
     notifier = _Notifier(settings)
     subscribers = SubscriberSet(notifier.notify, round_timeout=NOTIFY_TIMEOUT)
-
-    def broadcast(insult: str) -> None:
-        notifier.forget_all_but(subscribers.addresses())
-        subscribers.broadcast(insult)
-
-    broadcaster = Broadcaster(settings.broadcast_interval, store.random, broadcast)
-    service = InsultService(store, subscribers, settings.limits)
-    with serving(settings, "insult", service.methods()):
+    broadcaster = Broadcaster(
+        settings.broadcast_interval, store.random, notifier.broadcast_to(subscribers)
+    )
+    service = InsultService(store, subscribers, settings)
+    gate = RequestGate()
+    with serving(settings, "insult", service.methods(), gate) as server:
         broadcaster.start()
         stop.wait()
-    broadcaster.stop()
+        broadcaster.stop()
+        # Answer the calls under way before the connections close.
+        gate.close(settings.timeout)
+        server.leave(settings.timeout)
     subscribers.close()
+
+
+def serve_node(settings: Settings, node: str) -> None:
+    """One node of the n-node form, until SIGINT or SIGTERM (see the module)."""
+    stop = StopSignal()
+    namespace = settings.namespace
+    client = redis_client(settings)
+    try:
+        store = RedisInsultStore(client, namespace, settings.limits)
+        if settings.load_defaults:
+            store.add_all(load_default_insults())
+        counters = NodeCounters(client, namespace, "insult", node, resume=True)
+        gate = RequestGate(served=counters.increment)
+        notifier = _Notifier(settings)
+        interval = settings.broadcast_interval
+        subscribers = SubscriberSet(
+            notifier.notify,
+            # A round must not hold the broadcaster past its next lease renewal; a slow
+            # subscriber still has NOTIFY_TIMEOUT, on its pool thread.
+            round_timeout=min(NOTIFY_TIMEOUT, interval / 4),
+            registry=RedisSubscriberRegistry(client, namespace),
+        )
+        lease = RestartSafeLease(client, namespace, node, LeasedBroadcaster.lease_ttl(interval))
+        broadcaster = LeasedBroadcaster(
+            lease, interval, store.random, notifier.broadcast_to(subscribers)
+        )
+        methods = InsultService(store, subscribers, settings).methods()
+        master = Remote(
+            service_url(settings, "insult"), MASTER_HINT, min(settings.timeout, MASTER_TIMEOUT)
+        )
+        server = RpcServer(settings.host, 0, service_path(settings, "insult"), methods, gate=gate)
+        server.start()
+        try:
+            membership = NodeMembership(master, node, server.url)
+            try:
+                membership.join(RECONNECT_WAIT, stopping=stop.is_set)
+            except MiddlewareError:
+                if stop.is_set():
+                    return  # stopped before it ever served: a clean exit
+                raise
+            broadcaster.start()
+            stop.wait()
+            # Clients are sent elsewhere first; then the calls this node accepted are
+            # answered and later ones refused (their clients retry on another node).
+            membership.leave()
+            broadcaster.stop()  # hands the lease over, so another node broadcasts at once
+            gate.close(settings.timeout)
+            server.leave(settings.timeout)
+        finally:
+            server.stop()
+            master.close()
+            subscribers.close()
+            counters.close()
+    finally:
+        client.close()
+    log.info("node %s left", node)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``python -m middlewares.xmlrpc.insult_service``."""
     parser = build_parser(
         "middlewares.xmlrpc.insult_service",
-        "Serve the InsultService at http://HOST:INSULT_PORT/NAMESPACE/insult. "
-        "Usually started by `python -m middlewares serve xmlrpc insult`.",
+        "Serve the InsultService at http://HOST:INSULT_PORT/NAMESPACE/insult, or with "
+        "--node-id as one node of the n-node form. Usually started by "
+        "`python -m middlewares serve xmlrpc insult [--nodes N]`.",
     )
-    settings = from_args(parser.parse_args(argv))
-    run_service("xmlrpc-insult-service", lambda: serve(settings))
+    parser.add_argument(
+        "--node-id",
+        type=node_id,
+        metavar="ID",
+        help="run as node ID of the n-node form: listen on a port of its own, register "
+        "with the master on the insult port, keep the shared state in Redis; the id is "
+        "kept across restarts (default: the one-node form)",
+    )
+    args = parser.parse_args(argv)
+    settings = from_args(args)
+    if args.node_id is None:
+        run_service("xmlrpc-insult-service", lambda: serve(settings))
+    else:
+        run_service(
+            f"xmlrpc-insult-node[{args.node_id}]", lambda: serve_node(settings, args.node_id)
+        )
 
 
 if __name__ == "__main__":

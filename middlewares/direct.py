@@ -1,0 +1,461 @@
+"""The n-node form of the direct middlewares (XML-RPC, Pyro4), without any transport.
+
+In the direct middlewares a client talks to a node itself, so something must say which
+nodes live. For the InsultService that is a *master* process; the pieces here are its
+three roles and the shared state around them. A transport only moves the calls:
+
+- :class:`NodeDirectory`: the master's remote API. Nodes ``register(node_id, address)``
+  and ``heartbeat(node_id)`` every :data:`NODE_HEARTBEAT` seconds (a node silent for
+  :data:`MISSED_HEARTBEATS` is dropped) and ``deregister`` when they stop; clients ask
+  ``nodes()`` for the live addresses, in an order rotated on every call.
+- :class:`NodeMembership`: the node's side of that: register, heartbeat on a thread,
+  register again when the master has forgotten it, deregister on a graceful stop.
+- :class:`RequestGate`: a node's requests in flight, so a stopping node refuses new
+  calls (:class:`NodeLeaving`, which a client retries on another node: it was surely
+  not applied) and finishes the ones it accepted before its server goes.
+- :class:`NodePool`: the client's side: one link per node, calls spread round-robin,
+  a call that cannot reach its node retried on another, the list refreshed from the
+  master every :data:`NODE_REFRESH` seconds so a joined node gets traffic.
+- :class:`RedisSubscriberRegistry`: the subscribers of every node in one Redis hash, so
+  whichever node holds the broadcast lease notifies them all.
+
+The InsultFilter needs none of this: its front is the coordinator (a master-held queue
+that worker nodes pull from, :mod:`middlewares.workqueue`), and a node is a worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Hashable, Iterator
+from typing import Any, Protocol, TypeVar
+
+import redis
+
+from middlewares.cluster import (
+    NodeRegistry,
+    StartupBarrier,
+    counters_key,
+    lease_key,
+    redis_client,
+    store_key,
+)
+from middlewares.contract import BrokerUnavailable, MiddlewareError
+from middlewares.settings import Settings
+from middlewares.workqueue import STARTUP_GRACE, check_id
+
+log = logging.getLogger(__name__)
+
+#: Seconds between two heartbeats of a node to its master.
+NODE_HEARTBEAT = 1.0
+#: Heartbeats a node may miss before the master drops it.
+MISSED_HEARTBEATS = 3
+#: Seconds between two refreshes of a client's node list.
+NODE_REFRESH = 2.0
+#: A node a client could not reach is tried last for this long: by then the master has
+#: dropped it (or its restart has registered a new address) and the client has seen that.
+QUARANTINE = NODE_HEARTBEAT * MISSED_HEARTBEATS + NODE_REFRESH
+#: Pause before a client asks the master again when no node was reachable.
+_RETRY_PAUSE = 0.1
+#: Longest a call to the master may take (its calls are tiny).
+MASTER_TIMEOUT = 2.0
+
+
+def subscribers_key(namespace: str) -> str:
+    """The Redis hash of subscriber address -> consecutive failed broadcasts."""
+    return f"{namespace}:insults:subscribers"
+
+
+# -- the master ------------------------------------------------------------------------
+
+
+class NodeDirectory:
+    """The master's remote API, for a transport to expose method by method.
+
+    Arguments are checked here (``ValueError`` names the problem); ``check_address``
+    is the transport's check of a node address (a ``PYRO:`` URI, an ``http://`` URL).
+    With ``expected_nodes`` (a deployment starting N nodes), ``nodes()`` lists none
+    until N have registered or :data:`STARTUP_GRACE` passed, so the deployment becomes
+    ready with all its nodes and the first client spreads over all of them.
+    """
+
+    def __init__(self, check_address: Callable[[object], str], expected_nodes: int = 0) -> None:
+        self._check_address = check_address
+        self._registry = NodeRegistry(NODE_HEARTBEAT, MISSED_HEARTBEATS)
+        self._barrier = StartupBarrier(expected_nodes, STARTUP_GRACE)
+
+    def register(self, node_id: object, address: object) -> float:
+        """A node starts (or restarts, at a new address); returns the heartbeat interval."""
+        node = check_id(node_id, "node id")
+        self._registry.register(node, self._check_address(address))
+        self._barrier.arrive(node)
+        return NODE_HEARTBEAT
+
+    def heartbeat(self, node_id: object) -> bool:
+        """A node lives; False if the master does not know it (it must register again)."""
+        return self._registry.heartbeat(check_id(node_id, "node id"))
+
+    def deregister(self, node_id: object) -> bool:
+        """A node stops gracefully; False if it was not registered."""
+        return self._registry.remove(check_id(node_id, "node id"))
+
+    def nodes(self) -> list[str]:
+        """Addresses of the live nodes, rotated on every call ([] while starting)."""
+        return self._registry.nodes() if self._barrier.is_open() else []
+
+    def wait_until_empty(self, timeout: float) -> None:
+        """Wait for the nodes to deregister (a stopping deployment), at most ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while self._registry.nodes() and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+
+# -- a node ----------------------------------------------------------------------------
+
+
+class Link(Protocol):
+    """A persistent connection to one remote object, as each transport's ``Remote`` is.
+
+    Raises :class:`BrokerUnavailable` when the object cannot be reached (or refuses the
+    call because it is leaving), ``ServiceError`` when it refuses the request, and
+    ``ServiceTimeout`` when it does not answer in time.
+    """
+
+    def call(self, method: str, *args: Any, wait: float = 0.0) -> Any:
+        """Call ``method(*args)``; ``wait`` is how long the object may block on purpose."""
+        ...
+
+    def connect(self) -> None:
+        """Connect now, so an unreachable object is reported at once."""
+        ...
+
+    def local_address(self) -> str:
+        """The local address of the connection: where the remote side can reach us."""
+        ...
+
+    def close(self) -> None:
+        """Close the connection. Safe to call twice."""
+        ...
+
+
+class NodeMembership:
+    """A node's membership in its master's :class:`NodeDirectory`."""
+
+    def __init__(self, master: Link, node_id: str, address: str) -> None:
+        self._master = master
+        self._node_id = node_id
+        self._address = address
+        self._stopped = threading.Event()
+        self._beat: threading.Thread | None = None
+
+    def join(self, wait: float, stopping: Callable[[], bool] = lambda: False) -> None:
+        """Register, retrying for up to ``wait`` seconds while the master starts, then
+        heartbeat on a thread. Raises the master's :class:`MiddlewareError` after that."""
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                interval = float(self._master.call("register", self._node_id, self._address))
+                break
+            except MiddlewareError:
+                if time.monotonic() >= deadline or stopping():
+                    raise
+            time.sleep(0.2)
+        log.info("node %s registered at %s", self._node_id, self._address)
+        self._beat = threading.Thread(
+            target=self._heartbeat, args=[interval], name="node-heartbeat", daemon=True
+        )
+        self._beat.start()
+
+    def _heartbeat(self, interval: float) -> None:
+        while not self._stopped.wait(interval):
+            try:
+                if not self._master.call("heartbeat", self._node_id):
+                    # Dropped (we were too slow) or a new master: register again.
+                    self._master.call("register", self._node_id, self._address)
+                    log.warning("node %s registered again with the master", self._node_id)
+            except MiddlewareError as error:
+                log.warning("heartbeat to the master failed: %s", error)
+
+    def leave(self) -> None:
+        """Stop heartbeating and deregister, so clients stop being sent here."""
+        self._stopped.set()
+        if self._beat is not None:
+            self._beat.join()
+        try:
+            self._master.call("deregister", self._node_id)
+        except MiddlewareError as error:
+            log.info("could not deregister from the master (it may be stopping): %s", error)
+
+
+class NodeLeaving(MiddlewareError):
+    """Raised by :meth:`RequestGate.admit` on a node that is stopping.
+
+    The request was not executed, so a client may always retry it on another node; each
+    transport sends it as an error its clients recognize as "node unavailable".
+    """
+
+
+class RequestGate:
+    """The requests a node is executing, so it can stop without dropping any.
+
+    Every remote method runs inside :meth:`admit`; :meth:`close` refuses new requests
+    and waits for those in flight. ``served``, if given, runs after each request (a
+    node's :class:`~middlewares.cluster.NodeCounters`).
+    """
+
+    def __init__(self, served: Callable[[], None] | None = None) -> None:
+        self._served = served
+        self._in_flight = 0
+        self._closed = False
+        self._idle = threading.Condition()
+
+    @contextlib.contextmanager
+    def admit(self) -> Iterator[None]:
+        """Run one request, or raise :class:`NodeLeaving` when the node is stopping."""
+        with self._idle:
+            if self._closed:
+                raise NodeLeaving("this node is leaving the deployment; call another node")
+            self._in_flight += 1
+        try:
+            yield
+        finally:
+            with self._idle:
+                self._in_flight -= 1
+                if not self._in_flight:
+                    self._idle.notify_all()
+            if self._served is not None:
+                self._served()
+
+    def close(self, timeout: float) -> int:
+        """Refuse new requests, wait up to ``timeout`` for the others; returns how many
+        were still running."""
+        with self._idle:
+            self._closed = True
+            self._idle.wait_for(lambda: not self._in_flight, timeout)
+            if self._in_flight:
+                log.warning("stopping with %d requests still running", self._in_flight)
+            return self._in_flight
+
+
+# -- the client ------------------------------------------------------------------------
+
+Result = TypeVar("Result")
+
+
+class NodePool:
+    """A client's links to the nodes of a service, used round-robin.
+
+    ``resolve()`` lists the node addresses (the master's ``nodes()``, or one fixed
+    address for the one-node form); ``connect(address)`` makes a :class:`Link` to one.
+    Successive calls go to successive nodes, so even one client spreads its load. The
+    list is refreshed every :data:`NODE_REFRESH` seconds, so joined nodes get traffic.
+
+    With ``failover``, a call whose node cannot be reached (:class:`BrokerUnavailable`)
+    is retried on another node, asking the master again, until ``timeout`` seconds have
+    passed; that node is tried last for :data:`QUARANTINE` seconds. A call that reached
+    its node and failed there (a refusal, a timeout) is not retried. Retrying is safe
+    for every InsultService call: reads have no effect, and a retried ``add_insult``
+    whose first attempt was applied just before its node died finds the insult stored
+    (SADD), so it returns False although the insult was new to the store. Without
+    ``failover`` (one fixed node) errors are raised as they come.
+    """
+
+    def __init__(
+        self,
+        resolve: Callable[[], list[str]],
+        connect: Callable[[str], Link],
+        timeout: float,
+        where: str,
+        failover: bool = True,
+    ) -> None:
+        self._resolve = resolve
+        self._connect = connect
+        self._timeout = timeout
+        self._where = where
+        self._failover = failover
+        self._lock = threading.Lock()
+        self._addresses: list[str] = []
+        self._links: dict[str, Link] = {}
+        self._failed_at: dict[str, float] = {}
+        self._turn = 0
+        self._next_refresh = 0.0
+        self._resolve_error: MiddlewareError | None = None
+
+    def connect(self) -> None:
+        """Find the nodes and connect to one now, so a missing service is reported at once."""
+        self._attempt(lambda link: link.connect())
+
+    def call(self, method: str, *args: Any, wait: float = 0.0) -> Any:
+        """Call ``method(*args)`` on the next node (see the class for retries)."""
+        return self._attempt(lambda link: link.call(method, *args, wait=wait))
+
+    def local_address(self) -> str:
+        """The local address of a connection to a node: where the nodes can reach us."""
+        return self._attempt(lambda link: link.local_address())
+
+    def addresses(self) -> list[str]:
+        """The node addresses this client knows now."""
+        with self._lock:
+            return list(self._addresses)
+
+    def close(self) -> None:
+        """Close every link. Safe to call twice."""
+        with self._lock:
+            links, self._links = list(self._links.values()), {}
+        for link in links:
+            link.close()
+
+    def _attempt(self, operation: Callable[[Link], Result]) -> Result:
+        deadline = time.monotonic() + self._timeout
+        tried: set[str] = set()
+        last_error: MiddlewareError | None = None
+        ask_master = False
+        while True:
+            self._refresh(force=ask_master)
+            chosen = self._choose(tried)
+            if chosen is None:
+                if not self._failover or time.monotonic() >= deadline:
+                    raise last_error or self._resolve_error or BrokerUnavailable(
+                        self._where, "it lists no live node; start one with `join`"
+                    )
+                # Every node known failed during this call: wait for the master to
+                # list a replacement (a restarted node registers at a new address).
+                time.sleep(_RETRY_PAUSE)
+                tried.clear()
+                ask_master = True
+                continue
+            address, link = chosen
+            try:
+                return operation(link)
+            except BrokerUnavailable as error:
+                if not self._failover:
+                    raise
+                log.info("node %s unreachable, trying another: %s", address, error)
+                last_error = error
+                tried.add(address)
+                self._forget(address)
+                ask_master = True  # it may list a replacement already
+
+    def _refresh(self, force: bool) -> None:
+        if not force and time.monotonic() < self._next_refresh:
+            return
+        self._next_refresh = time.monotonic() + NODE_REFRESH
+        try:
+            addresses = [str(address) for address in self._resolve()]
+        except MiddlewareError as error:
+            # Keep serving with the nodes known: the master is only needed to change them.
+            log.debug("could not refresh the node list from %s: %s", self._where, error)
+            self._resolve_error = error
+            return
+        self._resolve_error = None
+        with self._lock:
+            gone = [self._links.pop(a) for a in list(self._links) if a not in addresses]
+            self._addresses = addresses
+            for address in [a for a in self._failed_at if a not in addresses]:
+                del self._failed_at[address]
+        for link in gone:
+            link.close()
+
+    def _choose(self, tried: set[str]) -> tuple[str, Link] | None:
+        """The next node in turn, preferring ones not failed lately; None if all tried."""
+        now = time.monotonic()
+        with self._lock:
+            candidates = [a for a in self._addresses if a not in tried]
+            if not candidates:
+                return None
+            healthy = [
+                a for a in candidates if now - self._failed_at.get(a, -QUARANTINE) >= QUARANTINE
+            ]
+            usable = set(healthy or candidates)
+            count = len(self._addresses)
+            for step in range(count):
+                address = self._addresses[(self._turn + step) % count]
+                if address in usable:
+                    self._turn = (self._turn + step + 1) % count
+                    break
+            link = self._links.get(address)
+            if link is None:
+                link = self._links[address] = self._connect(address)
+            return address, link
+
+    def _forget(self, address: str) -> None:
+        with self._lock:
+            self._failed_at[address] = time.monotonic()
+            link = self._links.pop(address, None)
+        if link is not None:
+            link.close()
+
+
+# -- shared state in Redis -------------------------------------------------------------
+
+_RECORD = """
+local failures = redis.call('HGET', KEYS[1], ARGV[1])
+if not failures then return 0 end
+if ARGV[2] == '0' then
+    if failures ~= '0' then redis.call('HSET', KEYS[1], ARGV[1], 0) end
+    return 0
+end
+if redis.call('HINCRBY', KEYS[1], ARGV[1], 1) >= tonumber(ARGV[3]) then
+    redis.call('HDEL', KEYS[1], ARGV[1])
+    return 1
+end
+return 0
+"""
+
+
+class RedisSubscriberRegistry:
+    """The subscribers of every node of a deployment, in the Redis hash
+    ``<ns>:insults:subscribers`` (address -> consecutive failed broadcasts).
+
+    A :class:`~middlewares.service.SubscriberRegistry`: a subscriber added through any
+    node is notified by whichever node holds the broadcast lease, and its failure count
+    survives a change of broadcaster. Counting is one script, so an address removed
+    meanwhile never comes back. Addresses are strings.
+    """
+
+    def __init__(self, client: redis.Redis, namespace: str) -> None:
+        self._client = client
+        self._key = subscribers_key(namespace)
+        self._record = client.register_script(_RECORD)
+
+    def add(self, address: Hashable) -> bool:
+        """Subscribe ``address``; False if it already was."""
+        return bool(self._client.hsetnx(self._key, str(address), 0))
+
+    def remove(self, address: Hashable) -> bool:
+        """Unsubscribe ``address``; False if it was not subscribed."""
+        return bool(self._client.hdel(self._key, str(address)))
+
+    def addresses(self) -> list[Hashable]:
+        """The current subscribers."""
+        return [address.decode() for address in self._client.hkeys(self._key)]
+
+    def record(self, address: Hashable, failed: bool, max_failures: int) -> bool:
+        """Count one delivery; True when the subscriber was dropped now."""
+        args = [str(address), int(failed), max_failures]
+        return bool(self._record(keys=[self._key], args=args))
+
+
+def delete_shared_state(settings: Settings) -> None:
+    """Delete the n-node form's Redis keys of ``settings.namespace``: the store, the
+    broadcast lease, the subscribers and the per-node counters. Does nothing when Redis
+    does not answer (then there is nothing to clean either)."""
+    try:
+        client = redis_client(settings.with_changes(timeout=min(settings.timeout, 2.0)))
+    except BrokerUnavailable:
+        return
+    namespace = settings.namespace
+    try:
+        client.delete(
+            store_key(namespace),
+            lease_key(namespace),
+            subscribers_key(namespace),
+            counters_key(namespace, "insult"),
+            counters_key(namespace, "filter"),
+        )
+    except redis.RedisError as error:
+        log.warning("could not delete the shared state of %s: %s", namespace, error)
+    finally:
+        client.close()

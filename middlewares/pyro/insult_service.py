@@ -1,0 +1,254 @@
+"""The InsultService process: ``python -m middlewares.pyro.insult_service [--node-id ID]``.
+
+One :class:`InsultService` object serves every client on the daemon's thread pool.
+Subscribers are Pyro4 objects exposing ``notify(insult)``; a broadcaster calls them every
+``broadcast_interval`` through a :class:`~middlewares.service.SubscriberSet`, which
+notifies them in parallel and drops one after three failed broadcasts in a row.
+
+Without ``--node-id`` this is the one-node form: the object is registered as
+``<ns>.insult.service``, the store and the subscribers live in this process.
+
+With ``--node-id`` it is one node of the n-node form: the object is served unnamed on a
+free port and the node registers its URI with the master (``<ns>.insult.master``, see
+:mod:`middlewares.pyro.master`) and heartbeats every second. The store is the Redis set
+``<ns>:insults:store``, the subscribers the Redis hash ``<ns>:insults:subscribers``, and
+only the node holding the lease ``<ns>:insults:broadcaster`` broadcasts. Requests served
+are counted in ``<ns>:stats:insult``.
+
+On SIGTERM either form stops taking requests (a node first deregisters and hands the
+broadcast lease over), finishes those in flight, and exits 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Hashable, Iterator
+
+import Pyro4
+
+from middlewares.cluster import (
+    LeasedBroadcaster,
+    NodeCounters,
+    RedisInsultStore,
+    RestartSafeLease,
+    redis_client,
+)
+from middlewares.core import InsultStore, canonical_insult, load_default_insults
+from middlewares.direct import (
+    MASTER_TIMEOUT,
+    NodeMembership,
+    RedisSubscriberRegistry,
+    RequestGate,
+)
+from middlewares.pyro._common import (
+    INSULT_MASTER,
+    INSULT_SERVICE,
+    NAME_SERVER_WAIT,
+    Remote,
+    build_parser,
+    direct_uri,
+    domain_errors,
+    node_id,
+    node_request,
+    object_name,
+    publish,
+    run_service,
+    running_daemon,
+)
+from middlewares.runtime import StopSignal
+from middlewares.service import Broadcaster, InsultOps, SubscriberSet
+from middlewares.settings import Settings, from_args, simulate_work
+
+#: Longest a subscriber may take to acknowledge one broadcast before it counts as failed.
+NOTIFY_TIMEOUT = 2.0
+
+
+@Pyro4.expose
+class InsultService:
+    """The remote object: the insult store and the subscriber list, shared by all clients.
+
+    The store is any :class:`~middlewares.service.InsultOps` and the subscribers any
+    registry: in this process for the one-node form, in Redis for the n-node form. Every
+    call goes through the node's :class:`~middlewares.direct.RequestGate` and spends
+    ``work_ms`` of simulated service time.
+    """
+
+    def __init__(
+        self, store: InsultOps, subscribers: SubscriberSet, gate: RequestGate, settings: Settings
+    ) -> None:
+        self._store = store
+        self._subscribers = subscribers
+        self._gate = gate
+        self._settings = settings
+        self._limits = settings.limits
+
+    def add_insult(self, insult: object) -> bool:
+        """Store an insult; True only when it was new. ValueError names a bad insult."""
+        with self._request(), domain_errors():
+            return self._store.add(canonical_insult(insult, self._limits))
+
+    def get_insults(self) -> list[str]:
+        """Every stored insult, in canonical form."""
+        with self._request():
+            return self._store.all()
+
+    def random_insult(self) -> str:
+        """A random stored insult, or "" when there is none."""
+        with self._request():
+            return self._store.random()
+
+    def subscribe(self, uri: object) -> bool:
+        """Send broadcasts to the Pyro4 object at ``uri``; False if it already was."""
+        with self._request():
+            return self._subscribers.add(direct_uri(uri, "subscriber uri"))
+
+    def unsubscribe(self, uri: object) -> bool:
+        """Stop sending broadcasts to ``uri``; False if it was not subscribed."""
+        with self._request():
+            return self._subscribers.remove(direct_uri(uri, "subscriber uri"))
+
+    @contextlib.contextmanager
+    def _request(self) -> Iterator[None]:
+        with node_request(self._gate):
+            simulate_work(self._settings)
+            yield
+
+
+class _Notifier:
+    """The ``notify`` of a :class:`SubscriberSet`: one kept connection per subscriber."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._timeout = min(settings.timeout, NOTIFY_TIMEOUT)
+        self._remotes: dict[str, Remote] = {}
+        self._lock = threading.Lock()
+
+    def notify(self, address: Hashable, insult: str) -> None:
+        """Deliver one broadcast; raises when the subscriber does not acknowledge it."""
+        uri = str(address)
+        with self._lock:
+            remote = self._remotes.get(uri)
+            if remote is None:
+                hint = "the subscriber is gone"
+                remote = self._remotes[uri] = Remote(self._settings, uri, hint, self._timeout)
+        remote.call("notify", insult)
+
+    def forget_all_but(self, addresses: list[Hashable]) -> None:
+        """Drop the connections of subscribers no longer subscribed.
+
+        Not closed here: one may still be in a hung call; the proxy closes its socket
+        when that call ends and the last reference goes.
+        """
+        live = {str(address) for address in addresses}
+        with self._lock:
+            for uri in [uri for uri in self._remotes if uri not in live]:
+                del self._remotes[uri]
+
+
+def serve(settings: Settings) -> None:
+    """The one-node form: publish the InsultService and broadcast until SIGINT or SIGTERM."""
+    stop = StopSignal()
+    store = InsultStore(limits=settings.limits)
+    if settings.load_defaults:
+        for insult in load_default_insults():
+            store.add(insult)
+    notifier = _Notifier(settings)
+    subscribers = SubscriberSet(notifier.notify)
+    gate = RequestGate()
+    service = InsultService(store, subscribers, gate, settings)
+    broadcaster = Broadcaster(
+        settings.broadcast_interval, store.random, _broadcast(notifier, subscribers)
+    )
+    try:
+        with publish(settings, {INSULT_SERVICE: service}):
+            broadcaster.start()
+            stop.wait()
+            broadcaster.stop()
+            gate.close(settings.timeout)  # finish the calls in flight before the daemon goes
+    finally:
+        subscribers.close()
+
+
+def serve_node(settings: Settings, node: str) -> None:
+    """One node of the n-node form, until SIGINT or SIGTERM (see the module docstring)."""
+    stop = StopSignal()
+    namespace = settings.namespace
+    client = redis_client(settings)
+    try:
+        store = RedisInsultStore(client, namespace, settings.limits)
+        if settings.load_defaults:
+            store.add_all(load_default_insults())
+        counters = NodeCounters(client, namespace, "insult", node, resume=True)
+        notifier = _Notifier(settings)
+        subscribers = SubscriberSet(
+            notifier.notify, registry=RedisSubscriberRegistry(client, namespace)
+        )
+        gate = RequestGate(counters.increment)
+        interval = settings.broadcast_interval
+        broadcaster = LeasedBroadcaster(
+            RestartSafeLease(client, namespace, node, LeasedBroadcaster.lease_ttl(interval)),
+            interval,
+            store.random,
+            _broadcast(notifier, subscribers),
+        )
+        master = Remote(
+            settings,
+            object_name(settings, INSULT_MASTER),
+            "start the deployment with `python -m middlewares serve pyro insult --nodes N`",
+            timeout=min(settings.timeout, MASTER_TIMEOUT),
+        )
+        try:
+            with running_daemon(settings) as daemon:
+                object_id = f"{namespace}.insult.node.{node}"
+                service = InsultService(store, subscribers, gate, settings)
+                uri = str(daemon.register(service, objectId=object_id))
+                membership = NodeMembership(master, node, uri)
+                membership.join(NAME_SERVER_WAIT, stop.is_set)
+                broadcaster.start()
+                stop.wait()
+                membership.leave()  # no client is sent here any more
+                broadcaster.stop()  # another node takes the lease at once
+                gate.close(settings.timeout)  # refuse new calls, finish those in flight
+        finally:
+            master.close()
+            subscribers.close()
+            counters.close()
+    finally:
+        client.close()
+
+
+def _broadcast(notifier: _Notifier, subscribers: SubscriberSet) -> Callable[[str], None]:
+    """What a broadcaster calls with each insult: notify every subscriber."""
+
+    def send(insult: str) -> None:
+        notifier.forget_all_but(subscribers.addresses())
+        subscribers.broadcast(insult)
+
+    return send
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of ``python -m middlewares.pyro.insult_service``."""
+    parser = build_parser(
+        "middlewares.pyro.insult_service",
+        "Serve the InsultService as <namespace>.insult.service in a Pyro4 name server, or "
+        "with --node-id as one node of the n-node form. Usually started by "
+        "`python -m middlewares serve pyro insult [--nodes N]`.",
+    )
+    parser.add_argument(
+        "--node-id",
+        type=node_id,
+        help="run as this node of the n-node form (registers with <namespace>.insult.master; "
+        "shared state in Redis); default: the one-node form",
+    )
+    args = parser.parse_args(argv)
+    settings = from_args(args)
+    if args.node_id is None:
+        run_service("pyro-insult-service", lambda: serve(settings))
+    else:
+        run_service(f"pyro-insult-node {args.node_id}", lambda: serve_node(settings, args.node_id))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,524 @@
+"""The Pyro4 wire protocol of docs/PROTOCOL-pyro.md, spoken with plain Pyro4 proxies.
+
+Nothing here uses this project's clients: each test talks to the services as a program
+written from the protocol document alone would, and checks that bad or unanswerable
+messages are refused or dropped while the service keeps serving.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+
+import psutil
+import Pyro4
+import Pyro4.errors
+import Pyro4.message
+import Pyro4.util
+import pytest
+
+from middlewares.contract import BrokerUnavailable
+from middlewares.core import ResultLog
+from middlewares.deployment import Deployment
+from middlewares.processes import Supervisor
+from middlewares.registry import get_backend
+from middlewares.settings import Settings
+from middlewares.workqueue import QueueFull, TaskQueue
+from tests.conftest import Deploy
+
+
+@pytest.fixture
+def middleware(settings: Settings) -> Iterator[str]:
+    """Only Pyro4 here; the namespace's names are removed afterwards."""
+    yield "pyro"
+    get_backend("pyro").cleanup(settings)
+
+
+def name_server(settings: Settings) -> Pyro4.Proxy:
+    return Pyro4.locateNS(settings.host, settings.pyro_ns_port)
+
+
+def proxy_of(settings: Settings, role: str) -> Pyro4.Proxy:
+    """A plain proxy of ``<ns>.<role>``, as the protocol document says to make one."""
+    proxy = Pyro4.Proxy(name_server(settings).lookup(f"{settings.namespace}.{role}"))
+    proxy._pyroTimeout = 10
+    return proxy
+
+
+def wait_until(condition, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+def test_the_ten_line_script_adds_an_insult_and_gets_a_censored_text(deploy: Deploy, settings):
+    deploy("insult")
+    deploy("filter")
+    ns = Pyro4.locateNS(settings.host, settings.pyro_ns_port)
+    insults = Pyro4.Proxy(ns.lookup(f"{settings.namespace}.insult.service"))
+    filt = Pyro4.Proxy(ns.lookup(f"{settings.namespace}.insult.filter"))
+    assert insults.add_insult("Zascandil") is True
+    # Filter workers re-read the insult list at most every 0.5 s.
+    assert wait_until(lambda: filt.filter("eres un zascandil") == "eres un CENSORED", 3)
+    task_id = filt.submit("zascandil!")
+    assert wait_until(lambda: filt.result(task_id) == "CENSORED!", 5)
+    assert filt.result(task_id) == "", "a result is handed out once"
+
+
+INSULT_REFUSALS = [
+    ("add_insult", (42,), ValueError, "insult must be a string"),
+    ("add_insult", ("",), ValueError, "insult is empty"),
+    ("add_insult", ("x" * 65,), ValueError, "over the limit"),
+    ("add_insult", (), TypeError, "argument"),
+    ("subscribe", ("not a uri",), ValueError, "not a Pyro4 URI"),
+    ("subscribe", (5,), ValueError, "uri must be"),
+    ("subscribe", ("PYRONAME:some.name",), ValueError, "direct PYRO: URI"),
+    ("unsubscribe", (None,), ValueError, "uri must be"),
+]
+
+
+@pytest.mark.parametrize(("method", "args", "kind", "message"), INSULT_REFUSALS)
+def test_insult_service_refuses_bad_calls_and_keeps_serving(
+    deploy: Deploy, settings, method, args, kind, message
+):
+    deploy("insult", load_defaults=False)
+    service = proxy_of(settings, "insult.service")
+    with pytest.raises(kind, match=message):
+        getattr(service, method)(*args)
+    assert service.add_insult("after the refusal") is True
+    assert service.get_insults() == ["after the refusal"]
+
+
+FILTER_REFUSALS = [
+    ("submit", ("",), "text is empty"),
+    ("submit", (b"bytes",), "text must be a string"),
+    ("submit_many", ("one text",), "texts must be a list"),
+    ("submit_many", (["fine", 3],), r"texts\[1\]: text must be a string"),
+    ("wait_results", ("not a list", 1), "task_ids must be a list"),
+    ("wait_results", ([7], 1), "task id must be a non-empty string"),
+    ("wait_results", (["some-id"], -1), "timeout must be between"),
+    ("wait_results", (["some-id"], "soon"), "timeout must be a number"),
+    ("filter", ("text", 3600), "timeout must be between"),
+    ("get_results", (-1,), "limit must be between"),
+    ("get_results", ("5",), "limit must be an integer"),
+    ("worker_exchange", ("w", "not a dict", 1, 0), "results must be a dict"),
+    ("worker_exchange", ("w", {}, 0, 0), "max_tasks must be an integer"),
+]
+
+
+@pytest.mark.parametrize(("method", "args", "message"), FILTER_REFUSALS)
+def test_filter_refuses_bad_calls_and_keeps_serving(
+    deploy: Deploy, settings, method, args, message
+):
+    deploy("filter")
+    front = proxy_of(settings, "insult.filter")
+    with pytest.raises(ValueError, match=message):
+        getattr(front, method)(*args)
+    assert front.filter("still feo") == "still CENSORED"
+
+
+def test_unknown_methods_are_refused(deploy: Deploy, settings):
+    deploy("insult")
+    service = proxy_of(settings, "insult.service")
+    # Skip the proxy's own check against the object's metadata: ask the server itself.
+    with pytest.raises(AttributeError, match="no_such_op"):
+        service._pyroInvoke("no_such_op", (), {})
+    with pytest.raises(AttributeError):
+        service._pyroInvoke("_store", (), {})  # private members are never reachable
+    assert service.random_insult()
+
+
+@pytest.mark.parametrize("serializer", ["pickle", "marshal", "json"])
+def test_only_serpent_is_accepted(deploy: Deploy, settings, serializer):
+    deploy("insult")
+    uri = name_server(settings).lookup(f"{settings.namespace}.insult.service")
+    unsafe = Pyro4.Proxy(uri)
+    unsafe._pyroSerializer = serializer
+    with pytest.raises(Pyro4.errors.CommunicationError, match="serializer that is not accepted"):
+        unsafe._pyroBind()
+    assert proxy_of(settings, "insult.service").random_insult()
+
+
+def test_name_server_accepts_only_serpent(deploy: Deploy, settings):
+    deploy("echo")
+    unsafe = Pyro4.Proxy(f"PYRO:Pyro.NameServer@{settings.host}:{settings.pyro_ns_port}")
+    unsafe._pyroSerializer = "marshal"
+    with pytest.raises(Pyro4.errors.CommunicationError, match="not accepted"):
+        unsafe._pyroBind()
+
+
+def test_a_malformed_message_is_answered_with_an_error(deploy: Deploy, settings):
+    deploy("echo")
+    echo = proxy_of(settings, "echo")
+    echo._pyroBind()
+    connection = echo._pyroConnection
+    serpent_id = Pyro4.util.get_serializer("serpent").serializer_id
+    garbage = Pyro4.message.Message(
+        Pyro4.message.MSG_INVOKE, b"this is not serpent (", serpent_id, 0, 77
+    )
+    connection.send(garbage.to_bytes())
+    reply = Pyro4.message.Message.recv(connection, [Pyro4.message.MSG_RESULT])
+    assert reply.seq == 77
+    assert reply.flags & Pyro4.message.FLAGS_EXCEPTION
+    assert proxy_of(settings, "echo").echo("still there") == "still there"
+
+
+def test_garbage_and_silent_connections_do_not_stall_the_service(deploy: Deploy, settings):
+    deploy("echo")
+    echo = proxy_of(settings, "echo")
+    host, port = echo._pyroUri.host, echo._pyroUri.port
+    silent = socket.create_connection((host, port), timeout=5)  # connects, never speaks
+    with socket.create_connection((host, port), timeout=5) as rude:
+        rude.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = b""
+        while chunk := rude.recv(1000):  # until the daemon hangs up
+            answer += chunk
+        assert b"unsupported protocol version" in answer
+    assert echo.echo("still there") == "still there"
+    silent.close()
+
+
+def test_a_failing_oneway_call_is_dropped_and_the_service_keeps_serving(deploy: Deploy, settings):
+    deploy("insult", load_defaults=False)
+    service = proxy_of(settings, "insult.service")
+    # A oneway call has no reply to carry an error: the service drops it.
+    service._pyroInvoke("add_insult", (42,), {}, flags=Pyro4.message.FLAGS_ONEWAY)
+    service._pyroInvoke("add_insult", ("oneway",), {}, flags=Pyro4.message.FLAGS_ONEWAY)
+    assert wait_until(lambda: service.get_insults() == ["oneway"], 5)
+
+
+@Pyro4.expose
+class Subscriber:
+    """A subscriber exactly as the protocol describes one: an object with notify(insult)."""
+
+    def __init__(self) -> None:
+        self.received: list[str] = []
+
+    def notify(self, insult: str) -> None:
+        self.received.append(insult)
+
+
+def test_a_plain_pyro_object_subscribes_and_receives_broadcasts(deploy: Deploy, settings):
+    deploy("insult", broadcast_interval=0.2)
+    service = proxy_of(settings, "insult.service")
+    subscriber = Subscriber()
+    daemon = Pyro4.Daemon(host=settings.host)
+    uri = str(daemon.register(subscriber))
+    threading.Thread(target=daemon.requestLoop, daemon=True).start()
+    try:
+        assert service.subscribe(uri) is True
+        assert service.subscribe(uri) is False
+        assert wait_until(lambda: len(subscriber.received) >= 2, 5)
+        assert set(subscriber.received) <= set(service.get_insults())
+        assert service.unsubscribe(uri) is True
+        assert service.unsubscribe(uri) is False
+    finally:
+        daemon.shutdown()
+
+
+def test_names_are_registered_under_the_namespace_and_cleaned_up(deploy: Deploy, settings):
+    deploy("insult")
+    deploy("filter")
+    deploy("echo")
+    prefix = f"{settings.namespace}."
+    names = set(name_server(settings).list(prefix=prefix))
+    assert names == {prefix + "insult.service", prefix + "insult.filter", prefix + "echo"}
+    get_backend("pyro").cleanup(settings)
+    assert name_server(settings).list(prefix=prefix) == {}
+
+
+def test_a_second_service_refuses_a_name_held_by_a_live_one(deploy: Deploy, settings):
+    deploy("insult")
+    second = subprocess.run(
+        [sys.executable, "-m", "middlewares.pyro.insult_service", *settings.to_args()],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert second.returncode == 1
+    assert "already served" in second.stderr and "Traceback" not in second.stderr
+    assert proxy_of(settings, "insult.service").random_insult()
+
+
+def test_two_launchers_started_at_once_share_one_name_server(settings):
+    """Both find no name server and start one; the second stands by instead of failing,
+    takes over when the first stops, and its services register again there."""
+    insult, filt = Deployment("pyro", "insult", settings), Deployment("pyro", "filter", settings)
+    starters = [threading.Thread(target=d.start) for d in (insult, filt)]
+    try:
+        for starter in starters:
+            starter.start()
+        for starter in starters:
+            starter.join()
+        assert proxy_of(settings, "insult.service").random_insult()
+        assert proxy_of(settings, "insult.filter").filter("feo") == "CENSORED"
+        insult.stop()  # maybe the launcher whose name server served: the other takes over
+        assert wait_until(lambda: _filters(settings), 15), filt.log_tail()
+    finally:
+        filt.stop()
+        insult.stop()
+
+
+def _filters(settings: Settings) -> bool:
+    try:
+        return proxy_of(settings, "insult.filter").filter("tonto") == "CENSORED"
+    except Pyro4.errors.PyroError:
+        return False
+
+
+@pytest.mark.slow
+def test_a_worker_killed_in_the_middle_of_a_batch_loses_nothing(deploy: Deploy, settings):
+    # 2 ms of work per task: the kill surely lands while the worker holds a leased batch.
+    deployment = deploy("filter", workers=2, work_ms=2.0)
+    texts = [f"task {n} tonto" for n in range(2000)]
+    front = proxy_of(settings, "insult.filter")
+    ids = front.submit_many(texts)
+    worker = next(p for p in deployment.worker_pids() if "filter_worker" in " ".join(_cmdline(p)))
+    # Once the first results are in, both workers hold leased batches.
+    done: dict[str, str] = front.wait_results(ids, 10)
+    assert 0 < len(done) < len(ids) / 2
+    os.kill(worker, signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while len(done) < len(ids) and time.monotonic() < deadline:
+        done.update(front.wait_results([i for i in ids if i not in done], 1))
+    assert [done.get(i) for i in ids] == [f"task {n} CENSORED" for n in range(2000)]
+    assert "re-queuing its" in deployment.log_tail(200)
+
+
+def _cmdline(pid: int) -> list[str]:
+    return psutil.Process(pid).cmdline()
+
+
+def test_a_missing_name_server_is_one_clear_error(settings):
+    with pytest.raises(BrokerUnavailable, match=r"Pyro\.NameServer.*start it"):
+        get_backend("pyro").insult_client(settings)
+
+
+@pytest.fixture
+def front_only(settings: Settings) -> Iterator[Pyro4.Proxy]:
+    """A name server and a filter front with no worker: the test plays the workers."""
+    specs = get_backend("pyro").processes("filter", settings, workers=1)
+    supervisor = Supervisor([s for s in specs if "filter_worker" not in s.module])
+    supervisor.start()
+    try:
+        front = None
+        deadline = time.monotonic() + 30
+        while front is None:
+            try:
+                front = proxy_of(settings, "insult.filter")
+            except (Pyro4.errors.NamingError, Pyro4.errors.CommunicationError):
+                assert time.monotonic() < deadline, "the front never registered"
+                time.sleep(0.1)
+        yield front
+    finally:
+        supervisor.stop()
+
+
+def test_worker_protocol_releases_a_restarted_workers_tasks(front_only: Pyro4.Proxy):
+    front = front_only
+    ids = front.submit_many(["a tonto", "b tonto"])
+    assert front.worker_register("w1") == pytest.approx(1.0)
+    leased = front.worker_exchange("w1", {}, 10, 1)
+    assert sorted(task_id for task_id, _ in leased) == sorted(ids)
+    # w1 is killed and restarts under the same id: what it held is queued again.
+    front.worker_register("w1")
+    front.worker_register("w2")
+    again = front.worker_exchange("w2", {}, 10, 1)
+    again += front.worker_exchange("w2", {}, 10, 1)  # w2's fair share was half the queue
+    assert sorted(again) == sorted(leased)
+    results = {task_id: text.replace("tonto", "CENSORED") for task_id, text in again}
+    assert front.worker_exchange("w2", results, 10, 0) == []
+    # The old incarnation's late answer for the same tasks is a duplicate: ignored.
+    front.worker_leave("w1", {ids[0]: "late duplicate"})
+    assert front.wait_results(ids, 5) == {ids[0]: "a CENSORED", ids[1]: "b CENSORED"}
+    assert front.wait_results(ids, 0) == {}
+
+
+def test_worker_protocol_requeues_the_tasks_of_a_silent_worker(front_only: Pyro4.Proxy):
+    front = front_only
+    [task_id] = front.submit_many(["silent tonto"])
+    front.worker_register("silent")
+    assert front.worker_exchange("silent", {}, 10, 1) == [(task_id, "silent tonto")]
+    front.worker_register("alive")
+    redelivered: list = []
+    # "silent" sends nothing more; after three missed heartbeats its task comes back.
+    deadline = time.monotonic() + 10
+    while not redelivered and time.monotonic() < deadline:
+        front.worker_heartbeat("alive")
+        redelivered = front.worker_exchange("alive", {}, 10, 1)
+    assert redelivered == [(task_id, "silent tonto")]
+
+
+def make_queue(**limits: int) -> TaskQueue:
+    return TaskQueue(ResultLog(10), **limits)
+
+
+def test_task_queue_leases_no_worker_more_than_its_share_of_the_queue():
+    queue = make_queue()
+    queue.submit([f"t{n}" for n in range(10)])
+    queue.register("a")
+    queue.register("b")
+    assert len(queue.exchange("a", {}, 64, 0)) == 5, "half the queue for one of two workers"
+    assert len(queue.exchange("b", {}, 64, 0)) == 3, "half of what is left"
+    assert len(queue.exchange("b", {}, 1, 0)) == 1, "never more than asked for"
+
+
+def test_task_queue_requeues_expired_leases_first_and_keeps_one_result():
+    queue = TaskQueue(ResultLog(10), lease_timeout=0)
+    first, second = queue.submit(["one", "two"])
+    queue.register("dead")
+    assert queue.exchange("dead", {}, 1, 0) == [(first, "one")]
+    queue.requeue_silent_workers()
+    assert queue.exchange("alive", {}, 1, 0) == [(first, "one")], "re-queued at the head"
+    queue.exchange("alive", {first: "ONE"}, 1, 0)
+    queue.leave("dead", {first: "duplicate"})
+    assert queue.collect([first, second], 0) == {first: "ONE"}
+
+
+def test_task_queue_refuses_work_beyond_its_bound_and_forgets_old_results():
+    queue = make_queue(max_outstanding=2, max_uncollected=2)
+    ids = queue.submit(["a", "b"])
+    with pytest.raises(QueueFull, match="full"):
+        queue.submit(["c"])
+    queue.exchange("w", {}, 2, 0)
+    queue.exchange("w", {ids[0]: "A", ids[1]: "B"}, 2, 0)
+    third = queue.submit(["c"])
+    queue.exchange("w", {}, 1, 0)
+    queue.exchange("w", {third[0]: "C"}, 1, 0)
+    assert queue.collect([*ids, *third], 0) == {ids[1]: "B", third[0]: "C"}
+
+
+def test_task_queue_wakes_a_waiting_client_as_soon_as_its_result_is_in():
+    queue = make_queue()
+    [task_id] = queue.submit(["text"])
+    queue.exchange("w", {}, 1, 0)
+    threading.Timer(0.2, queue.exchange, ["w", {task_id: "TEXT"}, 1, 0]).start()
+    started = time.monotonic()
+    assert queue.collect([task_id], 30) == {task_id: "TEXT"}
+    assert time.monotonic() - started < 10
+
+
+# -- the n-node form -----------------------------------------------------------------------
+
+
+def plain_proxy(uri: str) -> Pyro4.Proxy:
+    proxy = Pyro4.Proxy(uri)
+    proxy._pyroTimeout = 10
+    return proxy
+
+
+def test_the_master_lists_nodes_that_each_speak_the_insult_protocol(deploy: Deploy, settings):
+    deploy("insult", nodes=2, load_defaults=False, broadcast_interval=0.3)
+    master = proxy_of(settings, "insult.master")
+    first, second = (plain_proxy(uri) for uri in master.nodes())
+    assert first._pyroUri != second._pyroUri
+    assert first.add_insult("Zopenco") is True
+    assert second.add_insult("zopenco") is False, "one store behind every node"
+    assert second.get_insults() == ["zopenco"]
+    # Subscribed through one node, unsubscribed through the other: one subscriber list.
+    subscriber = Subscriber()
+    daemon = Pyro4.Daemon(host=settings.host)
+    uri = str(daemon.register(subscriber))
+    threading.Thread(target=daemon.requestLoop, daemon=True).start()
+    try:
+        assert first.subscribe(uri) is True
+        assert second.subscribe(uri) is False
+        assert wait_until(lambda: len(subscriber.received) >= 2, 5)
+        assert set(subscriber.received) == {"zopenco"}
+        assert second.unsubscribe(uri) is True
+        assert first.unsubscribe(uri) is False
+    finally:
+        daemon.shutdown()
+
+
+MASTER_REFUSALS = [
+    ("register", ("", "PYRO:obj@127.0.0.1:1"), "node id must be a non-empty string"),
+    ("register", (7, "PYRO:obj@127.0.0.1:1"), "node id must be a non-empty string"),
+    ("register", ("n", "PYRONAME:some.name"), "node address must be a direct PYRO: URI"),
+    ("register", ("n", 42), "node address must be a PYRO: URI string"),
+    ("heartbeat", (None,), "node id must be a non-empty string"),
+    ("deregister", ("x" * 101,), "node id must be a non-empty string"),
+]
+
+
+@pytest.mark.parametrize(("method", "args", "message"), MASTER_REFUSALS)
+def test_the_master_refuses_bad_calls_and_keeps_serving(
+    deploy: Deploy, settings, method, args, message
+):
+    deploy("insult", nodes=1)
+    master = proxy_of(settings, "insult.master")
+    with pytest.raises(ValueError, match=message):
+        getattr(master, method)(*args)
+    assert len(master.nodes()) == 1
+
+
+def test_the_master_drops_a_node_silent_for_three_heartbeats(deploy: Deploy, settings):
+    deploy("insult", nodes=1)
+    master = proxy_of(settings, "insult.master")
+    fake = "PYRO:fake.node@127.0.0.1:1"
+    assert master.register("fake-node", fake) == pytest.approx(1.0)
+    assert fake in master.nodes()
+    assert master.heartbeat("fake-node") is True
+    registered_at = time.monotonic()
+    assert wait_until(lambda: fake not in master.nodes(), 10)
+    assert time.monotonic() - registered_at >= 2.5, "dropped after three missed heartbeats"
+    assert master.heartbeat("fake-node") is False, "it must register again"
+    master.register("leaving-node", fake)
+    assert master.deregister("leaving-node") is True
+    assert fake not in master.nodes()
+    assert len(master.nodes()) == 1, "the real node heartbeats and stays"
+
+
+@pytest.mark.slow
+def test_insult_nodes_join_and_leave_gracefully_under_load(deploy: Deploy, settings):
+    deployment = deploy("insult", nodes=2, load_defaults=False)
+    backend = get_backend("pyro")
+    failures: list[BaseException] = []
+    added: list[bool] = []
+    stop = threading.Event()
+
+    def keep_calling(name: str) -> None:
+        with backend.insult_client(settings) as client:
+            n = 0
+            while not stop.is_set():
+                try:
+                    added.append(client.add_insult(f"{name} {n}"))
+                    client.random_insult()
+                    n += 1
+                except BaseException as error:
+                    failures.append(error)
+
+    threads = [threading.Thread(target=keep_calling, args=[f"c{k}"]) for k in range(2)]
+    for thread in threads:
+        thread.start()
+    joined = Deployment("pyro", "insult", settings, join_as="joined-node")
+    joined.start()
+    try:
+        # Clients refresh their node list every 2 s: the joined node gets calls.
+        assert wait_until(
+            lambda: backend.node_counters("insult", settings).get("joined-node", 0) > 50, 15
+        ), backend.node_counters("insult", settings)
+        leaver = deployment.node_pids()[0]
+        os.kill(leaver, signal.SIGTERM)
+        assert wait_until(lambda: not psutil.pid_exists(leaver), 15)
+        calls_after = len(added)
+        assert wait_until(lambda: len(added) > calls_after + 200, 15)
+        assert "left the deployment" in deployment.log_tail(200), "it exited with status 0"
+        assert len(proxy_of(settings, "insult.master").nodes()) == 2
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+        joined.stop()
+    assert failures == [], failures[:3]
+    assert all(added), "no retried add was applied twice: every insult here is new"
