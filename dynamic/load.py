@@ -1,6 +1,6 @@
 """TestMaster's client: publishes tasks on a rate trace and checks each is answered once.
 
-It is an ordinary client of the InsultFilter protocol (docs/PROTOCOL-rabbitmq.md): JSON
+It is an ordinary client of the InsultFilter protocol (docs/PROTOCOL.md, RabbitMQ): JSON
 ``{"text"}`` on ``<ns>.filter.tasks`` with ``reply_to`` and a unique ``correlation_id``,
 so the master measures it as it would any other client. Each class owns one connection
 on its own thread (pika connections are not thread-safe).

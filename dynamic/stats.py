@@ -2,7 +2,7 @@
 
 AMQP has no cumulative counters of a queue (without the management plugin), so every
 RabbitMQ filter worker reports its own (:class:`middlewares.rabbitmq.WorkerReport`, sent
-by ``middlewares.rabbitmq.filter_worker``; format in docs/PROTOCOL-rabbitmq.md): the
+by ``middlewares.rabbitmq.filter_worker``; format in docs/PROTOCOL.md, RabbitMQ): the
 number of tasks it has acknowledged since it started, every
 :data:`~middlewares.rabbitmq.REPORT_INTERVAL` seconds and once more as it exits.
 

@@ -10,6 +10,7 @@ import os
 import socket
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -95,3 +96,13 @@ def deploy(middleware: str, settings: Settings) -> Iterator[Deploy]:
     yield start
     for deployment in reversed(started):
         deployment.stop()
+
+
+PROTOCOL_DOC = Path(__file__).resolve().parents[1] / "docs" / "PROTOCOL.md"
+
+
+def protocol_section(title: str) -> str:
+    """One middleware's section of docs/PROTOCOL.md, from ``## <title>`` to the next ``## ``."""
+    text = PROTOCOL_DOC.read_text("utf-8")
+    section = text.split(f"\n## {title}\n", 1)[1]
+    return section.split("\n## ", 1)[0]

@@ -1,4 +1,4 @@
-"""The Pyro4 wire protocol of docs/PROTOCOL-pyro.md, spoken with plain Pyro4 proxies.
+"""The Pyro4 wire protocol of docs/PROTOCOL.md (Pyro4), spoken with plain Pyro4 proxies.
 
 Nothing here uses this project's clients: each test talks to the services as a program
 written from the protocol document alone would, and checks that bad or unanswerable

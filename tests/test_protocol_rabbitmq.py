@@ -1,6 +1,6 @@
 """The RabbitMQ wire protocol, tested with bare pika as a client in another language would.
 
-Only ``docs/PROTOCOL-rabbitmq.md`` is assumed: queue names, message bodies, properties.
+Only ``docs/PROTOCOL.md (RabbitMQ)`` is assumed: queue names, message bodies, properties.
 The services run through the launcher, in a namespace of their own.
 """
 
@@ -17,7 +17,6 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pika
 import pika.exceptions
@@ -32,9 +31,8 @@ from middlewares.rabbitmq import _amqp
 from middlewares.rabbitmq.filter_worker import InsultFollower
 from middlewares.registry import get_backend
 from middlewares.settings import Settings
-from tests.conftest import free_port, require
+from tests.conftest import free_port, protocol_section, require
 
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "PROTOCOL-rabbitmq.md"
 BACKEND = get_backend("rabbitmq")
 
 
@@ -325,7 +323,7 @@ def test_reading_the_result_list_leaves_it_intact(serve, raw, rabbit):
 
 
 def _doc_example() -> str:
-    text = DOCS.read_text(encoding="utf-8")
+    text = protocol_section("RabbitMQ")
     section = text[text.index("### A ten-line client") :]
     return re.search(r"```python\n(.*?)```", section, re.DOTALL).group(1)
 

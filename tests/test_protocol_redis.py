@@ -1,6 +1,6 @@
 """The Redis wire protocol, spoken with plain redis-py as a client in any language would.
 
-These tests use only what ``docs/PROTOCOL-redis.md`` documents: key names, JSON messages
+These tests use only what ``docs/PROTOCOL.md (Redis)`` documents: key names, JSON messages
 and Redis commands, never the project's client classes.
 """
 
@@ -12,7 +12,6 @@ import signal
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import psutil
@@ -22,7 +21,7 @@ import redis
 from middlewares.core import load_default_insults
 from middlewares.registry import get_backend
 from middlewares.settings import Settings
-from tests.conftest import Deploy, require
+from tests.conftest import Deploy, protocol_section, require
 
 
 @pytest.fixture
@@ -78,8 +77,8 @@ def nothing_left_queued(raw: redis.Redis, settings: Settings, service: str, queu
 
 
 def ten_line_client() -> str:
-    """The Python example of docs/PROTOCOL-redis.md, as it is printed there."""
-    doc = (Path(__file__).parent.parent / "docs" / "PROTOCOL-redis.md").read_text("utf-8")
+    """The Python example of the Redis section of docs/PROTOCOL.md, as printed there."""
+    doc = protocol_section("Redis")
     section = doc.split("### Ten-line client", 1)[1]
     return section.split("```python\n", 1)[1].split("```", 1)[0]
 
@@ -97,7 +96,7 @@ def test_ten_line_script_adds_an_insult_and_gets_a_censored_text(
     assert len(script.splitlines()) <= 10
     monkeypatch.setenv("REDIS_URL", settings.redis_url)
     monkeypatch.setenv("INSULTBENCH_NAMESPACE", settings.namespace)
-    exec(compile(script, "PROTOCOL-redis.md", "exec"), {})
+    exec(compile(script, "PROTOCOL.md", "exec"), {})
     added, censored = capsys.readouterr().out.splitlines()
     assert '"ok": true, "result": true' in added
     assert '"text": "Eres un CENSORED."' in censored

@@ -1,4 +1,4 @@
-"""The XML-RPC wire protocol of docs/PROTOCOL-xmlrpc.md, spoken with xmlrpc.client and raw HTTP.
+"""The XML-RPC wire protocol of docs/PROTOCOL.md (XML-RPC), spoken with xmlrpc.client and raw HTTP.
 
 Nothing here uses this project's clients except where a test says so: each test talks
 to the services as a program written from the protocol document alone would, and checks
@@ -20,7 +20,6 @@ import threading
 import time
 import xmlrpc.client
 from collections.abc import Iterator
-from pathlib import Path
 from xmlrpc.server import SimpleXMLRPCServer
 
 import psutil
@@ -33,9 +32,8 @@ from middlewares.processes import Supervisor
 from middlewares.registry import get_backend
 from middlewares.settings import Settings
 from middlewares.xmlrpc._common import NODE_LEAVING, Remote, RpcServer
-from tests.conftest import Deploy, free_port
+from tests.conftest import Deploy, free_port, protocol_section
 
-PROTOCOL_DOC = Path(__file__).resolve().parents[1] / "docs" / "PROTOCOL-xmlrpc.md"
 PORTS = {"insult": "insult_port", "filter": "filter_port", "echo": "echo_port"}
 
 
@@ -102,7 +100,7 @@ def wait_until(condition, timeout: float) -> bool:
 def test_the_ten_line_script_adds_an_insult_and_gets_a_censored_text(deploy: Deploy, settings):
     deploy("insult")
     deploy("filter")
-    script = re.search(r"```python\n(.*?)```", PROTOCOL_DOC.read_text(), re.DOTALL).group(1)
+    script = re.search(r"```python\n(.*?)```", protocol_section("XML-RPC"), re.DOTALL).group(1)
     script = (
         script.replace('ns = "insultbench"', f"ns = {settings.namespace!r}")
         .replace(":8100/", f":{settings.insult_port}/")
@@ -111,7 +109,7 @@ def test_the_ten_line_script_adds_an_insult_and_gets_a_censored_text(deploy: Dep
     assert len(script.strip().splitlines()) <= 12
     output = io.StringIO()
     with contextlib.redirect_stdout(output):
-        exec(compile(script, str(PROTOCOL_DOC), "exec"), {})
+        exec(compile(script, "PROTOCOL.md", "exec"), {})
     lines = output.getvalue().splitlines()
     assert lines[0] == "True"
     assert lines[1] == "eres un CENSORED"

@@ -12,5 +12,5 @@ launcher starts one when none answers) under names prefixed with the namespace:
 - ``<ns>.echo``: the bare echo baseline (:mod:`.echo_service`).
 
 Clients (:mod:`.clients`) resolve a name once and keep the connection. The wire protocol
-is in ``docs/PROTOCOL-pyro.md``.
+is in ``docs/PROTOCOL.md``.
 """

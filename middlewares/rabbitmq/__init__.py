@@ -1,5 +1,5 @@
 """RabbitMQ (AMQP 0-9-1, through pika): the services run in their own processes and only
-ever talk through the broker. The wire protocol is in ``docs/PROTOCOL-rabbitmq.md``.
+ever talk through the broker. The wire protocol is in ``docs/PROTOCOL.md``.
 
 - InsultService: one process consumes ``<ns>.insults.requests`` (JSON ``{"op", "args"}``)
   and replies to each request's ``reply_to`` with its ``correlation_id``; clients use
@@ -14,7 +14,7 @@ ever talk through the broker. The wire protocol is in ``docs/PROTOCOL-rabbitmq.m
 The n-node form (``--nodes N``) runs N of those service processes or workers with
 ``--node-id``, as competing consumers of the same queue: the broker spreads the load;
 the insult store, the broadcast lease and per-node counters live in Redis
-(``middlewares.cluster``). See ``docs/NODES-rabbitmq.md``.
+(``middlewares.cluster``). See ``docs/NODES.md``.
 
 Every filter worker reports its count of acknowledged tasks to the fanout exchange
 ``<ns>.filter.stats`` (:class:`WorkerReport`), from which the dynamic-scaling master

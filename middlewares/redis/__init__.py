@@ -1,7 +1,7 @@
 """Redis as the middleware: indirect communication through lists, a set and a channel.
 
 The service logic runs in Python processes; Redis only carries the messages and holds the
-shared state (``docs/PROTOCOL-redis.md`` has the wire protocol):
+shared state (``docs/PROTOCOL.md`` has the wire protocol):
 
 - InsultService (``insult_service``): requests are JSON on the list
   ``<ns>:insults:requests``, each answered on the list its ``reply_to`` names. The insults

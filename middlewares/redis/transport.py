@@ -93,7 +93,7 @@ class QueueKeys:
 
 @dataclass(frozen=True)
 class Keys:
-    """Every Redis name of one namespace; ``docs/PROTOCOL-redis.md`` lists the same."""
+    """Every Redis name of one namespace; ``docs/PROTOCOL.md`` lists the same."""
 
     namespace: str
 

@@ -11,12 +11,12 @@ Nagle) bound to ``--host`` (127.0.0.1 by default), at a path that carries the na
 - ``http://<host>:<echo-port>/<ns>/echo``: the bare echo baseline (:mod:`.echo_service`).
 
 Clients (:mod:`.clients`) keep one connection each. No broker: the state lives in the
-service processes. The wire protocol is in ``docs/PROTOCOL-xmlrpc.md``.
+service processes. The wire protocol is in ``docs/PROTOCOL.md``.
 
 The n-node form (``serve xmlrpc <insult|filter> --nodes N``): on the insult port a master
 (:mod:`.master`) lists the live InsultService nodes (``insult_service --node-id``, each on
 a port of its own), which clients call directly, round-robin; the filter front is the
 coordinator of worker nodes (``filter_worker --node-id``). What is not transport (node
 directory, client-side failover, shared state in Redis) is in :mod:`middlewares.direct`
-and :mod:`middlewares.cluster`, shared with Pyro4. See ``docs/NODES-xmlrpc.md``.
+and :mod:`middlewares.cluster`, shared with Pyro4. See ``docs/NODES.md``.
 """
