@@ -15,7 +15,6 @@ shared 2-core machine, is what the nodes add.
 from __future__ import annotations
 
 import argparse
-import inspect
 import sys
 from typing import Any
 
@@ -37,11 +36,6 @@ from stress.runner import DeployFactory, RunPlan
 from stress.study import Cell, default_out, run_study
 from stress.workload import Workload
 
-#: Whether the launcher has its n-node form yet (the n-node issue adds ``nodes`` to
-#: :class:`Deployment`). Until then, N filter workers behind one front stand in for N
-#: nodes, and the InsultService, which has no such stand-in, is not measured.
-NODES_SUPPORTED = "nodes" in inspect.signature(Deployment).parameters
-
 #: Client processes per run when --clients is not given. The filter is pipelined, so 4
 #: clients keep 4 x window tasks in flight; the InsultService is request/response, so it
 #: needs more clients to keep 3 nodes busy.
@@ -49,18 +43,8 @@ DEFAULT_CLIENTS = {"filter": 4, "insult": 8}
 
 
 def start_nodes(middleware: str, service: str, settings: Settings, nodes: int) -> Deployment:
-    """The one place that knows how an N-node deployment is started."""
-    if NODES_SUPPORTED:
-        return Deployment(middleware, service, settings, nodes=nodes)
-    return Deployment(middleware, service, settings, workers=nodes)
-
-
-def node_form(service: str) -> str | None:
-    """How N nodes are deployed for ``service``: ``nodes``, ``workers-fallback``, or None
-    when the service cannot be deployed on N nodes yet."""
-    if NODES_SUPPORTED:
-        return "nodes"
-    return "workers-fallback" if service == "filter" else None
+    """The one place that knows how an N-node deployment is started: the n-node form."""
+    return Deployment(middleware, service, settings, nodes=nodes)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,16 +97,8 @@ def workload_for(service: str, args: argparse.Namespace) -> Workload:
 
 
 def services(args: argparse.Namespace) -> list[str]:
-    """The services to scale; warns loudly about those that cannot be scaled yet."""
-    chosen = ["insult", "filter"] if args.service == "all" else [args.service]
-    usable = [s for s in chosen if node_form(s) or args.nodes == [1]]
-    for service in sorted(set(chosen) - set(usable)):
-        print(
-            f"WARNING: skipping the {service} service: the launcher has no n-node form "
-            "yet (no --nodes), and it has no worker processes to stand in for nodes",
-            file=sys.stderr,
-        )
-    return usable
+    """The services to scale."""
+    return ["insult", "filter"] if args.service == "all" else [args.service]
 
 
 def deployment(middleware: str, service: str, nodes: int) -> DeployFactory:
@@ -162,7 +138,7 @@ def plan_cells(
                                 deployment(middleware, service, nodes),
                                 backend_factory(middleware),
                                 settings.with_changes(work_ms=work_ms),
-                                extra={"node_form": node_form(service) or "nodes"},
+                                extra={"node_form": "nodes"},
                             )
                         )
     return cells
@@ -203,15 +179,7 @@ def main(argv: list[str] | None = None) -> None:
         settings = settings_module.from_args(args)
     except ValueError as error:
         parser.error(str(error))
-    if not NODES_SUPPORTED:
-        print(
-            "WARNING: the n-node form does not exist yet: N filter WORKERS behind one "
-            "front stand in for N nodes. The results say so (node_form=workers-fallback).",
-            file=sys.stderr,
-        )
     chosen = services(args)
-    if not chosen:
-        sys.exit("error: nothing to measure; use --service filter until --nodes exists")
     middlewares = select_middlewares(args.middleware, settings)
     out = args.out or default_out("speedup")
     cells = plan_cells(args, settings, middlewares, chosen)
@@ -226,7 +194,6 @@ def main(argv: list[str] | None = None) -> None:
         middlewares=middlewares,
         services=chosen,
         offered_load=offered_load(args, chosen),
-        nodes_supported=NODES_SUPPORTED,
         work_kind=settings.work_kind,
     )
     outcome = run_study(
