@@ -173,9 +173,13 @@ class Backend(ABC):
     def processes(self, service: str, settings: Settings, workers: int) -> list[ProcessSpec]:
         """The processes that make up ``service`` with ``workers`` worker processes."""
 
-    def coordinator_processes(self, service: str, settings: Settings) -> list[ProcessSpec]:
+    def coordinator_processes(
+        self, service: str, settings: Settings, nodes: int
+    ) -> list[ProcessSpec]:
         """The n-node form's coordination processes (a master, a name server, a queue
-        front), started before the nodes. None by default: a broker coordinates."""
+        front), started before the nodes; ``nodes`` is how many nodes they may wait for
+        before handing out work, so the load spreads from the first request (0: none).
+        None by default: a broker coordinates."""
         return []
 
     def node_process(self, service: str, settings: Settings, node: str) -> ProcessSpec:
@@ -190,7 +194,7 @@ class Backend(ABC):
         same architecture with one node, the baseline of the speedup study."""
         token = uuid.uuid4().hex[:8]
         return [
-            *self.coordinator_processes(service, settings),
+            *self.coordinator_processes(service, settings, nodes),
             *(self.node_process(service, settings, f"{token}-{n}") for n in range(1, nodes + 1)),
         ]
 

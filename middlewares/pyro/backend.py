@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import socket
-import uuid
 
 import Pyro4.errors
 
@@ -65,23 +64,6 @@ class PyroBackend(Backend):
             ]
         return specs
 
-    def coordinator_processes(self, service: str, settings: Settings) -> list[ProcessSpec]:
-        """A name server when none answers, then the master (insult) or the front (filter)."""
-        return self._coordinators(service, settings, expected_nodes=0)
-
-    def cluster_processes(self, service: str, settings: Settings, nodes: int) -> list[ProcessSpec]:
-        """The coordinators, told to wait for the ``nodes`` nodes, then the nodes.
-
-        Like :meth:`Backend.cluster_processes`, except that the master or front holds
-        work back until every node has arrived: the deployment answers its first request
-        with all its nodes, so the load spreads from the start.
-        """
-        token = uuid.uuid4().hex[:8]
-        return [
-            *self._coordinators(service, settings, expected_nodes=nodes),
-            *(self.node_process(service, settings, f"{token}-{n}") for n in range(1, nodes + 1)),
-        ]
-
     def node_process(self, service: str, settings: Settings, node: str) -> ProcessSpec:
         """An InsultService node or a filter worker with id ``node``; restarted if it
         crashes, let go when it leaves (SIGTERM, exit 0)."""
@@ -94,14 +76,15 @@ class PyroBackend(Backend):
             restart=True,
         )
 
-    def _coordinators(
-        self, service: str, settings: Settings, expected_nodes: int
+    def coordinator_processes(
+        self, service: str, settings: Settings, nodes: int
     ) -> list[ProcessSpec]:
+        """The master (insult) or the front (filter), told to wait for ``nodes`` nodes."""
         _check_service(service, _NODE_MODULES, "n-node service")
         _require_redis(settings)
         module = "middlewares.pyro.master" if service == "insult" else _SERVICE_MODULES[service]
         flag = "--expect-nodes" if service == "insult" else "--expect-workers"
-        args = [*settings.to_args(), flag, str(expected_nodes)]
+        args = [*settings.to_args(), flag, str(nodes)]
         return [*self._name_server(settings), ProcessSpec(f"pyro-{service}-master", module, args)]
 
     def _name_server(self, settings: Settings) -> list[ProcessSpec]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import socket
-import uuid
 
 from middlewares.cluster import redis_client
 from middlewares.contract import Backend, ProcessSpec
@@ -67,23 +66,6 @@ class XmlRpcBackend(Backend):
             ]
         return specs
 
-    def coordinator_processes(self, service: str, settings: Settings) -> list[ProcessSpec]:
-        """The master (insult) or the front (filter) of the n-node form."""
-        return self._coordinators(service, settings, expected_nodes=0)
-
-    def cluster_processes(self, service: str, settings: Settings, nodes: int) -> list[ProcessSpec]:
-        """The coordinator, told to wait for the ``nodes`` nodes, then the nodes.
-
-        Like :meth:`Backend.cluster_processes`, except that the master or front holds
-        work back until every node has arrived (at most 15 s): the deployment answers
-        its first request with all its nodes, so the load spreads from the start.
-        """
-        token = uuid.uuid4().hex[:8]
-        return [
-            *self._coordinators(service, settings, expected_nodes=nodes),
-            *(self.node_process(service, settings, f"{token}-{n}") for n in range(1, nodes + 1)),
-        ]
-
     def node_process(self, service: str, settings: Settings, node: str) -> ProcessSpec:
         """An InsultService node or a filter worker with id ``node``; restarted if it
         crashes, let go when it leaves (SIGTERM, exit 0)."""
@@ -96,12 +78,13 @@ class XmlRpcBackend(Backend):
             restart=True,
         )
 
-    def _coordinators(
-        self, service: str, settings: Settings, expected_nodes: int
+    def coordinator_processes(
+        self, service: str, settings: Settings, nodes: int
     ) -> list[ProcessSpec]:
+        """The master (insult) or the front (filter), told to wait for ``nodes`` nodes."""
         _check_service(service, _COORDINATOR_MODULES)
         _require_redis(settings)
-        args = [*settings.to_args(), _EXPECT_FLAGS[service], str(expected_nodes)]
+        args = [*settings.to_args(), _EXPECT_FLAGS[service], str(nodes)]
         return [ProcessSpec(f"xmlrpc-{service}-master", _COORDINATOR_MODULES[service], args)]
 
     def insult_client(self, settings: Settings) -> XmlRpcInsultClient:
