@@ -18,15 +18,12 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
-from collections.abc import Sequence
 
 import Pyro4
 
 from middlewares.contract import (
     BroadcastCallback,
     EchoClient,
-    FilterClient,
     InsultClient,
     MiddlewareError,
 )
@@ -42,7 +39,7 @@ from middlewares.pyro._common import (
     serve_hint,
 )
 from middlewares.settings import Settings
-from middlewares.workqueue import MAX_BATCH, MAX_WAIT
+from middlewares.workqueue import FrontClient
 
 log = logging.getLogger(__name__)
 
@@ -187,76 +184,13 @@ class _Subscription:
             self._dispatcher.join()
 
 
-class PyroFilterClient(FilterClient):
+class PyroFilterClient(FrontClient):
     """Client of ``<ns>.insult.filter``."""
 
     def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-        self._remote = Remote(settings, object_name(settings, INSULT_FILTER), serve_hint("filter"))
-        self._remote.connect()
-
-    def submit(self, text: str) -> str:
-        return self._remote.call("submit", text)
-
-    def submit_many(self, texts: Sequence[str]) -> list[str]:
-        ids: list[str] = []
-        for chunk in _chunks(texts):
-            ids += self._remote.call("submit_many", chunk)
-        return ids
-
-    def wait(self, task_ids: Sequence[str], timeout: float) -> dict[str, str]:
-        ids = list(task_ids)
-        if len(ids) <= MAX_BATCH:
-            return self._wait_results(ids, timeout)
-        # Too many ids for one call: look at all of them, then block on the oldest,
-        # which the queue finishes first.
-        done: dict[str, str] = {}
-        for start in range(0, len(ids), MAX_BATCH):
-            done.update(self._wait_results(ids[start : start + MAX_BATCH], 0))
-        return done or self._wait_results(ids[:MAX_BATCH], timeout)
-
-    def _wait_results(self, ids: list[str], timeout: float) -> dict[str, str]:
-        deadline = time.monotonic() + timeout
-        while True:
-            # The front blocks at most MAX_WAIT per call.
-            wait = min(max(deadline - time.monotonic(), 0.0), MAX_WAIT)
-            done = self._remote.call("wait_results", ids, wait, wait=wait)
-            if done or wait < MAX_WAIT:
-                return done
-
-    def result(self, task_id: str) -> str | None:
-        return self._remote.call("result", task_id) or None
-
-    def filter(self, text: str, timeout: float | None = None) -> str:
-        """Submit and wait in one round trip: the front blocks until the result is in."""
-        wait = self.default_timeout if timeout is None else timeout
-        if not 0 <= wait <= MAX_WAIT:
-            return super().filter(text, timeout)
-        return self._remote.call("filter", text, wait, wait=wait)
-
-    def get_results(self, limit: int = 100) -> list[str]:
-        return self._remote.call("get_results", limit)
-
-    @property
-    def default_timeout(self) -> float:
-        return self._settings.timeout
-
-    def close(self) -> None:
-        self._remote.close()
-
-
-def _chunks(texts: Sequence[str]) -> list[list[str]]:
-    """Split texts into as few submit_many calls as the message-size limit allows."""
-    chunks: list[list[str]] = [[]]
-    size = 0
-    for text in texts:
-        length = len(text) if isinstance(text, str) else 1
-        if chunks[-1] and (size + length > _SUBMIT_CHUNK_CHARS or len(chunks[-1]) >= MAX_BATCH):
-            chunks.append([])
-            size = 0
-        chunks[-1].append(text)
-        size += length
-    return [chunk for chunk in chunks if chunk]
+        remote = Remote(settings, object_name(settings, INSULT_FILTER), serve_hint("filter"))
+        remote.connect()
+        super().__init__(remote, settings, _SUBMIT_CHUNK_CHARS)
 
 
 class PyroEchoClient(EchoClient):
