@@ -29,7 +29,7 @@ from middlewares.deployment import Deployment
 from middlewares.processes import Supervisor
 from middlewares.registry import get_backend
 from middlewares.settings import Settings
-from middlewares.workqueue import QueueFull, TaskQueue
+from middlewares.workqueue import TaskQueue
 from tests.conftest import Deploy
 
 
@@ -371,41 +371,6 @@ def test_task_queue_leases_no_worker_more_than_its_share_of_the_queue():
     assert len(queue.exchange("a", {}, 64, 0)) == 5, "half the queue for one of two workers"
     assert len(queue.exchange("b", {}, 64, 0)) == 3, "half of what is left"
     assert len(queue.exchange("b", {}, 1, 0)) == 1, "never more than asked for"
-
-
-def test_task_queue_requeues_expired_leases_first_and_keeps_one_result():
-    queue = TaskQueue(ResultLog(10), lease_timeout=0)
-    first, second = queue.submit(["one", "two"])
-    queue.register("dead")
-    assert queue.exchange("dead", {}, 1, 0) == [(first, "one")]
-    queue.requeue_silent_workers()
-    assert queue.exchange("alive", {}, 1, 0) == [(first, "one")], "re-queued at the head"
-    queue.exchange("alive", {first: "ONE"}, 1, 0)
-    queue.leave("dead", {first: "duplicate"})
-    assert queue.collect([first, second], 0) == {first: "ONE"}
-
-
-def test_task_queue_refuses_work_beyond_its_bound_and_forgets_old_results():
-    queue = make_queue(max_outstanding=2, max_uncollected=2)
-    ids = queue.submit(["a", "b"])
-    with pytest.raises(QueueFull, match="full"):
-        queue.submit(["c"])
-    queue.exchange("w", {}, 2, 0)
-    queue.exchange("w", {ids[0]: "A", ids[1]: "B"}, 2, 0)
-    third = queue.submit(["c"])
-    queue.exchange("w", {}, 1, 0)
-    queue.exchange("w", {third[0]: "C"}, 1, 0)
-    assert queue.collect([*ids, *third], 0) == {ids[1]: "B", third[0]: "C"}
-
-
-def test_task_queue_wakes_a_waiting_client_as_soon_as_its_result_is_in():
-    queue = make_queue()
-    [task_id] = queue.submit(["text"])
-    queue.exchange("w", {}, 1, 0)
-    threading.Timer(0.2, queue.exchange, ["w", {task_id: "TEXT"}, 1, 0]).start()
-    started = time.monotonic()
-    assert queue.collect([task_id], 30) == {task_id: "TEXT"}
-    assert time.monotonic() - started < 10
 
 
 # -- the n-node form -----------------------------------------------------------------------
