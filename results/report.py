@@ -110,7 +110,7 @@ def node_loads(runs: list[dict[str, Any]]) -> pd.DataFrame:
     """Each node's share of the work in the runs with the most nodes.
 
     A node's share is its share of the requests served, from the per-node counters the
-    n-node form publishes. Without counters (the worker stand-in) it is its share of the
+    n-node form publishes. When a run could not read them it is its share of the
     CPU seconds of the node processes, recognised as the role (``python -m`` module)
     that runs exactly N times in an N-node deployment.
     """
@@ -171,15 +171,6 @@ def print_summary(directory: Path, studies: tuple[str, ...] = ("stress", "speedu
     if "speedup" in studies and not data.speedup_summary.empty:
         print("\nspeedup S(N) = X(N) / X(1), paired by repeat")
         print(render(data.speedup_summary, SPEEDUP_TABLE))
-        _print_fallback_warning(data.speedup_summary)
-
-
-def _print_fallback_warning(summary: pd.DataFrame) -> None:
-    if summary["node_form"].str.contains("workers").any():
-        print(
-            "\nWARNING: the n-node form is not available yet: N filter WORKERS behind one "
-            "front stood in for N nodes. These are not n-node speedups."
-        )
 
 
 def build_report(directory: Path) -> Path:
@@ -341,6 +332,32 @@ def _stress(data: ResultsData, figures: Path) -> str:
     return "\n\n".join(parts)
 
 
+#: The middlewares without a broker: clients call the service's own process.
+DIRECT = {"xmlrpc", "pyro"}
+#: What one operation crosses, by middleware: the reason a service's share of its echo
+#: differs between direct and brokered middlewares.
+PATHS = {
+    "xmlrpc": (
+        "client and server: 1 round trip",
+        "client and front, then front and worker: 2 round trips, both through the front's "
+        "one Python process",
+    ),
+    "pyro": (
+        "client and daemon: 1 round trip",
+        "client and front, then front and worker: 2 round trips, both through the front's "
+        "one Python process",
+    ),
+    "redis": (
+        "client, Redis, service process, Redis, client: 2 round trips through Redis",
+        "the same path (task list, worker, reply list), plus the reliable queue's removal",
+    ),
+    "rabbitmq": (
+        "client, broker, service process, broker, client: publish, deliver, publish, deliver",
+        "the same path (task queue, worker, reply queue), plus the worker's ack",
+    ),
+}
+
+
 def _baseline(data: ResultsData) -> str:
     summary = data.stress_summary
     services = summary[summary["vs_echo_pct"].notna()]
@@ -349,28 +366,81 @@ def _baseline(data: ResultsData) -> str:
             "## Services against their transport\n\nNo echo baseline in this run; "
             "add `--baseline` to compare each service with its bare transport."
         )
+    echo = summary[summary["service"] == "echo"]
     lines = []
     for workload in services["workload"].unique():
         for middleware in _order(services["middleware"]):
             rows = services[
                 (services["workload"] == workload) & (services["middleware"] == middleware)
-            ]
+            ].sort_values("clients")
             if rows.empty:
                 continue
-            one = rows.sort_values("clients").iloc[0]
-            verdict = "meets" if one["vs_echo_pct"] >= BASELINE_TARGET_PCT else "MISSES"
-            shares = ", ".join(
-                f"{r.clients}: {r.vs_echo_pct:.0f}%"
-                for r in rows.sort_values("clients").itertuples()
+            first = rows.iloc[0]
+            peak = (
+                100
+                * rows["throughput_ops_s"].max()
+                / echo[echo["middleware"] == middleware]["throughput_ops_s"].max()
             )
-            lines.append(f"| {workload} | {middleware} | {shares} | {verdict} |")
+            shares = ", ".join(f"{r.clients}: {r.vs_echo_pct:.0f}%" for r in rows.itertuples())
+            lines.append(
+                f"| {workload} | {middleware} | {shares} | {peak:.0f}% | "
+                f"{_verdict(first['vs_echo_pct'])} | {_verdict(peak)} |"
+            )
+    paths = "\n".join(
+        f"| {m} | {PATHS[m][0]} | {PATHS[m][1]} |" for m in _order(services["middleware"])
+    )
     return (
         "## Services against their transport\n\n"
-        "Each service's throughput as a share of the bare echo of the same middleware with "
-        f"the same number of clients. Target: at least {BASELINE_TARGET_PCT:.0f}% "
-        "(checked at the smallest client count, where the machine is not saturated).\n\n"
-        "| workload | middleware | share of echo, by clients | target |\n|---|---|---|---|\n"
+        "Each service's throughput as a share of the bare echo of the same middleware, with "
+        "the same number of clients, and best against best (each one's highest throughput "
+        f"over the client counts). Target: at least {BASELINE_TARGET_PCT:.0f}%.\n\n"
+        "| workload | middleware | share of echo, by clients | best vs best | "
+        f"at {_clients(services['clients'].min())} | best |\n|---|---|---|---|---|---|\n"
         + "\n".join(lines)
+        + "\n\nWhat one operation crosses (the echo and the InsultService take the same "
+        "path):\n\n| middleware | echo, InsultService | filter, submit-and-wait |\n"
+        "|---|---|---|\n" + paths + "\n\n" + _path_explanation(services)
+    )
+
+
+def _verdict(share: float) -> str:
+    return "meets" if share >= BASELINE_TARGET_PCT else "MISSES"
+
+
+def _clients(count: float) -> str:
+    return f"{int(count)} client" + ("s" if count != 1 else "")
+
+
+def _path_explanation(summary: pd.DataFrame) -> str:
+    """Why a direct middleware's filter sits further below its echo, if it does here."""
+    direct = summary[summary["middleware"].isin(DIRECT)]
+    filters = direct[(direct["service"] == "filter") & direct["vs_echo_pct"].notna()]
+    if filters.empty or (filters["vs_echo_pct"] >= BASELINE_TARGET_PCT).all():
+        return ""
+    worst = filters.sort_values("vs_echo_pct").iloc[0]
+    echo_best = direct[direct["service"] == "echo"].groupby("middleware")["throughput_ops_s"].max()
+    pipelined = direct[(direct["service"] == "filter") & (direct["mode"] == "pipelined")]
+    batches = ", ".join(
+        f"{m} {100 * rate / echo_best[m]:.0f}%"
+        for m, rate in pipelined.groupby("middleware")["throughput_ops_s"].max().items()
+        if m in echo_best
+    )
+    return (
+        "On a brokered middleware the echo already takes the work queue's path, so its "
+        "filter is compared with like. On a direct middleware the echo is one round trip, "
+        "while a filter task, which must reach a separate worker process, takes two, and the "
+        "front serves both of them in one Python process: with one client the filter "
+        "cannot pass about half of its echo, and with more clients the front saturates "
+        "on twice the requests per operation (here as low as "
+        f"{worst['vs_echo_pct']:.0f}%, {worst['middleware']} with "
+        f"{_clients(worst['clients'])}). That is the price of putting a queue in front of "
+        "workers on a middleware without a broker, not of the censoring"
+        + (
+            f". Once tasks travel in batches (pipelined), the same fronts carry {batches} "
+            "of their echo's best rate."
+            if batches
+            else "."
+        )
     )
 
 
@@ -407,9 +477,6 @@ def _bottleneck(row: pd.Series, cores: int) -> str:
             "by latency and the number of clients"
         )
     return "; ".join(findings)
-
-
-DIRECT = {"xmlrpc", "pyro"}
 
 
 def _explanation(summary: pd.DataFrame, cores: int) -> str:
@@ -500,13 +567,6 @@ def _ranking(data: ResultsData) -> str:
 def _speedup(data: ResultsData, figures: Path) -> str:
     summary = data.speedup_summary
     parts = ["## Speedup with 1, 2 and 3 nodes"]
-    if summary["node_form"].str.contains("workers").any():
-        parts.append(
-            "> **Warning:** the n-node form of the services did not exist when this ran. "
-            "For the filter, N worker processes behind one front stood in for N nodes; "
-            "the InsultService has no such stand-in and was not measured. Rerun once the "
-            "launcher has `--nodes`."
-        )
     config = data.speedup["config"]
     parts.append(
         f"Every N gets the same offered load: {config['offered_load']}. "

@@ -166,6 +166,29 @@ def test_report_and_figures_come_from_the_files_alone(study):
         assert (study / image).with_suffix(".svg").exists()
 
 
+def test_the_baseline_target_is_checked_at_one_client_and_best_against_best(tmp_path):
+    # xmlrpc's filter: 30% of its echo at 1 client, 80% best against best; redis's
+    # filter: 90% throughout. Only the direct middleware's miss gets the path explanation.
+    runs = [
+        fake_run(middleware, service, clients, 1, rate)
+        for middleware, service, clients, rate in (
+            ("xmlrpc", "echo", 1, 1000.0),
+            ("xmlrpc", "echo", 2, 1000.0),
+            ("xmlrpc", "filter", 1, 300.0),
+            ("xmlrpc", "filter", 2, 800.0),
+            ("redis", "echo", 1, 1000.0),
+            ("redis", "echo", 2, 1000.0),
+            ("redis", "filter", 1, 900.0),
+            ("redis", "filter", 2, 900.0),
+        )
+    ]
+    write_fake_stress(tmp_path, runs)
+    report = build_report(tmp_path).read_text()
+    assert "| filter | xmlrpc | 1: 30%, 2: 80% | 80% | MISSES | meets |" in report
+    assert "| filter | redis | 1: 90%, 2: 90% | 90% | meets | meets |" in report
+    assert "here as low as 30%, xmlrpc with 1 client" in report
+
+
 def test_results_cli_redraws_and_prints_the_table(study, capsys):
     with pytest.raises(SystemExit) as exit_info:
         results_main(["report", str(study)])
