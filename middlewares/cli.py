@@ -15,7 +15,7 @@ from middlewares import settings as settings_module
 from middlewares.contract import SERVICES, BrokerUnavailable, ProcessSpec
 from middlewares.processes import ProcessFailed, Supervisor
 from middlewares.registry import MIDDLEWARES, get_backend
-from middlewares.runtime import StopSignal, configure_logging, run_main
+from middlewares.runtime import StopSignal, configure_logging, parse_node_id, run_main
 from middlewares.settings import Settings
 
 _PORT_FIELDS = {"insult": "insult_port", "filter": "filter_port", "echo": "echo_port"}
@@ -61,7 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     join.add_argument("middleware", choices=MIDDLEWARES)
     join.add_argument("service", choices=SERVICES)
-    join.add_argument("--node-id", help="the node's id (default: a new random one)")
+    join.add_argument(
+        "--node-id", type=parse_node_id, help="the node's id (default: a new random one)"
+    )
     settings_module.add_arguments(join)
     commands.add_parser("check", help="say which brokers and servers are reachable")
     return parser

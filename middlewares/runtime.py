@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import logging
 import os
@@ -11,6 +12,19 @@ import threading
 from collections.abc import Callable
 
 from middlewares.contract import BrokerUnavailable
+
+#: Longest node, worker or task id: ids end up in key, queue and registered names.
+MAX_ID_CHARS = 100
+
+
+def parse_node_id(text: str) -> str:
+    """An argparse type for ``--node-id`` and ``--worker-id``: one word of 1 to
+    :data:`MAX_ID_CHARS` characters."""
+    if not 0 < len(text) <= MAX_ID_CHARS or any(c.isspace() for c in text):
+        raise argparse.ArgumentTypeError(
+            f"a node id is one word of 1 to {MAX_ID_CHARS} characters, got {text!r}"
+        )
+    return text
 
 
 def configure_logging(name: str) -> logging.Logger:

@@ -16,21 +16,31 @@ as done the first time its result arrives.
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import itertools
 import logging
 import math
+import sys
 import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from middlewares.cluster import StartupBarrier
-from middlewares.contract import FilterClient, MiddlewareError
-from middlewares.core import Censor, ResultLog
-from middlewares.runtime import StopSignal
+from middlewares.cluster import NodeCounters, StartupBarrier, redis_client
+from middlewares.contract import FilterClient, InsultClient, MiddlewareError
+from middlewares.core import (
+    Censor,
+    InsultError,
+    Limits,
+    ResultLog,
+    validate_limit,
+    validate_text,
+)
+from middlewares.runtime import MAX_ID_CHARS, StopSignal, parse_node_id
 from middlewares.service import RefreshingInsults
 from middlewares.settings import Settings, simulate_work
 
@@ -52,8 +62,6 @@ MAX_LIMIT = 2**31 - 1
 MAX_OUTSTANDING = 100_000
 #: Most finished results kept for clients that have not collected them; the oldest go.
 MAX_UNCOLLECTED = 100_000
-#: Longest task or worker id accepted.
-MAX_ID_CHARS = 100
 #: Most tasks a worker asks for in one pull; the front also caps it at a fair share.
 WORKER_BATCH = 64
 #: Seconds one pull may wait for work before the worker checks whether it must stop.
@@ -323,6 +331,151 @@ def check_results(value: object) -> dict[str, str]:
     return value
 
 
+# -- the front's remote methods ---------------------------------------------------------
+
+
+class QueueFront:
+    """The remote methods of a filter front, on any transport: client methods first,
+    then the worker protocol (see docs/PROTOCOL.md).
+
+    Every argument is checked here, so a bad request gets a ValueError naming the
+    problem and never reaches the queue. A transport says, by overriding
+    :meth:`_timed_out` and :meth:`_refused`, how a ``filter`` that got no result in
+    time and a submission to a full queue reach its clients. No method returns None, so
+    every reply is plain XML-RPC too.
+    """
+
+    #: The names a transport exposes: nothing else of this class is remote.
+    REMOTE_METHODS = (
+        "submit",
+        "submit_many",
+        "result",
+        "wait_results",
+        "filter",
+        "get_results",
+        "worker_register",
+        "worker_heartbeat",
+        "worker_exchange",
+        "worker_leave",
+    )
+
+    def __init__(self, queue: TaskQueue, result_log: ResultLog, settings: Settings) -> None:
+        self._queue = queue
+        self._result_log = result_log
+        self._limits: Limits = settings.limits
+        self._default_timeout = min(settings.timeout, MAX_WAIT)
+
+    def submit(self, text: object) -> str:
+        """Queue one text; returns its task id."""
+        return self._submit([self._text(text)])[0]
+
+    def submit_many(self, texts: object) -> list[str]:
+        """Queue several texts at once, all or none; returns their task ids in order."""
+        checked = []
+        for index, text in enumerate(check_list(texts, "texts")):
+            try:
+                checked.append(self._text(text))
+            except ValueError as error:
+                raise ValueError(f"texts[{index}]: {error}") from None
+        return self._submit(checked)
+
+    def result(self, task_id: object) -> str:
+        """The censored text of a task, handed out once; "" while pending (or unknown)."""
+        task_id = check_id(task_id)
+        return self._queue.collect([task_id], 0).get(task_id, "")
+
+    def wait_results(self, task_ids: object, timeout: object) -> dict[str, str]:
+        """The censored texts of those of ``task_ids`` that are done, by id, each handed
+        out once; blocks up to ``timeout`` seconds until at least one is."""
+        ids = [check_id(task_id) for task_id in check_list(task_ids, "task_ids")]
+        return self._queue.collect(ids, check_seconds(timeout, "timeout"))
+
+    def filter(self, text: object, timeout: object = None) -> str:
+        """Submit one text and wait for its censored form, in one round trip.
+
+        After ``timeout`` seconds (default: the service's timeout) the error names the
+        task id; the task stays queued and ``result(id)`` returns it later.
+        """
+        wait = self._default_timeout if timeout is None else check_seconds(timeout, "timeout")
+        task_id = self.submit(text)
+        done = self._queue.collect([task_id], wait)
+        if task_id not in done:
+            raise self._timed_out(f"task {task_id} got no result within {wait:g} s")
+        return done[task_id]
+
+    def get_results(self, limit: object = 100) -> list[str]:
+        """Up to ``limit`` censored texts from the result list, newest first."""
+        try:
+            limit = validate_limit(limit, MAX_LIMIT)
+        except InsultError as error:
+            raise ValueError(str(error)) from None
+        return self._result_log.newest(limit)
+
+    def worker_register(self, worker_id: object) -> float:
+        """Worker protocol: a worker starts; returns the heartbeat interval in seconds."""
+        self._queue.register(check_id(worker_id, "worker id"))
+        return HEARTBEAT_INTERVAL
+
+    def worker_heartbeat(self, worker_id: object) -> bool:
+        """Worker protocol: the worker is alive (call every heartbeat interval)."""
+        self._queue.heartbeat(check_id(worker_id, "worker id"))
+        return True
+
+    def worker_exchange(
+        self, worker_id: object, results: object, max_tasks: object, wait: object
+    ) -> list[tuple[str, str]]:
+        """Worker protocol: hand in results ``{id: text}``, get ``[(id, text), ...]`` back,
+        waiting up to ``wait`` seconds (at most one heartbeat interval) for work."""
+        return self._queue.exchange(
+            check_id(worker_id, "worker id"),
+            check_results(results),
+            check_count(max_tasks, "max_tasks", MAX_BATCH),
+            min(check_seconds(wait, "wait"), HEARTBEAT_INTERVAL),
+        )
+
+    def worker_leave(self, worker_id: object, results: object) -> bool:
+        """Worker protocol: last results of a worker that stops; its other tasks go back."""
+        self._queue.leave(check_id(worker_id, "worker id"), check_results(results))
+        return True
+
+    def _text(self, text: object) -> str:
+        try:
+            return validate_text(text, self._limits)
+        except InsultError as error:
+            # A builtin ValueError: serpent (Pyro4) cannot carry the domain's own type.
+            raise ValueError(str(error)) from None
+
+    def _timed_out(self, message: str) -> Exception:
+        """The error a ``filter`` call that got no result in time raises."""
+        return TimeoutError(message)
+
+    def _refused(self, message: str) -> Exception:
+        """The error a submission to a full queue raises."""
+        return RuntimeError(message)
+
+    def _submit(self, texts: list[str]) -> list[str]:
+        try:
+            return self._queue.submit(texts)
+        except QueueFull as error:
+            raise self._refused(str(error)) from None
+
+
+def tend(queue: TaskQueue, stop: StopSignal) -> None:
+    """A front's main loop: re-queue the tasks of silent workers until ``stop``, then give
+    the workers (stopped by the launcher at the same time) :data:`WORKER_GRACE` seconds
+    to hand in what they hold."""
+    while not stop.wait(HEARTBEAT_INTERVAL):
+        queue.requeue_silent_workers()
+    deadline = time.monotonic() + WORKER_GRACE
+    while queue.wait_for_workers_to_leave(HEARTBEAT_INTERVAL):
+        if time.monotonic() >= deadline:
+            log.warning("some workers did not leave within %g s", WORKER_GRACE)
+            break
+        queue.requeue_silent_workers()
+    if left := queue.outstanding():
+        log.warning("stopping with %d accepted texts not filtered yet", left)
+
+
 # -- the worker side -----------------------------------------------------------------
 
 
@@ -435,6 +588,114 @@ class PullWorker:
                 self._heart.call("worker_heartbeat", self._worker_id)
             except MiddlewareError as error:
                 log.debug("heartbeat failed: %s", error)
+
+
+#: Longest a refresh of the insult list may take: it holds up the batch being censored.
+REFRESH_TIMEOUT = 1.0
+
+
+class InsultListReader:
+    """A worker's ``fetch_insults``: the list of the InsultService of the namespace, in
+    either form, or None while none runs (the worker then censors the default list).
+
+    ``connect`` makes an InsultClient of the worker's transport; ``absent`` is the error
+    it raises when no InsultService is there, in which case the next call looks again.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        connect: Callable[[Settings], InsultClient],
+        absent: type[Exception],
+    ) -> None:
+        self._settings = settings.with_changes(timeout=min(settings.timeout, REFRESH_TIMEOUT))
+        self._connect = connect
+        self._absent = absent
+        self._client: InsultClient | None = None
+
+    def __call__(self) -> list[str] | None:
+        try:
+            if self._client is None:
+                self._client = self._connect(self._settings)
+            return self._client.get_insults()
+        except self._absent:
+            self.close()
+            return None
+
+    def close(self) -> None:
+        """Close the client, if any."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
+@contextlib.contextmanager
+def node_counter(settings: Settings, node: str | None) -> Iterator[Callable[[int], None] | None]:
+    """The ``served`` of a worker: its node's counter in Redis; None outside the n-node form."""
+    if node is None:
+        yield None
+        return
+    client = redis_client(settings)
+    try:
+        counters = NodeCounters(client, settings.namespace, "filter", node, resume=True)
+        try:
+            yield counters.increment
+        finally:
+            counters.close()
+    finally:
+        client.close()
+
+
+def serve_worker(
+    settings: Settings,
+    worker_id: str,
+    node: str | None,
+    connect_front: Callable[[], FrontLink],
+    insults: InsultListReader,
+) -> None:
+    """The body of a worker process, until SIGINT or SIGTERM: a :class:`PullWorker` with
+    two links to the front (pulls, heartbeats); ``node`` makes it a node of the n-node
+    form, its worker id the node id and its served tasks counted in Redis. A front that
+    stays unreachable ends it with one line on stderr and exit status 2."""
+    stop = StopSignal()
+    with node_counter(settings, node) as served:
+        worker = PullWorker(
+            settings,
+            worker_id,
+            stop,
+            front=connect_front(),
+            heart=connect_front(),
+            fetch_insults=insults,
+            served=served,
+        )
+        try:
+            worker.run()
+        except MiddlewareError as error:
+            print(
+                f"error: worker {worker_id} cannot reach the filter front: {error}",
+                file=sys.stderr,
+            )
+            sys.exit(2)
+        finally:
+            insults.close()
+
+
+def add_worker_identity(parser: argparse.ArgumentParser) -> None:
+    """``--worker-id ID`` (a worker of the one-node form) or ``--node-id ID`` (a node)."""
+    identity = parser.add_mutually_exclusive_group(required=True)
+    identity.add_argument(
+        "--worker-id",
+        type=parse_node_id,
+        metavar="ID",
+        help="stable id of this worker: a restart with the same id recovers its tasks",
+    )
+    identity.add_argument(
+        "--node-id",
+        type=parse_node_id,
+        metavar="ID",
+        help="run as node ID of the n-node form: the worker id is the node id, and the "
+        "tasks served are counted in Redis",
+    )
 
 
 # -- the client side -----------------------------------------------------------------

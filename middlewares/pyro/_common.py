@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import logging
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, TypeVar
 
 import Pyro4
 import Pyro4.constants
@@ -30,7 +31,8 @@ from middlewares.core import InsultError
 from middlewares.direct import NodeLeaving, RequestGate
 from middlewares.runtime import configure_logging, run_main
 from middlewares.settings import Settings
-from middlewares.workqueue import check_id
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +153,30 @@ def name_server_answers(settings: Settings) -> bool:
         return False
 
 
+def expose_methods(names: Iterable[str]) -> Callable[[type[T]], type[T]]:
+    """Class decorator: expose the methods ``names`` to Pyro4, inherited ones included.
+
+    ``Pyro4.expose`` on a class marks only the methods the class defines itself, so
+    each of these gets a delegating method of its own, leaving the base class (shared
+    with the other transports) untouched.
+    """
+
+    def decorate(cls: type[T]) -> type[T]:
+        for name in names:
+            setattr(cls, name, Pyro4.expose(_delegate(getattr(cls, name))))
+        return cls
+
+    return decorate
+
+
+def _delegate(function: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(function)
+    def method(self: object, *args: Any, **kwargs: Any) -> Any:
+        return function(self, *args, **kwargs)
+
+    return method
+
+
 @contextlib.contextmanager
 def domain_errors() -> Iterator[None]:
     """Re-raise domain refusals as ValueError: serpent only carries builtin exceptions."""
@@ -176,17 +202,6 @@ def node_request(gate: RequestGate) -> Iterator[None]:
         raise ConnectionRefusedError(str(error)) from None
     except redis.RedisError as error:
         raise RuntimeError(f"the shared insult store (Redis) failed: {error}") from None
-
-
-def node_id(value: str) -> str:
-    """An argparse type: a node id, at most 100 characters with no white space."""
-    try:
-        node = check_id(value, "node id")
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-    if any(c.isspace() for c in node):
-        raise argparse.ArgumentTypeError(f"a node id must be one word, got {value!r}")
-    return node
 
 
 class Remote:

@@ -49,14 +49,13 @@ from middlewares.pyro._common import (
     build_parser,
     direct_uri,
     domain_errors,
-    node_id,
     node_request,
     object_name,
     publish,
     run_service,
     running_daemon,
 )
-from middlewares.runtime import StopSignal
+from middlewares.runtime import StopSignal, parse_node_id
 from middlewares.service import Broadcaster, InsultOps, SubscriberSet
 from middlewares.settings import Settings, from_args, simulate_work
 
@@ -238,7 +237,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "--node-id",
-        type=node_id,
+        type=parse_node_id,
         help="run as this node of the n-node form (registers with <namespace>.insult.master; "
         "shared state in Redis); default: the one-node form",
     )

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import redis
 
 from middlewares.cluster import NodeCounters, redis_client
+from middlewares.runtime import parse_node_id
 from middlewares.settings import Settings
 
 
@@ -23,6 +24,7 @@ def add_node_argument(parser: argparse.ArgumentParser) -> None:
     """Add ``--node-id``: without it the process runs the one-node form, as before."""
     parser.add_argument(
         "--node-id",
+        type=parse_node_id,
         metavar="ID",
         help="run as node ID of the n-node form (shared state and per-node counters in "
         "Redis; start it with `python -m middlewares serve rabbitmq <service> --nodes N` "

@@ -32,7 +32,7 @@ from middlewares import settings as settings_module
 from middlewares.cluster import counters_key, store_key
 from middlewares.contract import BrokerUnavailable
 from middlewares.core import InsultError
-from middlewares.runtime import StopSignal, configure_logging, run_main
+from middlewares.runtime import StopSignal, configure_logging, parse_node_id, run_main
 from middlewares.service import decode_request
 from middlewares.settings import Settings
 
@@ -479,13 +479,6 @@ def consume(consumer: ReliableConsumer, handle: Handler, stop: StopSignal) -> No
 def encode(message: dict[str, Any]) -> bytes:
     """A JSON message as UTF-8 bytes (non-ASCII kept readable for redis-cli users)."""
     return json.dumps(message, ensure_ascii=False).encode("utf-8")
-
-
-def parse_node_id(text: str) -> str:
-    """An argparse type: a node id is a non-empty word (it ends up in key names)."""
-    if not text or any(c.isspace() for c in text):
-        raise argparse.ArgumentTypeError(f"a node id must be a non-empty word, got {text!r}")
-    return text
 
 
 def run_process(

@@ -28,7 +28,6 @@ from middlewares.contract import BrokerUnavailable, MiddlewareError, ServiceErro
 from middlewares.direct import NodeLeaving, RequestGate
 from middlewares.runtime import configure_logging, run_main
 from middlewares.settings import Settings
-from middlewares.workqueue import MAX_ID_CHARS
 
 log = logging.getLogger(__name__)
 
@@ -484,15 +483,6 @@ def count_argument(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
     return value
-
-
-def node_id(text: str) -> str:
-    """An argparse type: a node id, one word of at most 100 characters."""
-    if not 0 < len(text) <= MAX_ID_CHARS or any(c.isspace() for c in text):
-        raise argparse.ArgumentTypeError(
-            f"a node id is one word of 1 to {MAX_ID_CHARS} characters, got {text!r}"
-        )
-    return text
 
 
 def run_service(role: str, serve: Callable[[], None]) -> None:

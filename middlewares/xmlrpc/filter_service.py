@@ -16,30 +16,14 @@ spreads its first tasks over all of them.
 
 from __future__ import annotations
 
-import logging
-import time
 import xmlrpc.client
 from collections.abc import Callable
 from typing import Any
 
-from middlewares.core import Limits, ResultLog, validate_limit, validate_text
+from middlewares.core import ResultLog
 from middlewares.runtime import StopSignal
 from middlewares.settings import Settings, from_args
-from middlewares.workqueue import (
-    HEARTBEAT_INTERVAL,
-    MAX_BATCH,
-    MAX_LIMIT,
-    MAX_WAIT,
-    STARTUP_GRACE,
-    WORKER_GRACE,
-    QueueFull,
-    TaskQueue,
-    check_count,
-    check_id,
-    check_list,
-    check_results,
-    check_seconds,
-)
+from middlewares.workqueue import STARTUP_GRACE, QueueFront, TaskQueue, tend
 from middlewares.xmlrpc._common import (
     APPLICATION_ERROR,
     WAIT_TIMEOUT,
@@ -49,113 +33,21 @@ from middlewares.xmlrpc._common import (
     serving,
 )
 
-log = logging.getLogger(__name__)
 
-
-class FilterFront:
-    """The XML-RPC methods of the front: client methods first, then the worker protocol.
-
-    Every argument is checked here, so a bad request gets a fault naming the problem and
-    never reaches the queue. No method returns None: replies are plain XML-RPC.
-    """
-
-    def __init__(self, queue: TaskQueue, result_log: ResultLog, settings: Settings) -> None:
-        self._queue = queue
-        self._result_log = result_log
-        self._limits: Limits = settings.limits
-        self._default_timeout = min(settings.timeout, MAX_WAIT)
+class FilterFront(QueueFront):
+    """The front's XML-RPC methods: :class:`~middlewares.workqueue.QueueFront`, with a
+    ``filter`` that got no result in time answered by fault :data:`WAIT_TIMEOUT` and a
+    full queue by :data:`APPLICATION_ERROR`."""
 
     def methods(self) -> dict[str, Callable[..., Any]]:
         """The XML-RPC methods, by name."""
-        return {
-            "submit": self.submit,
-            "submit_many": self.submit_many,
-            "result": self.result,
-            "wait_results": self.wait_results,
-            "filter": self.filter,
-            "get_results": self.get_results,
-            "worker_register": self.worker_register,
-            "worker_heartbeat": self.worker_heartbeat,
-            "worker_exchange": self.worker_exchange,
-            "worker_leave": self.worker_leave,
-        }
+        return {name: getattr(self, name) for name in self.REMOTE_METHODS}
 
-    def submit(self, text: object) -> str:
-        """Queue one text; returns its task id."""
-        return self._submit([validate_text(text, self._limits)])[0]
+    def _timed_out(self, message: str) -> Exception:
+        return xmlrpc.client.Fault(WAIT_TIMEOUT, message)
 
-    def submit_many(self, texts: object) -> list[str]:
-        """Queue several texts at once, all or none; returns their task ids in order."""
-        checked = []
-        for index, text in enumerate(check_list(texts, "texts")):
-            try:
-                checked.append(validate_text(text, self._limits))
-            except ValueError as error:
-                raise ValueError(f"texts[{index}]: {error}") from None
-        return self._submit(checked)
-
-    def result(self, task_id: object) -> str:
-        """The censored text of a task, handed out once; "" while pending (or unknown)."""
-        task_id = check_id(task_id)
-        return self._queue.collect([task_id], 0).get(task_id, "")
-
-    def wait_results(self, task_ids: object, timeout: object) -> dict[str, str]:
-        """The censored texts of those of ``task_ids`` that are done, by id, each handed
-        out once; blocks up to ``timeout`` seconds until at least one is."""
-        ids = [check_id(task_id) for task_id in check_list(task_ids, "task_ids")]
-        return self._queue.collect(ids, check_seconds(timeout, "timeout"))
-
-    def filter(self, text: object, timeout: object = None) -> str:
-        """Submit one text and wait for its censored form, in one round trip.
-
-        After ``timeout`` seconds (default: the service's timeout) the fault names the
-        task id; the task stays queued and ``result(id)`` returns it later.
-        """
-        wait = self._default_timeout if timeout is None else check_seconds(timeout, "timeout")
-        task_id = self.submit(text)
-        done = self._queue.collect([task_id], wait)
-        if task_id not in done:
-            raise xmlrpc.client.Fault(
-                WAIT_TIMEOUT, f"task {task_id} got no result within {wait:g} s"
-            )
-        return done[task_id]
-
-    def get_results(self, limit: object = 100) -> list[str]:
-        """Up to ``limit`` censored texts from the result list, newest first."""
-        return self._result_log.newest(validate_limit(limit, MAX_LIMIT))
-
-    def worker_register(self, worker_id: object) -> float:
-        """Worker protocol: a worker starts; returns the heartbeat interval in seconds."""
-        self._queue.register(check_id(worker_id, "worker id"))
-        return HEARTBEAT_INTERVAL
-
-    def worker_heartbeat(self, worker_id: object) -> bool:
-        """Worker protocol: the worker is alive (call every heartbeat interval)."""
-        self._queue.heartbeat(check_id(worker_id, "worker id"))
-        return True
-
-    def worker_exchange(
-        self, worker_id: object, results: object, max_tasks: object, wait: object
-    ) -> list[tuple[str, str]]:
-        """Worker protocol: hand in results ``{id: text}``, get ``[[id, text], ...]`` back,
-        waiting up to ``wait`` seconds (at most one heartbeat interval) for work."""
-        return self._queue.exchange(
-            check_id(worker_id, "worker id"),
-            check_results(results),
-            check_count(max_tasks, "max_tasks", MAX_BATCH),
-            min(check_seconds(wait, "wait"), HEARTBEAT_INTERVAL),
-        )
-
-    def worker_leave(self, worker_id: object, results: object) -> bool:
-        """Worker protocol: last results of a worker that stops; its other tasks go back."""
-        self._queue.leave(check_id(worker_id, "worker id"), check_results(results))
-        return True
-
-    def _submit(self, texts: list[str]) -> list[str]:
-        try:
-            return self._queue.submit(texts)
-        except QueueFull as error:
-            raise xmlrpc.client.Fault(APPLICATION_ERROR, str(error)) from None
+    def _refused(self, message: str) -> Exception:
+        return xmlrpc.client.Fault(APPLICATION_ERROR, message)
 
 
 def serve(settings: Settings, expected_workers: int = 0) -> None:
@@ -165,17 +57,7 @@ def serve(settings: Settings, expected_workers: int = 0) -> None:
     queue = TaskQueue(result_log, expected_workers=expected_workers)
     front = FilterFront(queue, result_log, settings)
     with serving(settings, "filter", front.methods()):
-        while not stop.wait(HEARTBEAT_INTERVAL):
-            queue.requeue_silent_workers()
-        # The launcher stops the workers at the same time: let them hand in what they hold.
-        deadline = time.monotonic() + WORKER_GRACE
-        while queue.wait_for_workers_to_leave(HEARTBEAT_INTERVAL):
-            if time.monotonic() >= deadline:
-                log.warning("some workers did not leave within %g s", WORKER_GRACE)
-                break
-            queue.requeue_silent_workers()
-    if left := queue.outstanding():
-        log.warning("stopping with %d accepted texts not filtered yet", left)
+        tend(queue, stop)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -46,7 +46,7 @@ from middlewares.direct import (
     RedisSubscriberRegistry,
     RequestGate,
 )
-from middlewares.runtime import StopSignal
+from middlewares.runtime import StopSignal, parse_node_id
 from middlewares.service import Broadcaster, InsultOps, SubscriberSet
 from middlewares.settings import Settings, from_args, simulate_work
 from middlewares.workqueue import RECONNECT_WAIT
@@ -56,7 +56,6 @@ from middlewares.xmlrpc._common import (
     RpcServer,
     build_parser,
     check_http_url,
-    node_id,
     run_service,
     service_path,
     service_url,
@@ -268,7 +267,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "--node-id",
-        type=node_id,
+        type=parse_node_id,
         metavar="ID",
         help="run as node ID of the n-node form: listen on a port of its own, register "
         "with the master on the insult port, keep the shared state in Redis; the id is "
