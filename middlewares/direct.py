@@ -18,6 +18,9 @@ three roles and the shared state around them. A transport only moves the calls:
   master every :data:`NODE_REFRESH` seconds so a joined node gets traffic.
 - :class:`RedisSubscriberRegistry`: the subscribers of every node in one Redis hash, so
   whichever node holds the broadcast lease notifies them all.
+- :class:`DirectInsultClient` and :class:`Subscription`: the InsultService client of
+  both direct middlewares, in either form; a transport adds how it reaches the nodes and
+  the server in the client process that receives ``notify(insult)``.
 
 The InsultFilter needs none of this: its front is the coordinator (a master-held queue
 that worker nodes pull from, :mod:`middlewares.workqueue`), and a node is a worker.
@@ -27,8 +30,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import queue
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable, Iterator
 from typing import Any, Protocol, TypeVar
 
@@ -42,7 +47,12 @@ from middlewares.cluster import (
     redis_client,
     store_key,
 )
-from middlewares.contract import BrokerUnavailable, MiddlewareError
+from middlewares.contract import (
+    BroadcastCallback,
+    BrokerUnavailable,
+    InsultClient,
+    MiddlewareError,
+)
 from middlewares.settings import Settings
 from middlewares.workqueue import STARTUP_GRACE, check_id
 
@@ -459,3 +469,125 @@ def delete_shared_state(settings: Settings) -> None:
         log.warning("could not delete the shared state of %s: %s", namespace, error)
     finally:
         client.close()
+
+
+class Subscription(ABC):
+    """A subscriber in a client process: a server of the transport receiving
+    ``notify(insult)``, and a thread running the user's callback.
+
+    ``notify`` only queues, so the service never waits on the callback and a slow
+    callback is not mistaken for a dead subscriber. A subclass builds its server, calls
+    this ``__init__``, then starts the server, so no notification arrives before the
+    queue exists.
+    """
+
+    #: Where the service sends notifications (a URL or a Pyro4 URI).
+    address: str
+
+    def __init__(self, callback: BroadcastCallback) -> None:
+        self._callback = callback
+        self._inbox: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._dispatcher = threading.Thread(
+            target=self._dispatch, name="subscriber-callback", daemon=True
+        )
+        self._dispatcher.start()
+
+    def notify(self, insult: object) -> bool:
+        """Receive one broadcast insult."""
+        if not isinstance(insult, str):
+            raise ValueError(f"insult must be a string, got {type(insult).__name__}")
+        self._inbox.put(insult)
+        return True
+
+    def stop(self) -> None:
+        """Stop receiving; insults already received are still handed to the callback."""
+        self._stop_server()
+        self._inbox.put(None)
+        if threading.current_thread() is not self._dispatcher:
+            self._dispatcher.join()
+
+    @abstractmethod
+    def _stop_server(self) -> None:
+        """Stop the transport's server."""
+
+    def _dispatch(self) -> None:
+        while (insult := self._inbox.get()) is not None:
+            try:
+                self._callback(insult)
+            except Exception:
+                log.exception("subscriber callback failed on %r", insult)
+
+
+class NodeCalls(Protocol):
+    """How a client reaches the InsultService: a :class:`NodePool`, or what wraps one."""
+
+    def call(self, method: str, *args: Any) -> Any:
+        """Call ``method(*args)`` on the service, or on the next node."""
+        ...
+
+    def local_address(self) -> str:
+        """The local address of a connection to the service: where it can reach us."""
+        ...
+
+    def close(self) -> None:
+        """Close every connection."""
+        ...
+
+
+class DirectInsultClient(InsultClient):
+    """The InsultService client of XML-RPC and Pyro4, in either form.
+
+    Calls go through ``nodes`` (the one-node service, or the nodes of the n-node form
+    round-robin with failover); a transport says in :meth:`_subscription` how it
+    serves ``notify`` in this process.
+    """
+
+    def __init__(self, nodes: NodeCalls) -> None:
+        self._nodes = nodes
+        self._subscribed: Subscription | None = None
+
+    def add_insult(self, insult: str) -> bool:
+        return self._nodes.call("add_insult", insult)
+
+    def get_insults(self) -> list[str]:
+        return self._nodes.call("get_insults")
+
+    def random_insult(self) -> str:
+        return self._nodes.call("random_insult")
+
+    def subscribe(self, callback: BroadcastCallback) -> None:
+        """Start a local server exposing ``notify`` and register its address with the
+        service. Subscribing again replaces the callback."""
+        self.unsubscribe()
+        # The address this client reaches the service from is one the service can reach.
+        subscription = self._subscription(callback, self._nodes.local_address())
+        try:
+            self._nodes.call("subscribe", subscription.address)
+        except BaseException:
+            subscription.stop()
+            raise
+        self._subscribed = subscription
+
+    def unsubscribe(self) -> None:
+        """Tell the service, then stop the local server.
+
+        When the service cannot be told, the server stops anyway and the service drops
+        the subscriber after three failed broadcasts.
+        """
+        subscription, self._subscribed = self._subscribed, None
+        if subscription is None:
+            return
+        try:
+            self._nodes.call("unsubscribe", subscription.address)
+        except MiddlewareError as error:
+            log.info("could not unsubscribe %s: %s", subscription.address, error)
+        finally:
+            subscription.stop()
+
+    def close(self) -> None:
+        self.unsubscribe()
+        self._nodes.close()
+
+    @abstractmethod
+    def _subscription(self, callback: BroadcastCallback, host: str) -> Subscription:
+        """A started subscriber server on ``host`` handing insults to ``callback``."""

@@ -14,18 +14,10 @@ on another one.
 
 from __future__ import annotations
 
-import logging
-import queue
-import threading
 from typing import Any
 
-from middlewares.contract import (
-    BroadcastCallback,
-    EchoClient,
-    InsultClient,
-    MiddlewareError,
-)
-from middlewares.direct import MASTER_TIMEOUT, NodePool
+from middlewares.contract import BroadcastCallback, EchoClient
+from middlewares.direct import MASTER_TIMEOUT, DirectInsultClient, NodePool, Subscription
 from middlewares.settings import Settings
 from middlewares.workqueue import FrontClient
 from middlewares.xmlrpc._common import (
@@ -35,8 +27,6 @@ from middlewares.xmlrpc._common import (
     serve_hint,
     service_url,
 )
-
-log = logging.getLogger(__name__)
 
 #: Characters of text per submit_many round trip: even if XML escaping made every
 #: character five bytes, a request stays under the servers' 64 MiB limit.
@@ -113,95 +103,27 @@ class InsultNodes:
             self._master.close()
 
 
-class XmlRpcInsultClient(InsultClient):
+class XmlRpcInsultClient(DirectInsultClient):
     """Client of ``/<ns>/insult``: the one-node service, or the nodes of the n-node form."""
 
     def __init__(self, settings: Settings) -> None:
-        self._remote = InsultNodes(settings)
-        self._subscription: _Subscription | None = None
+        super().__init__(InsultNodes(settings))
 
-    def add_insult(self, insult: str) -> bool:
-        return self._remote.call("add_insult", insult)
-
-    def get_insults(self) -> list[str]:
-        return self._remote.call("get_insults")
-
-    def random_insult(self) -> str:
-        return self._remote.call("random_insult")
-
-    def subscribe(self, callback: BroadcastCallback) -> None:
-        """Start a local server exposing ``notify`` and register its URL with the service.
-
-        Subscribing again replaces the callback.
-        """
-        self.unsubscribe()
-        # The address this client reaches the service from is one the service can reach.
-        subscription = _Subscription(callback, self._remote.local_address())
-        try:
-            self._remote.call("subscribe", subscription.url)
-        except BaseException:
-            subscription.stop()
-            raise
-        self._subscription = subscription
-
-    def unsubscribe(self) -> None:
-        """Tell the service, then stop the local server.
-
-        When the service cannot be told, the server stops anyway and the service drops
-        the subscriber after three failed broadcasts.
-        """
-        subscription, self._subscription = self._subscription, None
-        if subscription is None:
-            return
-        try:
-            self._remote.call("unsubscribe", subscription.url)
-        except MiddlewareError as error:
-            log.info("could not unsubscribe %s: %s", subscription.url, error)
-        finally:
-            subscription.stop()
-
-    def close(self) -> None:
-        self.unsubscribe()
-        self._remote.close()
+    def _subscription(self, callback: BroadcastCallback, host: str) -> Subscription:
+        return _Subscription(callback, host)
 
 
-class _Subscription:
-    """A server thread receiving ``notify(insult)``, and a thread running the callback.
-
-    ``notify`` only queues, so the service never waits on the user's callback and a slow
-    callback is not mistaken for a dead subscriber.
-    """
+class _Subscription(Subscription):
+    """A subscriber served by an XML-RPC server of its own at ``SUBSCRIBER_PATH``."""
 
     def __init__(self, callback: BroadcastCallback, host: str) -> None:
-        self._callback = callback
-        self._inbox: queue.SimpleQueue[str | None] = queue.SimpleQueue()
-        self._server = RpcServer(host, 0, SUBSCRIBER_PATH, {"notify": self._notify})
-        self.url = f"http://{host}:{self._server.port}{SUBSCRIBER_PATH}"
+        self._server = RpcServer(host, 0, SUBSCRIBER_PATH, {"notify": self.notify})
+        self.address = f"http://{host}:{self._server.port}{SUBSCRIBER_PATH}"
+        super().__init__(callback)
         self._server.start()
-        self._dispatcher = threading.Thread(
-            target=self._dispatch, name="subscriber-callback", daemon=True
-        )
-        self._dispatcher.start()
 
-    def _notify(self, insult: object) -> bool:
-        if not isinstance(insult, str):
-            raise ValueError(f"insult must be a string, got {type(insult).__name__}")
-        self._inbox.put(insult)
-        return True
-
-    def _dispatch(self) -> None:
-        while (insult := self._inbox.get()) is not None:
-            try:
-                self._callback(insult)
-            except Exception:
-                log.exception("subscriber callback failed on %r", insult)
-
-    def stop(self) -> None:
-        """Stop receiving; insults already received are still handed to the callback."""
+    def _stop_server(self) -> None:
         self._server.stop()
-        self._inbox.put(None)
-        if threading.current_thread() is not self._dispatcher:
-            self._dispatcher.join()
 
 
 class XmlRpcFilterClient(FrontClient):
