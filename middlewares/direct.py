@@ -21,6 +21,8 @@ three roles and the shared state around them. A transport only moves the calls:
 - :class:`DirectInsultClient` and :class:`Subscription`: the InsultService client of
   both direct middlewares, in either form; a transport adds how it reaches the nodes and
   the server in the client process that receives ``notify(insult)``.
+- :class:`Notifier` and :func:`insult_node`: the service side of broadcasts, and what
+  an InsultService node holds and does from joining the master to leaving it.
 
 The InsultFilter needs none of this: its front is the coordinator (a master-held queue
 that worker nodes pull from, :mod:`middlewares.workqueue`), and a node is a worker.
@@ -35,12 +37,17 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable, Iterator
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import redis
 
 from middlewares.cluster import (
+    LeasedBroadcaster,
+    NodeCounters,
     NodeRegistry,
+    RedisInsultStore,
+    RestartSafeLease,
     StartupBarrier,
     counters_key,
     lease_key,
@@ -53,11 +60,16 @@ from middlewares.contract import (
     InsultClient,
     MiddlewareError,
 )
+from middlewares.core import load_default_insults
+from middlewares.runtime import StopSignal
+from middlewares.service import SubscriberSet
 from middlewares.settings import Settings
 from middlewares.workqueue import STARTUP_GRACE, check_id
 
 log = logging.getLogger(__name__)
 
+#: Longest a subscriber may take to acknowledge one broadcast before it counts as failed.
+NOTIFY_TIMEOUT = 2.0
 #: Seconds between two heartbeats of a node to its master.
 NODE_HEARTBEAT = 1.0
 #: Heartbeats a node may miss before the master drops it.
@@ -591,3 +603,112 @@ class DirectInsultClient(InsultClient):
     @abstractmethod
     def _subscription(self, callback: BroadcastCallback, host: str) -> Subscription:
         """A started subscriber server on ``host`` handing insults to ``callback``."""
+
+
+class Notifier:
+    """The ``notify`` of a :class:`~middlewares.service.SubscriberSet`: one kept
+    connection per subscriber, made by ``connect(address, timeout)``.
+
+    The set never notifies one subscriber from two threads at once, so a connection is
+    never shared.
+    """
+
+    def __init__(self, settings: Settings, connect: Callable[[str, float], Link]) -> None:
+        self._connect = connect
+        self._timeout = min(settings.timeout, NOTIFY_TIMEOUT)
+        self._links: dict[str, Link] = {}
+        self._lock = threading.Lock()
+
+    def notify(self, address: Hashable, insult: str) -> None:
+        """Deliver one broadcast; raises when the subscriber does not acknowledge it."""
+        key = str(address)
+        with self._lock:
+            link = self._links.get(key)
+            if link is None:
+                link = self._links[key] = self._connect(key, self._timeout)
+        link.call("notify", insult)
+
+    def broadcast_to(self, subscribers: SubscriberSet) -> Callable[[str], None]:
+        """The ``send`` of a broadcaster: one round of notifications to ``subscribers``."""
+
+        def send(insult: str) -> None:
+            self._forget_all_but(subscribers.addresses())
+            subscribers.broadcast(insult)
+
+        return send
+
+    def _forget_all_but(self, addresses: list[Hashable]) -> None:
+        """Drop the connections of subscribers no longer subscribed.
+
+        Not closed here: one may still be in a hung call, which ends at its timeout; the
+        socket closes when its last reference goes.
+        """
+        live = {str(address) for address in addresses}
+        with self._lock:
+            for key in [key for key in self._links if key not in live]:
+                del self._links[key]
+
+
+@dataclass(frozen=True)
+class InsultNode:
+    """What an InsultService node of the n-node form holds: the shared store, the
+    shared subscribers, its request gate (which counts what it serves) and its leased
+    broadcaster."""
+
+    node: str
+    store: RedisInsultStore
+    subscribers: SubscriberSet
+    gate: RequestGate
+    broadcaster: LeasedBroadcaster
+
+    def serve(
+        self, membership: NodeMembership, join_wait: float, stop: StopSignal, timeout: float
+    ) -> None:
+        """Join the master, broadcast while the lease is ours, and on ``stop`` leave
+        gracefully: clients are sent elsewhere first, the broadcast lease is handed over
+        (another node broadcasts at once), then the calls this node accepted are
+        answered and later ones refused (their clients retry them on another node)."""
+        try:
+            membership.join(join_wait, stopping=stop.is_set)
+        except MiddlewareError:
+            if stop.is_set():
+                return  # stopped before it ever served: a clean exit
+            raise
+        self.broadcaster.start()
+        stop.wait()
+        membership.leave()
+        self.broadcaster.stop()
+        self.gate.close(timeout)
+
+
+@contextlib.contextmanager
+def insult_node(settings: Settings, node: str, notifier: Notifier) -> Iterator[InsultNode]:
+    """The shared state of InsultService node ``node``, in Redis, closed on exit."""
+    namespace = settings.namespace
+    interval = settings.broadcast_interval
+    with contextlib.closing(redis_client(settings)) as client:
+        store = RedisInsultStore(client, namespace, settings.limits)
+        if settings.load_defaults:
+            store.add_all(load_default_insults())
+        counters = NodeCounters(client, namespace, "insult", node, resume=True)
+        subscribers = SubscriberSet(
+            notifier.notify,
+            # A round must not hold the broadcaster past its next lease renewal; a slow
+            # subscriber still has NOTIFY_TIMEOUT, on its pool thread.
+            round_timeout=min(NOTIFY_TIMEOUT, interval / 4),
+            registry=RedisSubscriberRegistry(client, namespace),
+        )
+        try:
+            lease = RestartSafeLease(client, namespace, node, LeasedBroadcaster.lease_ttl(interval))
+            yield InsultNode(
+                node=node,
+                store=store,
+                subscribers=subscribers,
+                gate=RequestGate(counters.increment),
+                broadcaster=LeasedBroadcaster(
+                    lease, interval, store.random, notifier.broadcast_to(subscribers)
+                ),
+            )
+        finally:
+            subscribers.close()
+            counters.close()

@@ -22,24 +22,18 @@ broadcast lease over), finishes those in flight, and exits 0.
 from __future__ import annotations
 
 import contextlib
-import threading
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Iterator
 
 import Pyro4
 
-from middlewares.cluster import (
-    LeasedBroadcaster,
-    NodeCounters,
-    RedisInsultStore,
-    RestartSafeLease,
-    redis_client,
-)
 from middlewares.core import InsultStore, canonical_insult, load_default_insults
 from middlewares.direct import (
     MASTER_TIMEOUT,
+    NOTIFY_TIMEOUT,
     NodeMembership,
-    RedisSubscriberRegistry,
+    Notifier,
     RequestGate,
+    insult_node,
 )
 from middlewares.pyro._common import (
     INSULT_MASTER,
@@ -58,9 +52,6 @@ from middlewares.pyro._common import (
 from middlewares.runtime import StopSignal, parse_node_id
 from middlewares.service import Broadcaster, InsultOps, SubscriberSet
 from middlewares.settings import Settings, from_args, simulate_work
-
-#: Longest a subscriber may take to acknowledge one broadcast before it counts as failed.
-NOTIFY_TIMEOUT = 2.0
 
 
 @Pyro4.expose
@@ -114,35 +105,11 @@ class InsultService:
             yield
 
 
-class _Notifier:
-    """The ``notify`` of a :class:`SubscriberSet`: one kept connection per subscriber."""
-
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-        self._timeout = min(settings.timeout, NOTIFY_TIMEOUT)
-        self._remotes: dict[str, Remote] = {}
-        self._lock = threading.Lock()
-
-    def notify(self, address: Hashable, insult: str) -> None:
-        """Deliver one broadcast; raises when the subscriber does not acknowledge it."""
-        uri = str(address)
-        with self._lock:
-            remote = self._remotes.get(uri)
-            if remote is None:
-                hint = "the subscriber is gone"
-                remote = self._remotes[uri] = Remote(self._settings, uri, hint, self._timeout)
-        remote.call("notify", insult)
-
-    def forget_all_but(self, addresses: list[Hashable]) -> None:
-        """Drop the connections of subscribers no longer subscribed.
-
-        Not closed here: one may still be in a hung call; the proxy closes its socket
-        when that call ends and the last reference goes.
-        """
-        live = {str(address) for address in addresses}
-        with self._lock:
-            for uri in [uri for uri in self._remotes if uri not in live]:
-                del self._remotes[uri]
+def _notifier(settings: Settings) -> Notifier:
+    return Notifier(
+        settings,
+        lambda uri, timeout: Remote(settings, uri, "the subscriber is gone", timeout),
+    )
 
 
 def serve(settings: Settings) -> None:
@@ -152,12 +119,12 @@ def serve(settings: Settings) -> None:
     if settings.load_defaults:
         for insult in load_default_insults():
             store.add(insult)
-    notifier = _Notifier(settings)
-    subscribers = SubscriberSet(notifier.notify)
+    notifier = _notifier(settings)
+    subscribers = SubscriberSet(notifier.notify, round_timeout=NOTIFY_TIMEOUT)
     gate = RequestGate()
     service = InsultService(store, subscribers, gate, settings)
     broadcaster = Broadcaster(
-        settings.broadcast_interval, store.random, _broadcast(notifier, subscribers)
+        settings.broadcast_interval, store.random, notifier.broadcast_to(subscribers)
     )
     try:
         with publish(settings, {INSULT_SERVICE: service}):
@@ -172,25 +139,7 @@ def serve(settings: Settings) -> None:
 def serve_node(settings: Settings, node: str) -> None:
     """One node of the n-node form, until SIGINT or SIGTERM (see the module docstring)."""
     stop = StopSignal()
-    namespace = settings.namespace
-    client = redis_client(settings)
-    try:
-        store = RedisInsultStore(client, namespace, settings.limits)
-        if settings.load_defaults:
-            store.add_all(load_default_insults())
-        counters = NodeCounters(client, namespace, "insult", node, resume=True)
-        notifier = _Notifier(settings)
-        subscribers = SubscriberSet(
-            notifier.notify, registry=RedisSubscriberRegistry(client, namespace)
-        )
-        gate = RequestGate(counters.increment)
-        interval = settings.broadcast_interval
-        broadcaster = LeasedBroadcaster(
-            RestartSafeLease(client, namespace, node, LeasedBroadcaster.lease_ttl(interval)),
-            interval,
-            store.random,
-            _broadcast(notifier, subscribers),
-        )
+    with insult_node(settings, node, _notifier(settings)) as state:
         master = Remote(
             settings,
             object_name(settings, INSULT_MASTER),
@@ -199,32 +148,13 @@ def serve_node(settings: Settings, node: str) -> None:
         )
         try:
             with running_daemon(settings) as daemon:
-                object_id = f"{namespace}.insult.node.{node}"
-                service = InsultService(store, subscribers, gate, settings)
+                service = InsultService(state.store, state.subscribers, state.gate, settings)
+                object_id = f"{settings.namespace}.insult.node.{node}"
                 uri = str(daemon.register(service, objectId=object_id))
                 membership = NodeMembership(master, node, uri)
-                membership.join(NAME_SERVER_WAIT, stop.is_set)
-                broadcaster.start()
-                stop.wait()
-                membership.leave()  # no client is sent here any more
-                broadcaster.stop()  # another node takes the lease at once
-                gate.close(settings.timeout)  # refuse new calls, finish those in flight
+                state.serve(membership, NAME_SERVER_WAIT, stop, settings.timeout)
         finally:
             master.close()
-            subscribers.close()
-            counters.close()
-    finally:
-        client.close()
-
-
-def _broadcast(notifier: _Notifier, subscribers: SubscriberSet) -> Callable[[str], None]:
-    """What a broadcaster calls with each insult: notify every subscriber."""
-
-    def send(insult: str) -> None:
-        notifier.forget_all_but(subscribers.addresses())
-        subscribers.broadcast(insult)
-
-    return send
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -24,27 +24,20 @@ from __future__ import annotations
 
 import functools
 import logging
-import threading
 import xmlrpc.client
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from typing import Any
 
 import redis
 
-from middlewares.cluster import (
-    LeasedBroadcaster,
-    NodeCounters,
-    RedisInsultStore,
-    RestartSafeLease,
-    redis_client,
-)
-from middlewares.contract import MiddlewareError
 from middlewares.core import InsultStore, Limits, canonical_insult, load_default_insults
 from middlewares.direct import (
     MASTER_TIMEOUT,
+    NOTIFY_TIMEOUT,
     NodeMembership,
-    RedisSubscriberRegistry,
+    Notifier,
     RequestGate,
+    insult_node,
 )
 from middlewares.runtime import StopSignal, parse_node_id
 from middlewares.service import Broadcaster, InsultOps, SubscriberSet
@@ -64,8 +57,6 @@ from middlewares.xmlrpc._common import (
 
 log = logging.getLogger(__name__)
 
-#: Longest a subscriber may take to acknowledge one broadcast before it counts as failed.
-NOTIFY_TIMEOUT = 2.0
 #: How to start what a node registers with.
 MASTER_HINT = (
     "no n-node InsultService master answers there; start one with "
@@ -137,46 +128,10 @@ def _shared_state_failures_as_faults(call: Callable[..., Any]) -> Callable[..., 
     return answered
 
 
-class _Notifier:
-    """The ``notify`` of a :class:`SubscriberSet`: one kept connection per subscriber.
-
-    The set never notifies one subscriber from two threads at once, so a connection is
-    never shared.
-    """
-
-    def __init__(self, settings: Settings) -> None:
-        self._timeout = min(settings.timeout, NOTIFY_TIMEOUT)
-        self._remotes: dict[str, Remote] = {}
-        self._lock = threading.Lock()
-
-    def notify(self, address: Hashable, insult: str) -> None:
-        """Deliver one broadcast; raises when the subscriber does not acknowledge it."""
-        url = str(address)
-        with self._lock:
-            remote = self._remotes.get(url)
-            if remote is None:
-                remote = self._remotes[url] = Remote(url, "the subscriber is gone", self._timeout)
-        remote.call("notify", insult)
-
-    def broadcast_to(self, subscribers: SubscriberSet) -> Callable[[str], None]:
-        """The ``send`` of a broadcaster: one round of notifications to ``subscribers``."""
-
-        def send(insult: str) -> None:
-            self._forget_all_but(subscribers.addresses())
-            subscribers.broadcast(insult)
-
-        return send
-
-    def _forget_all_but(self, addresses: list[Hashable]) -> None:
-        """Drop the connections of subscribers no longer subscribed.
-
-        Not closed here: one may still be in a hung call, which ends at its timeout; the
-        socket closes when its last reference goes.
-        """
-        live = {str(address) for address in addresses}
-        with self._lock:
-            for url in [url for url in self._remotes if url not in live]:
-                del self._remotes[url]
+def _notifier(settings: Settings) -> Notifier:
+    return Notifier(
+        settings, lambda url, timeout: Remote(url, "the subscriber is gone", timeout)
+    )
 
 
 def serve(settings: Settings) -> None:
@@ -184,7 +139,7 @@ def serve(settings: Settings) -> None:
     stop = StopSignal()
     defaults = load_default_insults() if settings.load_defaults else []
     store = InsultStore(defaults, settings.limits)
-    notifier = _Notifier(settings)
+    notifier = _notifier(settings)
     subscribers = SubscriberSet(notifier.notify, round_timeout=NOTIFY_TIMEOUT)
     broadcaster = Broadcaster(
         settings.broadcast_interval, store.random, notifier.broadcast_to(subscribers)
@@ -204,56 +159,23 @@ def serve(settings: Settings) -> None:
 def serve_node(settings: Settings, node: str) -> None:
     """One node of the n-node form, until SIGINT or SIGTERM (see the module)."""
     stop = StopSignal()
-    namespace = settings.namespace
-    client = redis_client(settings)
-    try:
-        store = RedisInsultStore(client, namespace, settings.limits)
-        if settings.load_defaults:
-            store.add_all(load_default_insults())
-        counters = NodeCounters(client, namespace, "insult", node, resume=True)
-        gate = RequestGate(served=counters.increment)
-        notifier = _Notifier(settings)
-        interval = settings.broadcast_interval
-        subscribers = SubscriberSet(
-            notifier.notify,
-            # A round must not hold the broadcaster past its next lease renewal; a slow
-            # subscriber still has NOTIFY_TIMEOUT, on its pool thread.
-            round_timeout=min(NOTIFY_TIMEOUT, interval / 4),
-            registry=RedisSubscriberRegistry(client, namespace),
-        )
-        lease = RestartSafeLease(client, namespace, node, LeasedBroadcaster.lease_ttl(interval))
-        broadcaster = LeasedBroadcaster(
-            lease, interval, store.random, notifier.broadcast_to(subscribers)
-        )
-        methods = InsultService(store, subscribers, settings).methods()
+    with insult_node(settings, node, _notifier(settings)) as state:
+        methods = InsultService(state.store, state.subscribers, settings).methods()
         master = Remote(
             service_url(settings, "insult"), MASTER_HINT, min(settings.timeout, MASTER_TIMEOUT)
         )
-        server = RpcServer(settings.host, 0, service_path(settings, "insult"), methods, gate=gate)
+        server = RpcServer(
+            settings.host, 0, service_path(settings, "insult"), methods, gate=state.gate
+        )
         server.start()
         try:
-            membership = NodeMembership(master, node, server.url)
-            try:
-                membership.join(RECONNECT_WAIT, stopping=stop.is_set)
-            except MiddlewareError:
-                if stop.is_set():
-                    return  # stopped before it ever served: a clean exit
-                raise
-            broadcaster.start()
-            stop.wait()
-            # Clients are sent elsewhere first; then the calls this node accepted are
-            # answered and later ones refused (their clients retry on another node).
-            membership.leave()
-            broadcaster.stop()  # hands the lease over, so another node broadcasts at once
-            gate.close(settings.timeout)
+            state.serve(
+                NodeMembership(master, node, server.url), RECONNECT_WAIT, stop, settings.timeout
+            )
             server.leave(settings.timeout)
         finally:
             server.stop()
             master.close()
-            subscribers.close()
-            counters.close()
-    finally:
-        client.close()
     log.info("node %s left", node)
 
 
