@@ -23,6 +23,7 @@ three roles and the shared state around them. A transport only moves the calls:
   the server in the client process that receives ``notify(insult)``.
 - :class:`Notifier` and :func:`insult_node`: the service side of broadcasts, and what
   an InsultService node holds and does from joining the master to leaving it.
+- :class:`DirectBackend`: which processes make up each service, in either form.
 
 The InsultFilter needs none of this: its front is the coordinator (a master-held queue
 that worker nodes pull from, :mod:`middlewares.workqueue`), and a node is a worker.
@@ -32,7 +33,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import queue
+import socket
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -55,10 +58,12 @@ from middlewares.cluster import (
     store_key,
 )
 from middlewares.contract import (
+    Backend,
     BroadcastCallback,
     BrokerUnavailable,
     InsultClient,
     MiddlewareError,
+    ProcessSpec,
 )
 from middlewares.core import load_default_insults
 from middlewares.runtime import StopSignal
@@ -712,3 +717,93 @@ def insult_node(settings: Settings, node: str, notifier: Notifier) -> Iterator[I
         finally:
             subscribers.close()
             counters.close()
+
+
+#: The services of a direct middleware, and those with an n-node form.
+SERVICES = ("insult", "filter", "echo")
+NODE_SERVICES = ("insult", "filter")
+#: The coordinator's flag saying how many nodes a starting deployment waits for.
+EXPECT_FLAGS = {"insult": "--expect-nodes", "filter": "--expect-workers"}
+
+
+class DirectBackend(Backend):
+    """The processes of the XML-RPC and Pyro4 services: ``<package>.<service>_service``
+    (the filter's front, with ``workers`` pull workers) in the one-node form; in the
+    n-node form a coordinator (the InsultService's master, which keeps the directory of
+    live nodes; the filter's front, a master-held queue) and nodes started with
+    ``--node-id`` (InsultService processes that clients call directly; filter workers).
+    Shared state lives in Redis (:mod:`middlewares.cluster`).
+
+    ``_support_processes`` lists what must run first (Pyro4's name server).
+    """
+
+    #: The package of the middleware's modules, e.g. ``middlewares.xmlrpc``.
+    package: str
+
+    def processes(self, service: str, settings: Settings, workers: int) -> list[ProcessSpec]:
+        """The service's server and, for the filter, ``workers`` worker processes."""
+        _check_service(service, SERVICES, "service")
+        args = settings.to_args()
+        specs = self._support_processes(settings)
+        specs.append(ProcessSpec(f"{self.name}-{service}", self._module(service), args))
+        if service == "filter":
+            # Unique per launcher and stable across restarts, so a restarted worker
+            # reclaims (re-queues) exactly the tasks its killed predecessor held.
+            launcher = f"{socket.gethostname()}-{os.getpid()}"
+            specs += [
+                ProcessSpec(
+                    f"{self.name}-filter-worker-{n}",
+                    f"{self.package}.filter_worker",
+                    [*args, "--worker-id", f"{launcher}-{n}"],
+                    restart=True,
+                )
+                for n in range(1, workers + 1)
+            ]
+        return specs
+
+    def node_process(self, service: str, settings: Settings, node: str) -> ProcessSpec:
+        """An InsultService node or a filter worker with id ``node``; restarted if it
+        crashes, let go when it leaves (SIGTERM, exit 0)."""
+        _check_service(service, NODE_SERVICES, "n-node service")
+        _require_redis(settings)
+        module = f"{self.package}.filter_worker" if service == "filter" else self._module(service)
+        return ProcessSpec(
+            f"{self.name}-{service}-node-{node}",
+            module,
+            [*settings.to_args(), "--node-id", node],
+            restart=True,
+        )
+
+    def coordinator_processes(
+        self, service: str, settings: Settings, nodes: int
+    ) -> list[ProcessSpec]:
+        """The master (insult) or the front (filter), told to wait for ``nodes`` nodes."""
+        _check_service(service, NODE_SERVICES, "n-node service")
+        _require_redis(settings)
+        module = f"{self.package}.master" if service == "insult" else self._module(service)
+        args = [*settings.to_args(), EXPECT_FLAGS[service], str(nodes)]
+        return [
+            *self._support_processes(settings),
+            ProcessSpec(f"{self.name}-{service}-master", module, args),
+        ]
+
+    def cleanup(self, settings: Settings) -> None:
+        """Delete the n-node form's keys from Redis, if it answers. Everything else lives
+        in the service processes, and goes when the deployment stops them."""
+        delete_shared_state(settings)
+
+    def _support_processes(self, settings: Settings) -> list[ProcessSpec]:
+        return []
+
+    def _module(self, service: str) -> str:
+        return f"{self.package}.{service}_service"
+
+
+def _check_service(service: str, services: tuple[str, ...], kind: str) -> None:
+    if service not in services:
+        raise ValueError(f"unknown {kind} {service!r}; choose one of {', '.join(services)}")
+
+
+def _require_redis(settings: Settings) -> None:
+    """The n-node form keeps its shared state in Redis: say so now if it does not answer."""
+    redis_client(settings).close()
