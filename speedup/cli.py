@@ -21,7 +21,6 @@ from typing import Any
 from middlewares import settings as settings_module
 from middlewares.deployment import Deployment
 from middlewares.settings import Settings
-from results.report import build_report, print_summary
 from results.tables import add_speedup, summarise_speedup
 from stress.cli import config_of
 from stress.options import (
@@ -33,7 +32,7 @@ from stress.options import (
     select_middlewares,
 )
 from stress.runner import DeployFactory, RunPlan
-from stress.study import Cell, default_out, run_study
+from stress.study import Cell, conclude, default_out, run_study
 from stress.workload import Workload
 
 #: Client processes per run when --clients is not given. The filter is pipelined, so 4
@@ -206,12 +205,4 @@ def main(argv: list[str] | None = None) -> None:
         calibration_s=args.calibrate,
         finalize=finalize,
     )
-    print_summary(out, ("speedup",))
-    if not args.no_report:
-        print(f"\nreport: {build_report(out)}")
-    print(f"data: {outcome.csv} and {outcome.json}")
-    if outcome.interrupted:
-        sys.exit(130)
-    if outcome.failures:
-        print(f"{len(outcome.failures)} run(s) failed; see 'failures' in {outcome.json}")
-        sys.exit(1)
+    conclude("speedup", outcome, out, report=not args.no_report)

@@ -21,7 +21,6 @@ from typing import Any
 from middlewares import settings as settings_module
 from middlewares.deployment import Deployment
 from middlewares.settings import Settings
-from results.report import build_report, print_summary
 from stress.options import (
     add_common_arguments,
     backend_factory,
@@ -30,7 +29,7 @@ from stress.options import (
     select_middlewares,
 )
 from stress.runner import DeployFactory, RunPlan
-from stress.study import Cell, default_out, run_study
+from stress.study import Cell, conclude, default_out, run_study
 from stress.workload import Workload, format_mix
 
 
@@ -189,12 +188,4 @@ def main(argv: list[str] | None = None) -> None:
         settings,
         calibration_s=args.calibrate,
     )
-    print_summary(out, ("stress",))
-    if not args.no_report:
-        print(f"\nreport: {build_report(out)}")
-    print(f"data: {outcome.csv} and {outcome.json}")
-    if outcome.interrupted:
-        sys.exit(130)
-    if outcome.failures:
-        print(f"{len(outcome.failures)} run(s) failed; see 'failures' in {outcome.json}")
-        sys.exit(1)
+    conclude("stress", outcome, out, report=not args.no_report)

@@ -24,6 +24,7 @@ from middlewares.contract import Backend, MiddlewareError
 from middlewares.deployment import DeploymentFailed
 from middlewares.settings import Settings
 from results.files import write_study
+from results.report import build_report, print_summary
 from stress.calibrate import calibrate
 from stress.environment import collect_environment
 from stress.runner import (
@@ -152,6 +153,20 @@ def run_study(
     finally:
         signal.signal(signal.SIGTERM, previous_term)
     return StudyOutcome(rows, failures, document["interrupted"], *paths)
+
+
+def conclude(study: str, outcome: StudyOutcome, out: Path, report: bool) -> None:
+    """Print the study's summary table (and write its report unless ``report`` is
+    False), say where the data is, and exit 130 if interrupted, 1 if a run failed."""
+    print_summary(out, (study,))
+    if report:
+        print(f"\nreport: {build_report(out)}")
+    print(f"data: {outcome.csv} and {outcome.json}")
+    if outcome.interrupted:
+        sys.exit(130)
+    if outcome.failures:
+        print(f"{len(outcome.failures)} run(s) failed; see 'failures' in {outcome.json}")
+        sys.exit(1)
 
 
 def _run_cell(study: str, cell: Cell) -> RunResult:
