@@ -33,6 +33,10 @@ from middlewares.registry import get_backend
 from middlewares.settings import Settings
 from middlewares.xmlrpc._common import NODE_LEAVING, Remote, RpcServer
 from tests.conftest import Deploy, free_port, protocol_section
+from tests.worker_protocol import (
+    check_a_restarted_workers_tasks_are_requeued,
+    check_a_silent_workers_tasks_are_requeued,
+)
 
 PORTS = {"insult": "insult_port", "filter": "filter_port", "echo": "echo_port"}
 
@@ -538,39 +542,11 @@ def front_only(settings: Settings) -> Iterator[xmlrpc.client.ServerProxy]:
 
 
 def test_worker_protocol_requeues_a_restarted_workers_tasks(front_only):
-    front = front_only
-    ids = front.submit_many(["a tonto", "b tonto"])
-    assert front.worker_register("w1") == pytest.approx(1.0)
-    leased = front.worker_exchange("w1", {}, 10, 1)
-    assert sorted(task_id for task_id, _ in leased) == sorted(ids)
-    # w1 is killed and restarts under the same id: what it held is queued again.
-    front.worker_register("w1")
-    front.worker_register("w2")
-    again = front.worker_exchange("w2", {}, 10, 1)
-    again += front.worker_exchange("w2", {}, 10, 1)  # w2's fair share was half the queue
-    assert sorted(again) == sorted(leased)
-    results = {task_id: text.replace("tonto", "CENSORED") for task_id, text in again}
-    assert front.worker_exchange("w2", results, 10, 0) == []
-    # The old incarnation's late answer for the same task is a duplicate: ignored.
-    front.worker_leave("w1", {ids[0]: "late duplicate"})
-    assert front.wait_results(ids, 5) == {ids[0]: "a CENSORED", ids[1]: "b CENSORED"}
-    assert front.wait_results(ids, 0) == {}, "each result is handed out once"
-    assert front.result(ids[0]) == ""
+    check_a_restarted_workers_tasks_are_requeued(front_only)
 
 
 def test_worker_protocol_requeues_the_tasks_of_a_silent_worker(front_only):
-    front = front_only
-    [task_id] = front.submit_many(["silent tonto"])
-    front.worker_register("silent")
-    assert front.worker_exchange("silent", {}, 10, 1) == [[task_id, "silent tonto"]]
-    front.worker_register("alive")
-    redelivered: list = []
-    # "silent" sends nothing more; after three missed heartbeats its task comes back.
-    deadline = time.monotonic() + 10
-    while not redelivered and time.monotonic() < deadline:
-        front.worker_heartbeat("alive")
-        redelivered = front.worker_exchange("alive", {}, 10, 1)
-    assert redelivered == [[task_id, "silent tonto"]]
+    check_a_silent_workers_tasks_are_requeued(front_only)
 
 
 # -- the n-node form ---------------------------------------------------------------------
