@@ -115,6 +115,7 @@ class TaskQueue:
         self._workers: dict[str, _Worker] = {}
         self._results: OrderedDict[str, str] = OrderedDict()
         self._waiters: dict[str, list[threading.Event]] = {}
+        self._closing = False
         # Ids unique across restarts of the front, so an old id never matches a new task.
         self._prefix = uuid.uuid4().hex[:8]
         self._counter = itertools.count(1)
@@ -198,7 +199,9 @@ class TaskQueue:
         with self._lock:
             self._complete(results)
             self._touch(worker_id)
-            while not self._pending or not self._barrier.arrive(worker_id):
+            while not self._closing and (
+                not self._pending or not self._barrier.arrive(worker_id)
+            ):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return []
@@ -212,6 +215,13 @@ class TaskQueue:
                 worker.tasks[task_id] = text
                 batch.append((task_id, text))
             return batch
+
+    def close(self) -> None:
+        """The front is stopping: no pull waits for work any more, so workers stopping
+        at the same time get their answer at once and can leave."""
+        with self._lock:
+            self._closing = True
+            self._work_ready.notify_all()
 
     def leave(self, worker_id: str, results: dict[str, str]) -> None:
         """A worker stops cleanly: record its last results, re-queue anything left."""
@@ -466,6 +476,7 @@ def tend(queue: TaskQueue, stop: StopSignal) -> None:
     to hand in what they hold."""
     while not stop.wait(HEARTBEAT_INTERVAL):
         queue.requeue_silent_workers()
+    queue.close()
     deadline = time.monotonic() + WORKER_GRACE
     while queue.wait_for_workers_to_leave(HEARTBEAT_INTERVAL):
         if time.monotonic() >= deadline:

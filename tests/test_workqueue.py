@@ -80,6 +80,16 @@ def test_a_waiting_worker_wakes_as_soon_as_work_comes():
     assert time.monotonic() - started < 10
 
 
+def test_a_closing_queue_releases_waiting_workers_at_once():
+    queue = make_queue()
+    queue.register("w")
+    threading.Timer(0.2, queue.close).start()  # while the pull below waits for work
+    started = time.monotonic()
+    assert queue.exchange("w", {}, 10, 30) == []
+    assert time.monotonic() - started < 10, "the pull kept waiting after close()"
+    assert queue.exchange("w", {}, 10, 30) == [], "a later pull does not wait either"
+
+
 def test_a_leaving_worker_hands_in_results_and_its_leftovers_are_queued_again():
     queue = make_queue()
     first, second = queue.submit(["one", "two"])
