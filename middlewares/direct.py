@@ -1,4 +1,5 @@
-"""The n-node form of the direct middlewares (XML-RPC, Pyro4), without any transport.
+"""What the direct middlewares (XML-RPC, Pyro4) share, without any transport: chiefly
+their n-node form, and the InsultService client and process lists of both forms.
 
 In the direct middlewares a client talks to a node itself, so something must say which
 nodes live. For the InsultService that is a *master* process; the pieces here are its
@@ -25,7 +26,7 @@ three roles and the shared state around them. A transport only moves the calls:
   an InsultService node holds and does from joining the master to leaving it.
 - :class:`DirectBackend`: which processes make up each service, in either form.
 
-The InsultFilter needs none of this: its front is the coordinator (a master-held queue
+The InsultFilter needs little of this: its front is the coordinator (a master-held queue
 that worker nodes pull from, :mod:`middlewares.workqueue`), and a node is a worker.
 """
 
