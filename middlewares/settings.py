@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -44,7 +45,9 @@ class Settings:
     max_text_bytes: int = _setting(64 * 1024, "largest text the filter accepts, in UTF-8 bytes")
     insult_refresh: float = _setting(0.5, "seconds between two insult-list reads by a filter")
     work_ms: float = _setting(0.0, "simulated service time per request or task, in ms")
-    work_kind: str = _setting("sleep", "how work_ms is spent: sleep or cpu")
+    work_kind: str = _setting(
+        "sleep", "how work_ms is spent: sleep or cpu (one request at a time per process)"
+    )
     load_defaults: bool = _setting(True, "whether an InsultService adds the default insults")
 
     def __post_init__(self) -> None:
@@ -151,14 +154,29 @@ def from_args(args: argparse.Namespace) -> Settings:
     return base.with_changes(**changes)
 
 
+#: One simulated unit of work at a time per process (see :func:`simulate_work`).
+_WORK_SLOT = threading.Lock()
+
+
 def simulate_work(settings: Settings) -> None:
-    """Spend ``settings.work_ms`` as the speedup study asks: sleeping or burning CPU."""
+    """Spend ``settings.work_ms`` as the speedup study asks: sleeping or burning CPU.
+
+    Either way a process does one request's work at a time, like a node with one core:
+    a thread-per-connection server (XML-RPC, Pyro4) would otherwise sleep for all its
+    clients at once, and its capacity would not depend on ``work_ms`` at all, while a
+    single-consumer node (Redis, RabbitMQ) serves one request at a time anyway.
+    """
     if settings.work_ms <= 0:
         return
     seconds = settings.work_ms / 1000
-    if settings.work_kind == "sleep":
-        time.sleep(seconds)
-        return
+    with _WORK_SLOT:
+        if settings.work_kind == "sleep":
+            time.sleep(seconds)
+            return
+        _burn(seconds)
+
+
+def _burn(seconds: float) -> None:
     deadline = time.perf_counter() + seconds
     value = 0.0
     while time.perf_counter() < deadline:

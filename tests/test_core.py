@@ -27,7 +27,7 @@ from middlewares.service import (
     decode_request,
     dispatch_insult_request,
 )
-from middlewares.settings import Settings
+from middlewares.settings import Settings, simulate_work
 
 INSULTS = {"tonto", "feo"}
 
@@ -311,3 +311,16 @@ def test_invalid_settings_are_refused(changes: dict[str, object]) -> None:
 def test_settings_from_env_names_the_bad_variable() -> None:
     with pytest.raises(ValueError, match="INSULTBENCH_TIMEOUT"):
         Settings.from_env({"INSULTBENCH_TIMEOUT": "soon"})
+
+
+def test_simulated_work_is_done_one_request_at_a_time_per_process():
+    # Four threads of a thread-per-connection server, 20 ms of sleep each: one node with
+    # one core's capacity takes at least 80 ms for them, not 20 ms.
+    settings = Settings(work_ms=20, work_kind="sleep")
+    threads = [threading.Thread(target=simulate_work, args=[settings]) for _ in range(4)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert time.monotonic() - started >= 0.079
