@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from middlewares.contract import Backend, BrokerUnavailable
 from middlewares.deployment import Deployment
@@ -106,3 +107,18 @@ def protocol_section(title: str) -> str:
     text = PROTOCOL_DOC.read_text("utf-8")
     section = text.split(f"\n## {title}\n", 1)[1]
     return section.split("\n## ", 1)[0]
+
+
+@pytest.fixture
+def client(namespace: str) -> Iterator[redis.Redis]:
+    """A Redis client; every key of the test's namespace is deleted afterwards."""
+    connection = redis.Redis.from_url(Settings.from_env().redis_url, socket_timeout=5)
+    try:
+        connection.ping()
+    except redis.RedisError as error:
+        pytest.fail(f"Redis is needed: {error}")
+    yield connection
+    keys = list(connection.scan_iter(f"{namespace}:*"))
+    if keys:
+        connection.delete(*keys)
+    connection.close()

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
-import pytest
 import redis
 
 from middlewares.cluster import (
@@ -19,22 +17,6 @@ from middlewares.cluster import (
     counters_key,
     store_key,
 )
-from middlewares.settings import Settings
-
-
-@pytest.fixture
-def client(namespace: str) -> Iterator[redis.Redis]:
-    """A Redis client; every key of the test's namespace is deleted afterwards."""
-    connection = redis.Redis.from_url(Settings.from_env().redis_url, socket_timeout=5)
-    try:
-        connection.ping()
-    except redis.RedisError as error:
-        pytest.fail(f"Redis is needed: {error}")
-    yield connection
-    keys = list(connection.scan_iter(f"{namespace}:*"))
-    if keys:
-        connection.delete(*keys)
-    connection.close()
 
 
 def test_store_adds_atomically_across_concurrent_writers(client: redis.Redis, namespace: str):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -251,21 +250,6 @@ def test_a_queue_expecting_workers_leases_nothing_until_they_came():
 
 
 # -- the Redis pieces ---------------------------------------------------------------------
-
-
-@pytest.fixture
-def client(namespace: str) -> Iterator[redis.Redis]:
-    """A Redis client; every key of the test's namespace is deleted afterwards."""
-    connection = redis.Redis.from_url(Settings.from_env().redis_url, socket_timeout=5)
-    try:
-        connection.ping()
-    except redis.RedisError as error:
-        pytest.fail(f"Redis is needed: {error}")
-    yield connection
-    keys = list(connection.scan_iter(f"{namespace}:*"))
-    if keys:
-        connection.delete(*keys)
-    connection.close()
 
 
 def test_subscribers_in_redis_are_shared_and_dropped_after_three_failures(

@@ -24,12 +24,10 @@ import Pyro4.util
 import pytest
 
 from middlewares.contract import BrokerUnavailable
-from middlewares.core import ResultLog
 from middlewares.deployment import Deployment
 from middlewares.processes import Supervisor
 from middlewares.registry import get_backend
 from middlewares.settings import Settings
-from middlewares.workqueue import TaskQueue
 from tests.conftest import Deploy
 from tests.worker_protocol import (
     check_a_restarted_workers_tasks_are_requeued,
@@ -334,23 +332,6 @@ def test_worker_protocol_requeues_a_restarted_workers_tasks(front_only: Pyro4.Pr
 
 def test_worker_protocol_requeues_the_tasks_of_a_silent_worker(front_only: Pyro4.Proxy):
     check_a_silent_workers_tasks_are_requeued(front_only)
-
-
-def make_queue(**limits: int) -> TaskQueue:
-    return TaskQueue(ResultLog(10), **limits)
-
-
-def test_task_queue_leases_no_worker_more_than_its_share_of_the_queue():
-    queue = make_queue()
-    queue.submit([f"t{n}" for n in range(10)])
-    queue.register("a")
-    queue.register("b")
-    assert len(queue.exchange("a", {}, 64, 0)) == 5, "half the queue for one of two workers"
-    assert len(queue.exchange("b", {}, 64, 0)) == 3, "half of what is left"
-    assert len(queue.exchange("b", {}, 1, 0)) == 1, "never more than asked for"
-
-
-# -- the n-node form -----------------------------------------------------------------------
 
 
 def plain_proxy(uri: str) -> Pyro4.Proxy:
