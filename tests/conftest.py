@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -107,6 +108,16 @@ def protocol_section(title: str) -> str:
     text = PROTOCOL_DOC.read_text("utf-8")
     section = text.split(f"\n## {title}\n", 1)[1]
     return section.split("\n## ", 1)[0]
+
+
+def wait_for(condition, timeout: float, interval: float = 0.05) -> bool:
+    """Poll ``condition`` until it is true or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(interval)
+    return condition()
 
 
 @pytest.fixture

@@ -21,17 +21,7 @@ from middlewares.contract import Backend, ServiceError
 from middlewares.core import load_default_insults
 from middlewares.registry import get_backend
 from middlewares.settings import Settings
-from tests.conftest import Deploy
-
-
-def wait_for(condition, timeout: float, interval: float = 0.05) -> bool:
-    """Poll ``condition`` until it is true or ``timeout`` seconds pass."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(interval)
-    return condition()
+from tests.conftest import Deploy, wait_for
 
 
 def test_insults_are_a_set_compared_without_case(backend: Backend, deploy: Deploy, settings):

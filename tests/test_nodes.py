@@ -21,8 +21,7 @@ from middlewares.contract import Backend
 from middlewares.deployment import Deployment
 from middlewares.registry import get_backend
 from middlewares.settings import Settings
-from tests.conftest import Deploy
-from tests.test_contract import wait_for
+from tests.conftest import Deploy, wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -28,7 +28,7 @@ from middlewares.deployment import Deployment
 from middlewares.processes import Supervisor
 from middlewares.registry import get_backend
 from middlewares.settings import Settings
-from tests.conftest import Deploy
+from tests.conftest import Deploy, wait_for
 from tests.worker_protocol import (
     check_a_restarted_workers_tasks_are_requeued,
     check_a_silent_workers_tasks_are_requeued,
@@ -53,15 +53,6 @@ def proxy_of(settings: Settings, role: str) -> Pyro4.Proxy:
     return proxy
 
 
-def wait_until(condition, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
-
-
 def test_the_ten_line_script_adds_an_insult_and_gets_a_censored_text(deploy: Deploy, settings):
     deploy("insult")
     deploy("filter")
@@ -70,9 +61,9 @@ def test_the_ten_line_script_adds_an_insult_and_gets_a_censored_text(deploy: Dep
     filt = Pyro4.Proxy(ns.lookup(f"{settings.namespace}.insult.filter"))
     assert insults.add_insult("Zascandil") is True
     # Filter workers re-read the insult list at most every 0.5 s.
-    assert wait_until(lambda: filt.filter("eres un zascandil") == "eres un CENSORED", 3)
+    assert wait_for(lambda: filt.filter("eres un zascandil") == "eres un CENSORED", 3)
     task_id = filt.submit("zascandil!")
-    assert wait_until(lambda: filt.result(task_id) == "CENSORED!", 5)
+    assert wait_for(lambda: filt.result(task_id) == "CENSORED!", 5)
     assert filt.result(task_id) == "", "a result is handed out once"
 
 
@@ -195,7 +186,7 @@ def test_a_failing_oneway_call_is_dropped_and_the_service_keeps_serving(deploy: 
     # A oneway call has no reply to carry an error: the service drops it.
     service._pyroInvoke("add_insult", (42,), {}, flags=Pyro4.message.FLAGS_ONEWAY)
     service._pyroInvoke("add_insult", ("oneway",), {}, flags=Pyro4.message.FLAGS_ONEWAY)
-    assert wait_until(lambda: service.get_insults() == ["oneway"], 5)
+    assert wait_for(lambda: service.get_insults() == ["oneway"], 5)
 
 
 @Pyro4.expose
@@ -219,7 +210,7 @@ def test_a_plain_pyro_object_subscribes_and_receives_broadcasts(deploy: Deploy, 
     try:
         assert service.subscribe(uri) is True
         assert service.subscribe(uri) is False
-        assert wait_until(lambda: len(subscriber.received) >= 2, 5)
+        assert wait_for(lambda: len(subscriber.received) >= 2, 5)
         assert set(subscriber.received) <= set(service.get_insults())
         assert service.unsubscribe(uri) is True
         assert service.unsubscribe(uri) is False
@@ -265,7 +256,7 @@ def test_two_launchers_started_at_once_share_one_name_server(settings):
         assert proxy_of(settings, "insult.service").random_insult()
         assert proxy_of(settings, "insult.filter").filter("feo") == "CENSORED"
         insult.stop()  # maybe the launcher whose name server served: the other takes over
-        assert wait_until(lambda: _filters(settings), 15), filt.log_tail()
+        assert wait_for(lambda: _filters(settings), 15), filt.log_tail()
     finally:
         filt.stop()
         insult.stop()
@@ -356,7 +347,7 @@ def test_the_master_lists_nodes_that_each_speak_the_insult_protocol(deploy: Depl
     try:
         assert first.subscribe(uri) is True
         assert second.subscribe(uri) is False
-        assert wait_until(lambda: len(subscriber.received) >= 2, 5)
+        assert wait_for(lambda: len(subscriber.received) >= 2, 5)
         assert set(subscriber.received) == {"zopenco"}
         assert second.unsubscribe(uri) is True
         assert first.unsubscribe(uri) is False
@@ -393,7 +384,7 @@ def test_the_master_drops_a_node_silent_for_three_heartbeats(deploy: Deploy, set
     assert fake in master.nodes()
     assert master.heartbeat("fake-node") is True
     registered_at = time.monotonic()
-    assert wait_until(lambda: fake not in master.nodes(), 10)
+    assert wait_for(lambda: fake not in master.nodes(), 10)
     assert time.monotonic() - registered_at >= 2.5, "dropped after three missed heartbeats"
     assert master.heartbeat("fake-node") is False, "it must register again"
     master.register("leaving-node", fake)
@@ -428,14 +419,14 @@ def test_insult_nodes_join_and_leave_gracefully_under_load(deploy: Deploy, setti
     joined.start()
     try:
         # Clients refresh their node list every 2 s: the joined node gets calls.
-        assert wait_until(
+        assert wait_for(
             lambda: backend.node_counters("insult", settings).get("joined-node", 0) > 50, 15
         ), backend.node_counters("insult", settings)
         leaver = deployment.node_pids()[0]
         os.kill(leaver, signal.SIGTERM)
-        assert wait_until(lambda: not psutil.pid_exists(leaver), 15)
+        assert wait_for(lambda: not psutil.pid_exists(leaver), 15)
         calls_after = len(added)
-        assert wait_until(lambda: len(added) > calls_after + 200, 15)
+        assert wait_for(lambda: len(added) > calls_after + 200, 15)
         assert "left the deployment" in deployment.log_tail(200), "it exited with status 0"
         assert len(proxy_of(settings, "insult.master").nodes()) == 2
     finally:

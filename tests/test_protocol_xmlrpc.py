@@ -32,7 +32,7 @@ from middlewares.processes import Supervisor
 from middlewares.registry import get_backend
 from middlewares.settings import Settings
 from middlewares.xmlrpc._common import NODE_LEAVING, Remote, RpcServer
-from tests.conftest import Deploy, free_port, protocol_section
+from tests.conftest import Deploy, free_port, protocol_section, wait_for
 from tests.worker_protocol import (
     check_a_restarted_workers_tasks_are_requeued,
     check_a_silent_workers_tasks_are_requeued,
@@ -87,15 +87,6 @@ def fault_of(body: bytes) -> xmlrpc.client.Fault:
     with pytest.raises(xmlrpc.client.Fault) as raised:
         xmlrpc.client.loads(body)
     return raised.value
-
-
-def wait_until(condition, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
 
 
 # -- the document's own example ----------------------------------------------------------
@@ -358,7 +349,7 @@ def test_connections_beyond_the_limit_get_503_and_the_others_are_served():
             finally:
                 again.close()
 
-        assert wait_until(served, 5)
+        assert wait_for(served, 5)
         kept.close()
     finally:
         server.stop()
@@ -421,7 +412,7 @@ def test_a_stock_xmlrpc_server_subscribes_and_receives_broadcasts(deploy: Deploy
     try:
         assert service.subscribe(subscriber.url) is True
         assert service.subscribe(subscriber.url) is False
-        assert wait_until(lambda: len(subscriber.received) >= 3, 5)
+        assert wait_for(lambda: len(subscriber.received) >= 3, 5)
         assert set(subscriber.received) <= set(service.get_insults())
         assert service.unsubscribe(subscriber.url) is True
         assert service.unsubscribe(subscriber.url) is False
@@ -438,7 +429,7 @@ def test_a_dead_subscriber_is_dropped_after_three_failures(deploy: Deploy, setti
         assert service.subscribe(dead) is True
         assert service.subscribe(live.url) is True
         # Eight rounds reached the live one; the dead one failed each of them.
-        assert wait_until(lambda: len(live.received) >= 8, 5), "the dead one blocks nobody"
+        assert wait_for(lambda: len(live.received) >= 8, 5), "the dead one blocks nobody"
         assert service.subscribe(dead) is True, "it was dropped, so it is new again"
         assert service.unsubscribe(dead) is True
     finally:
@@ -587,7 +578,7 @@ def test_a_node_registers_heartbeats_and_deregisters_with_the_node_protocol(
         assert "http://host:port/path" in refused.value.faultString
         master.register("silent", stand_in.url)
         # "silent" never heartbeats: three heartbeat intervals later it is not listed.
-        assert wait_until(lambda: stand_in.url not in master.nodes(), 10)
+        assert wait_for(lambda: stand_in.url not in master.nodes(), 10)
     finally:
         stand_in.stop()
 
@@ -628,7 +619,7 @@ def test_a_leaving_node_answers_what_it_accepted_and_refuses_the_rest_unrun():
                 return fault.faultCode == NODE_LEAVING
             return False
 
-        assert wait_until(refused, 5)
+        assert wait_for(refused, 5)
         count = len(ran)
         # This project's client reads the refusal as "node unavailable": it retries elsewhere.
         with pytest.raises(BrokerUnavailable, match="leaving"):
@@ -670,15 +661,15 @@ def test_an_insult_node_joins_a_running_deployment_and_leaves_it_gracefully(
     try:
         # Ready means the service answers, which it did before: wait for the node itself.
         joined.start()
-        assert wait_until(lambda: len(master.nodes()) == 2, 10)
+        assert wait_for(lambda: len(master.nodes()) == 2, 10)
         # A running client finds the new node on its next refresh of the node list.
-        assert wait_until(
+        assert wait_for(
             lambda: backend.node_counters("insult", settings).get("joined-node", 0) > 0, 15
         )
         joined.stop()  # SIGTERM: the node deregisters, answers what it accepted, exits
         assert len(master.nodes()) == 1, "it deregistered before it went"
         served = calls[0]
-        assert wait_until(lambda: calls[0] > served + 100, 10)
+        assert wait_for(lambda: calls[0] > served + 100, 10)
     finally:
         stop.set()
         caller.join(30)
