@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from middlewares.contract import ProcessSpec
-from middlewares.processes import start_process, stop_processes
+from middlewares.launch.processes import start_process, stop_processes
 from middlewares.settings import Settings
 
 log = logging.getLogger("dynamic.launcher")
@@ -73,7 +73,7 @@ class LocalProcessLauncher(WorkerLauncher):
     """Workers as child processes of this one (``python -m middlewares.rabbitmq.filter_worker``).
 
     Create and use it from the main thread: children are told to die with the thread
-    that started them (see :mod:`middlewares.processes`).
+    that started them (see :mod:`middlewares.launch.processes`).
     """
 
     def __init__(

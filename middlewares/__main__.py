@@ -1,5 +1,5 @@
-"""``python -m middlewares``: the launcher; see :mod:`middlewares.cli`."""
+"""``python -m middlewares``: the launcher; see :mod:`middlewares.launch.cli`."""
 
-from middlewares.cli import main
+from middlewares.launch.cli import main
 
 main()

@@ -44,7 +44,7 @@ def redis_client(settings: Settings) -> redis.Redis:
         raise BrokerUnavailable(
             settings.redis_url,
             f"{error}; the n-node form keeps its shared state in Redis: start it with "
-            "`python -m middlewares.brokers up` or `docker compose up -d redis`",
+            "`python -m middlewares brokers up` or `docker compose up -d redis`",
         ) from None
     return client
 

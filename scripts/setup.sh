@@ -17,4 +17,4 @@ echo "== installing insultbench and its dependencies into .venv"
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 
 echo "== making Redis and RabbitMQ reachable"
-.venv/bin/python -m middlewares.brokers up
+.venv/bin/python -m middlewares brokers up

@@ -19,7 +19,7 @@ import sys
 from typing import Any
 
 from middlewares import settings as settings_module
-from middlewares.deployment import Deployment
+from middlewares.launch.deployment import Deployment
 from middlewares.settings import Settings
 from results.tables import add_speedup, summarise_speedup
 from stress.cli import config_of

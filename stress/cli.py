@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from middlewares import settings as settings_module
-from middlewares.deployment import Deployment
+from middlewares.launch.deployment import Deployment
 from middlewares.settings import Settings
 from stress.options import (
     add_common_arguments,

@@ -21,7 +21,7 @@ from typing import Any
 from tqdm import tqdm
 
 from middlewares.contract import Backend, MiddlewareError
-from middlewares.deployment import DeploymentFailed
+from middlewares.launch.deployment import DeploymentFailed
 from middlewares.settings import Settings
 from results.files import write_study
 from results.report import build_report, print_summary

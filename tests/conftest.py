@@ -17,7 +17,7 @@ import pytest
 import redis
 
 from middlewares.contract import Backend, BrokerUnavailable
-from middlewares.deployment import Deployment
+from middlewares.launch.deployment import Deployment
 from middlewares.registry import MIDDLEWARES, get_backend
 from middlewares.settings import Settings
 

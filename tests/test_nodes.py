@@ -18,7 +18,7 @@ import pytest
 
 from middlewares.cluster import redis_client
 from middlewares.contract import Backend
-from middlewares.deployment import Deployment
+from middlewares.launch.deployment import Deployment
 from middlewares.registry import get_backend
 from middlewares.settings import Settings
 from tests.conftest import Deploy, wait_for

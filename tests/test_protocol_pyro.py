@@ -24,8 +24,8 @@ import Pyro4.util
 import pytest
 
 from middlewares.contract import BrokerUnavailable
-from middlewares.deployment import Deployment
-from middlewares.processes import Supervisor
+from middlewares.launch.deployment import Deployment
+from middlewares.launch.processes import Supervisor
 from middlewares.registry import get_backend
 from middlewares.settings import Settings
 from tests.conftest import Deploy, wait_for

@@ -26,7 +26,7 @@ import redis
 
 from middlewares.contract import BrokerUnavailable, ServiceTimeout
 from middlewares.core import load_default_insults
-from middlewares.deployment import Deployment
+from middlewares.launch.deployment import Deployment
 from middlewares.rabbitmq import _amqp
 from middlewares.rabbitmq.filter_worker import InsultFollower
 from middlewares.registry import get_backend

@@ -26,9 +26,9 @@ import psutil
 import pytest
 
 from middlewares.contract import BrokerUnavailable, MiddlewareError
-from middlewares.deployment import Deployment
 from middlewares.direct import RequestGate
-from middlewares.processes import Supervisor
+from middlewares.launch.deployment import Deployment
+from middlewares.launch.processes import Supervisor
 from middlewares.registry import get_backend
 from middlewares.settings import Settings
 from middlewares.xmlrpc._common import NODE_LEAVING, Remote, RpcServer

@@ -43,7 +43,7 @@ STOP_CHECK_SECONDS = 0.5
 #: Unacknowledged requests a service process holds at most.
 RPC_PREFETCH = 32
 
-START_HINT = "start it with `docker compose up -d rabbitmq` or `python -m middlewares.brokers up`"
+START_HINT = "start it with `docker compose up -d rabbitmq` or `python -m middlewares brokers up`"
 
 #: Errors meaning the connection or channel is gone and must be opened again.
 LINK_ERRORS = (pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError)

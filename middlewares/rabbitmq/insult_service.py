@@ -76,7 +76,7 @@ def answer(store: InsultOps, limits: Limits, body: bytes) -> bytes:
     except redis.RedisError as error:
         return error_reply(
             f"the shared insult store (Redis) is unreachable: {error}; retry once Redis "
-            "is back (`python -m middlewares.brokers up`)"
+            "is back (`python -m middlewares brokers up`)"
         )
 
 

@@ -39,7 +39,7 @@ from middlewares.settings import Settings
 log = logging.getLogger(__name__)
 
 #: What to tell a user whose Redis cannot be reached.
-START_HINT = "start it with `docker compose up -d redis` or `python -m middlewares.brokers up`"
+START_HINT = "start it with `docker compose up -d redis` or `python -m middlewares brokers up`"
 
 #: BLMOVE and LMOVE appeared in Redis 6.2.
 MIN_REDIS_VERSION = (6, 2)

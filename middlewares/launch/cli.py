@@ -13,7 +13,8 @@ import uuid
 
 from middlewares import settings as settings_module
 from middlewares.contract import SERVICES, BrokerUnavailable, ProcessSpec
-from middlewares.processes import ProcessFailed, Supervisor
+from middlewares.launch.brokers import ACTIONS as broker_actions
+from middlewares.launch.processes import ProcessFailed, Supervisor
 from middlewares.registry import MIDDLEWARES, get_backend
 from middlewares.runtime import StopSignal, configure_logging, parse_node_id, run_main
 from middlewares.settings import Settings
@@ -66,6 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     settings_module.add_arguments(join)
     commands.add_parser("check", help="say which brokers and servers are reachable")
+    brokers = commands.add_parser(
+        "brokers",
+        help="make Redis and RabbitMQ reachable (up), report them (status), stop them (down)",
+        description="up: use a broker that answers, else start the installed server, else "
+        "Docker Compose, else install it with apt (root), else say what to run. "
+        "down: stop only what up started. Reads REDIS_URL and AMQP_URL.",
+    )
+    brokers.add_argument("action", choices=list(broker_actions))
     return parser
 
 
@@ -134,11 +143,16 @@ def check(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def brokers(args: argparse.Namespace) -> int:
+    """Run one action of :mod:`middlewares.launch.brokers`."""
+    return broker_actions[args.action](Settings.from_env())
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``python -m middlewares``."""
     args = build_parser().parse_args(argv)
     try:
-        command = {"serve": serve, "join": join, "check": check}[args.command]
+        command = {"serve": serve, "join": join, "check": check, "brokers": brokers}[args.command]
         run_main(lambda: command(args))
     except (ValueError, NotImplementedError) as error:
         print(f"error: {error}", file=sys.stderr)

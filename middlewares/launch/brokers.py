@@ -1,4 +1,4 @@
-"""Make Redis and RabbitMQ reachable: ``python -m middlewares.brokers up|status|down``.
+"""Make Redis and RabbitMQ reachable: ``python -m middlewares brokers up|status|down``.
 
 ``up`` tries, for each broker, in order: use it if it already answers; start the
 installed server binary; start it with Docker Compose when a Docker engine runs; install
@@ -8,7 +8,6 @@ only what ``up`` started, as recorded in a state file.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -219,17 +218,5 @@ def down(settings: Settings) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m middlewares.brokers``."""
-    parser = argparse.ArgumentParser(
-        prog="python -m middlewares.brokers",
-        description="Make Redis and RabbitMQ reachable for insultbench (REDIS_URL, AMQP_URL).",
-    )
-    parser.add_argument("action", choices=["up", "status", "down"])
-    args = parser.parse_args(argv)
-    settings = Settings.from_env()
-    return {"up": up, "status": status, "down": down}[args.action](settings)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+#: What ``python -m middlewares brokers ACTION`` does, by action.
+ACTIONS: dict[str, Callable[[Settings], int]] = {"up": up, "status": status, "down": down}

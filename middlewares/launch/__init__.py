@@ -1,0 +1,1 @@
+"""Starting and stopping things: the launcher CLI, deployments, supervised processes, brokers."""
