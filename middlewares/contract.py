@@ -42,6 +42,20 @@ class ServiceTimeout(MiddlewareError, TimeoutError):
     """No answer came within the deadline."""
 
 
+class RetryLater(MiddlewareError):
+    """The service cannot do it now (a full queue, a failing shared store); the same
+    request may succeed later."""
+
+
+class StoreUnavailable(RetryLater):
+    """The n-node form's shared store (Redis) failed during a request."""
+
+
+class CannotStart(MiddlewareError):
+    """A service process cannot start (its port is taken, its name is held): one line,
+    exit status 1."""
+
+
 BroadcastCallback = Callable[[str], None]
 
 
@@ -184,9 +198,9 @@ class Backend(ABC):
 
     def node_process(self, service: str, settings: Settings, node: str) -> ProcessSpec:
         """One node of the n-node form, with id ``node``. A node process takes the flag
-        ``--node-id``, joins the deployment of ``settings.namespace`` by itself, counts what
-        it serves in :class:`middlewares.cluster.NodeCounters`, and on SIGTERM finishes what
-        it accepted and exits with status 0."""
+        ``--node-id``, joins the deployment of ``settings.namespace`` by itself, counts
+        what it serves in :class:`middlewares.cluster.counters.NodeCounters`, and on
+        SIGTERM finishes what it accepted and exits with status 0."""
         raise NotImplementedError(f"{self.name} has no n-node form for {service} yet")
 
     def cluster_processes(self, service: str, settings: Settings, nodes: int) -> list[ProcessSpec]:
@@ -197,16 +211,6 @@ class Backend(ABC):
             *self.coordinator_processes(service, settings, nodes),
             *(self.node_process(service, settings, f"{token}-{n}") for n in range(1, nodes + 1)),
         ]
-
-    def node_counters(self, service: str, settings: Settings) -> dict[str, int]:
-        """Requests or tasks served by each node of the n-node form, by node id."""
-        from middlewares.cluster import NodeCounters, redis_client
-
-        client = redis_client(settings)
-        try:
-            return NodeCounters.read(client, settings.namespace, service)
-        finally:
-            client.close()
 
     @abstractmethod
     def insult_client(self, settings: Settings) -> InsultClient:

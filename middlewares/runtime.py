@@ -1,4 +1,16 @@
-"""What every service process needs: logging, a stop signal and a clean exit on errors."""
+"""The one skeleton of every service process: its command line, node id, log role, stop
+signal and exit status.
+
+Every service module of every middleware ends the same way::
+
+    def main(argv: list[str] | None = None) -> None:
+        service_main(__name__ ... , serve, argv=argv)
+
+and its ``serve(process)`` gets a :class:`ServiceProcess`: the settings, the node id (or
+None in the one-node form) and the stop signal set by SIGINT or SIGTERM. An unreachable
+broker ends the process with one line and status 2, a service that cannot start (a taken
+port, a held name) with one line and status 1, and a stop signal with status 0.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +22,12 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
 
-from middlewares.contract import BrokerUnavailable
+from middlewares import settings as settings_module
+from middlewares.contract import BrokerUnavailable, CannotStart
+from middlewares.settings import Settings
 
 #: Longest node, worker or task id: ids end up in key, queue and registered names.
 MAX_ID_CHARS = 100
@@ -80,13 +96,83 @@ def run_main(main: Callable[[], int | None]) -> None:
     """Run a process's main function and exit with its status.
 
     An unreachable broker is the one error a user can fix themselves, so it becomes one
-    line naming the URL and the fix, with exit status 2, instead of a traceback.
+    line naming the URL and the fix, with exit status 2, instead of a traceback; a
+    service that cannot start says why in one line, with exit status 1.
     """
     try:
         status = main()
     except BrokerUnavailable as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+    except CannotStart as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
     except KeyboardInterrupt:
         status = 0
     sys.exit(status or 0)
+
+
+@dataclass(frozen=True)
+class ServiceProcess:
+    """What the skeleton hands a service process's ``serve``.
+
+    Attributes:
+        settings: From the environment, then the flags.
+        node_id: ``--node-id``: this process is that node of the n-node form (None: the
+            one-node form, or a process that takes no node id).
+        stop: Set by SIGINT or SIGTERM.
+        args: Every parsed flag, for the process's own (see ``add_arguments``).
+    """
+
+    settings: Settings
+    node_id: str | None
+    stop: StopSignal
+    args: argparse.Namespace
+
+
+#: Whether a service process takes ``--node-id``: not at all, optionally (the one-node
+#: form without it), or always (every Redis process is a named consumer).
+NodeIdRule = Literal["none", "optional", "required"]
+
+
+def role_name(module: str, node_id: str | None) -> str:
+    """The log role of a service process: ``middlewares.redis.filter_worker`` with node
+    ``n1`` logs as ``redis-filter-worker[n1]``."""
+    role = module.removeprefix("middlewares.").replace(".", "-").replace("_", "-")
+    return role if node_id is None else f"{role}[{node_id}]"
+
+
+def service_main(
+    module: str,
+    description: str,
+    serve: Callable[[ServiceProcess], None],
+    node_id: NodeIdRule = "optional",
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+    argv: list[str] | None = None,
+) -> None:
+    """Parse the command line of service module ``module``, then run ``serve`` with
+    logging, a stop signal and a clean exit status (see :func:`run_main`)."""
+    parser = argparse.ArgumentParser(prog=f"python -m {module}", description=description)
+    if node_id != "none":
+        parser.add_argument(
+            "--node-id",
+            type=parse_node_id,
+            metavar="ID",
+            required=node_id == "required",
+            help="run as node ID of the n-node form: shared state and per-node counters "
+            "in Redis; a restart with the same id takes back what the node held"
+            + ("" if node_id == "required" else " (default: the one-node form)"),
+        )
+    if add_arguments is not None:
+        add_arguments(parser)
+    settings_module.add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        settings = settings_module.from_args(args)
+    except ValueError as error:
+        parser.error(str(error))
+    node = getattr(args, "node_id", None)
+    # A worker of the one-node form has a stable worker id instead of a node id.
+    configure_logging(role_name(module, node or getattr(args, "worker_id", None)))
+    stop = StopSignal()
+    run_main(lambda: serve(ServiceProcess(settings, node, stop, args)))

@@ -1,27 +1,50 @@
-"""Service logic every middleware shares: request dispatch, broadcasting, insult refresh.
+"""The two services, written once: the InsultService and the InsultFilter's step.
 
-The transport packages only move bytes; what a request means, how a broadcast is timed,
-when a worker re-reads the insult list and how a dead subscriber is dropped is decided
-here once, so the four middlewares behave the same.
+Every transport runs these objects and has no service logic of its own, so the four
+middlewares cannot drift apart:
+
+- XML-RPC and Pyro4 expose the methods of :class:`InsultService` (its
+  ``REMOTE_METHODS``) one by one;
+- RabbitMQ hands every request body to :meth:`InsultService.dispatch`;
+- Redis parses a request with :meth:`InsultService.parse` and applies it inside the Lua
+  script that acknowledges the request and writes the reply, so an add happens exactly
+  once even when a request is delivered twice (see ``middlewares/redis/lua/ack.lua``).
+
+Parsing (validate the request, spend the simulated service time) and applying (run it
+on a store) are separate for that reason. A filter task, on every transport, is one call
+of :meth:`FilterStep.censor`: validate, spend the service time, censor.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 import time
-from collections.abc import Callable, Hashable
-from concurrent.futures import ThreadPoolExecutor, wait
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
-from middlewares.core import InsultError, Limits, canonical_insult, load_default_insults
+from middlewares.broadcast import SubscriberSet
+from middlewares.contract import StoreUnavailable
+from middlewares.core import (
+    Censor,
+    InsultError,
+    canonical_insult,
+    load_default_insults,
+    validate_text,
+)
+from middlewares.settings import Settings
 
 log = logging.getLogger(__name__)
 
+#: The InsultService operations of the JSON protocols (Redis, RabbitMQ) and their arity.
+INSULT_OPS = {"add_insult": 1, "get_insults": 0, "random_insult": 0}
+
 
 class InsultOps(Protocol):
-    """What a store must offer for :func:`dispatch_insult_request`."""
+    """What a store must offer the InsultService: in memory, or the Redis set."""
 
     def add(self, insult: str) -> bool:
         """Add a canonical insult; True if it was new."""
@@ -36,212 +59,114 @@ class InsultOps(Protocol):
         ...
 
 
-#: The InsultService operations of the JSON protocols (Redis, RabbitMQ) and their arity.
-INSULT_OPS = {"add_insult": 1, "get_insults": 0, "random_insult": 0}
+@dataclass(frozen=True)
+class InsultRequest:
+    """One validated InsultService operation, ready to apply to a store.
+
+    Attributes:
+        op: ``add_insult``, ``get_insults`` or ``random_insult``.
+        insult: The canonical insult of an ``add_insult``; "" otherwise.
+    """
+
+    op: str
+    insult: str = ""
 
 
-def decode_request(body: bytes | str) -> dict[str, Any]:
-    """Parse a JSON request object, or raise :class:`InsultError` saying what is wrong."""
-    try:
-        message = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise InsultError(f"request is not valid JSON: {error}") from None
-    if not isinstance(message, dict):
-        raise InsultError(f"request must be a JSON object, got {type(message).__name__}")
-    return message
-
-
-def dispatch_insult_request(
-    store: InsultOps, op: object, args: object, limits: Limits
-) -> object:
-    """Run one InsultService operation named by a JSON request; raises InsultError."""
-    if op not in INSULT_OPS:
+def parse_insult_request(op: object, args: object, settings: Settings) -> InsultRequest:
+    """Check an operation and its arguments; raises :class:`InsultError` naming the problem."""
+    if not isinstance(op, str) or op not in INSULT_OPS:
         raise InsultError(f"unknown op {op!r}; expected one of {', '.join(INSULT_OPS)}")
-    if not isinstance(args, list):
+    if not isinstance(args, list | tuple):
         raise InsultError(f"args must be a JSON array, got {type(args).__name__}")
     if len(args) != INSULT_OPS[op]:
         raise InsultError(f"{op} takes {INSULT_OPS[op]} argument(s), got {len(args)}")
     if op == "add_insult":
-        return store.add(canonical_insult(args[0], limits))
-    if op == "get_insults":
+        return InsultRequest(op, canonical_insult(args[0], settings.limits))
+    return InsultRequest(op)
+
+
+def apply_insult_request(store: InsultOps, request: InsultRequest) -> Any:
+    """Run a parsed request on ``store`` and return its result."""
+    if request.op == "add_insult":
+        return store.add(request.insult)
+    if request.op == "get_insults":
         return store.all()
     return store.random()
 
 
-def ok_reply(result: object, **extra: object) -> bytes:
-    """The JSON body of a successful reply."""
-    return json.dumps({**extra, "ok": True, "result": result}).encode()
+class InsultService:
+    """The InsultService: a set of insults, and subscribers for the direct middlewares.
 
+    ``store`` is in this process for the one-node form and the Redis set shared by every
+    node in the n-node form. ``subscribers`` and ``check_address`` (the transport's check
+    of a subscriber's address, a URL or a Pyro4 URI) are given by XML-RPC and Pyro4,
+    whose service calls its subscribers; Redis and RabbitMQ broadcast through the broker.
 
-def error_reply(message: str, **extra: object) -> bytes:
-    """The JSON body of a refused request."""
-    return json.dumps({**extra, "ok": False, "error": message}).encode()
-
-
-class Broadcaster(threading.Thread):
-    """Every ``interval`` seconds, sends one random insult through ``send``.
-
-    ``pick`` returns "" for an empty store, and then nothing is sent. Errors in ``send``
-    are logged and the next tick goes on: a broadcast must never kill the service.
+    Every operation spends the simulated service time (``settings.work_ms``) once.
+    Refusals raise :class:`InsultError`; a failing shared store raises
+    :class:`~middlewares.contract.StoreUnavailable`.
     """
 
-    def __init__(
-        self, interval: float, pick: Callable[[], str], send: Callable[[str], None]
-    ) -> None:
-        super().__init__(name="broadcaster", daemon=True)
-        self._interval = interval
-        self._pick = pick
-        self._send = send
-        self._stopped = threading.Event()
-
-    def run(self) -> None:
-        """Tick on a fixed schedule, so a slow send does not stretch the interval."""
-        next_tick = time.monotonic() + self._interval
-        while not self._stopped.wait(max(0.0, next_tick - time.monotonic())):
-            next_tick += self._interval
-            try:
-                insult = self._pick()
-                if insult:
-                    self._send(insult)
-            except Exception:
-                log.exception("broadcast failed; trying again next interval")
-
-    def stop(self) -> None:
-        """Stop ticking; the current send, if any, finishes."""
-        self._stopped.set()
-
-
-class SubscriberRegistry(Protocol):
-    """Where a :class:`SubscriberSet` keeps its subscribers and their failure counts.
-
-    In one process for the one-node form (:class:`InMemorySubscribers`); shared by all
-    nodes in the n-node form (``middlewares.direct.RedisSubscriberRegistry``), so
-    whichever node broadcasts reaches every subscriber, whichever node it subscribed on.
-    """
-
-    def add(self, address: Hashable) -> bool:
-        """Subscribe ``address`` with no failures; False if it already was."""
-        ...
-
-    def remove(self, address: Hashable) -> bool:
-        """Unsubscribe ``address``; False if it was not subscribed."""
-        ...
-
-    def addresses(self) -> list[Hashable]:
-        """The current subscribers."""
-        ...
-
-    def record(self, address: Hashable, failed: bool, max_failures: int) -> bool:
-        """Count a failed delivery (or reset the count after a good one); drop a
-        subscriber reaching ``max_failures`` in a row and return True then. Does nothing
-        for an address no longer subscribed: it must not come back."""
-        ...
-
-
-class InMemorySubscribers:
-    """The :class:`SubscriberRegistry` of a single process."""
-
-    def __init__(self) -> None:
-        self._failures: dict[Hashable, int] = {}
-        self._lock = threading.Lock()
-
-    def add(self, address: Hashable) -> bool:
-        """Subscribe ``address``; False if it already was."""
-        with self._lock:
-            if address in self._failures:
-                return False
-            self._failures[address] = 0
-            return True
-
-    def remove(self, address: Hashable) -> bool:
-        """Unsubscribe ``address``; False if it was not subscribed."""
-        with self._lock:
-            return self._failures.pop(address, None) is not None
-
-    def addresses(self) -> list[Hashable]:
-        """The current subscribers."""
-        with self._lock:
-            return list(self._failures)
-
-    def record(self, address: Hashable, failed: bool, max_failures: int) -> bool:
-        """Count a delivery; True when the subscriber was dropped now."""
-        with self._lock:
-            if address not in self._failures:
-                return False
-            self._failures[address] = self._failures[address] + 1 if failed else 0
-            if self._failures[address] < max_failures:
-                return False
-            del self._failures[address]
-            return True
-
-
-class SubscriberSet:
-    """Subscribers of a direct middleware (XML-RPC, Pyro4), notified in parallel.
-
-    ``notify(address, insult)`` must raise on failure and honour a timeout of its own. A
-    subscriber failing ``max_failures`` broadcasts in a row is dropped; one that hangs
-    costs the others nothing, since each is notified on a pool thread and the round is
-    not waited on beyond ``round_timeout``. The subscribers live in ``registry``: this
-    process's memory by default, Redis for the n-node form.
-    """
+    #: The methods a direct transport exposes: nothing else of this class is remote.
+    REMOTE_METHODS = ("add_insult", "get_insults", "random_insult", "subscribe", "unsubscribe")
 
     def __init__(
         self,
-        notify: Callable[[Hashable, str], None],
-        max_failures: int = 3,
-        round_timeout: float = 2.0,
-        threads: int = 16,
-        registry: SubscriberRegistry | None = None,
+        store: InsultOps,
+        settings: Settings,
+        subscribers: SubscriberSet | None = None,
+        check_address: Callable[[object], str] = str,
     ) -> None:
-        self._notify = notify
-        self._max_failures = max_failures
-        self._round_timeout = round_timeout
-        self._registry: SubscriberRegistry = registry or InMemorySubscribers()
-        # Local to this process: only its own pool threads can still be busy.
-        self._busy: set[Hashable] = set()
-        self._lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="notify")
+        self._store = store
+        self._settings = settings
+        self._subscribers = subscribers
+        self._check_address = check_address
 
-    def add(self, address: Hashable) -> bool:
-        """Subscribe ``address``; False if it already was."""
-        return self._registry.add(address)
+    def add_insult(self, insult: object) -> bool:
+        """Store an insult; True only when it was new."""
+        return self.apply(self.parse("add_insult", [insult]))
 
-    def remove(self, address: Hashable) -> bool:
-        """Unsubscribe ``address``; False if it was not subscribed."""
-        return self._registry.remove(address)
+    def get_insults(self) -> list[str]:
+        """Every stored insult, in canonical form."""
+        return self.apply(self.parse("get_insults", []))
 
-    def addresses(self) -> list[Hashable]:
-        """The current subscribers."""
-        return self._registry.addresses()
+    def random_insult(self) -> str:
+        """A random stored insult, or "" when there is none."""
+        return self.apply(self.parse("random_insult", []))
 
-    def broadcast(self, insult: str) -> None:
-        """Notify every subscriber not still busy with an earlier broadcast."""
-        subscribers = self._registry.addresses()
-        with self._lock:
-            targets = [a for a in subscribers if a not in self._busy]
-            self._busy.update(targets)
-        futures = [self._pool.submit(self._deliver, address, insult) for address in targets]
-        wait(futures, timeout=self._round_timeout)
+    def subscribe(self, address: object) -> bool:
+        """Send broadcasts to the subscriber's server at ``address``; False if it already was."""
+        return self._subscriber_set().add(self._check_address(address))
 
-    def _deliver(self, address: Hashable, insult: str) -> None:
+    def unsubscribe(self, address: object) -> bool:
+        """Stop sending broadcasts to ``address``; False if it was not subscribed."""
+        return self._subscriber_set().remove(self._check_address(address))
+
+    def parse(self, op: object, args: object) -> InsultRequest:
+        """Receive one request: spend the service time, then validate it."""
+        simulate_work(self._settings)
+        return parse_insult_request(op, args, self._settings)
+
+    def apply(self, request: InsultRequest) -> Any:
+        """Run a parsed request on the store."""
+        return apply_insult_request(self._store, request)
+
+    def dispatch(self, body: bytes) -> bytes:
+        """Answer one JSON request body (``{"op", "args"}``) with a JSON reply body.
+
+        Bad requests and a failing shared store get an error reply; nothing raises.
+        """
         try:
-            self._notify(address, insult)
-            failed = False
-        except Exception as error:
-            failed = True
-            log.info("subscriber %s failed: %s", address, error)
-        try:
-            if self._registry.record(address, failed, self._max_failures):
-                log.warning("dropped subscriber %s after %d failures", address, self._max_failures)
-        except Exception:
-            log.exception("could not record the delivery to %s", address)
-        finally:
-            with self._lock:
-                self._busy.discard(address)
+            request = decode_request(body)
+            parsed = self.parse(request.get("op"), request.get("args", []))
+            return ok_reply(self.apply(parsed))
+        except (InsultError, StoreUnavailable) as error:
+            return error_reply(str(error))
 
-    def close(self) -> None:
-        """Stop the notification threads without waiting for hung subscribers."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
+    def _subscriber_set(self) -> SubscriberSet:
+        if self._subscribers is None:
+            raise InsultError("this InsultService broadcasts through its broker; subscribe there")
+        return self._subscribers
 
 
 class RefreshingInsults:
@@ -270,3 +195,73 @@ class RefreshingInsults:
             except Exception as error:
                 log.warning("could not refresh the insult list, keeping the last one: %s", error)
         return self._insults
+
+
+class FilterStep:
+    """One InsultFilter task, the same on every transport: validate the text, spend the
+    simulated service time, censor it with the InsultService's current insults.
+
+    ``fetch_insults`` is what :class:`RefreshingInsults` re-reads.
+    """
+
+    def __init__(self, settings: Settings, fetch_insults: Callable[[], list[str] | None]) -> None:
+        self._settings = settings
+        self._insults = RefreshingInsults(fetch_insults, settings.insult_refresh)
+        self._censor = Censor()
+
+    def censor(self, text: object) -> str:
+        """The censored form of ``text``; raises :class:`InsultError` for a bad text."""
+        checked = validate_text(text, self._settings.limits)
+        simulate_work(self._settings)
+        return self._censor.censor(checked, self._insults.current())
+
+
+def decode_request(body: bytes | str) -> dict[str, Any]:
+    """Parse a JSON request object, or raise :class:`InsultError` saying what is wrong."""
+    try:
+        message = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise InsultError(f"request is not valid JSON: {error}") from None
+    if not isinstance(message, dict):
+        raise InsultError(f"request must be a JSON object, got {type(message).__name__}")
+    return message
+
+
+def ok_reply(result: object, **extra: object) -> bytes:
+    """The JSON body of a successful reply."""
+    return json.dumps({**extra, "ok": True, "result": result}).encode()
+
+
+def error_reply(message: str, **extra: object) -> bytes:
+    """The JSON body of a refused request."""
+    return json.dumps({**extra, "ok": False, "error": message}).encode()
+
+
+#: One simulated unit of work at a time per process (see :func:`simulate_work`).
+_WORK_SLOT = threading.Lock()
+
+
+def simulate_work(settings: Settings) -> None:
+    """Spend ``settings.work_ms`` as the speedup study asks: sleeping or burning CPU.
+
+    Either way a process does one request's work at a time, like a node with one core:
+    a thread-per-connection server (XML-RPC, Pyro4) would otherwise sleep for all its
+    clients at once, and its capacity would not depend on ``work_ms`` at all, while a
+    single-consumer node (Redis, RabbitMQ) serves one request at a time anyway.
+    """
+    if settings.work_ms <= 0:
+        return
+    seconds = settings.work_ms / 1000
+    with _WORK_SLOT:
+        if settings.work_kind == "sleep":
+            time.sleep(seconds)
+            return
+        _burn(seconds)
+
+
+def _burn(seconds: float) -> None:
+    deadline = time.perf_counter() + seconds
+    value = 0.0
+    while time.perf_counter() < deadline:
+        value = math.sin(value + 1.0)
+

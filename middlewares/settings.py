@@ -152,32 +152,3 @@ def from_args(args: argparse.Namespace) -> Settings:
         if getattr(args, f"settings_{item.name}", None) is not None
     }
     return base.with_changes(**changes)
-
-
-#: One simulated unit of work at a time per process (see :func:`simulate_work`).
-_WORK_SLOT = threading.Lock()
-
-
-def simulate_work(settings: Settings) -> None:
-    """Spend ``settings.work_ms`` as the speedup study asks: sleeping or burning CPU.
-
-    Either way a process does one request's work at a time, like a node with one core:
-    a thread-per-connection server (XML-RPC, Pyro4) would otherwise sleep for all its
-    clients at once, and its capacity would not depend on ``work_ms`` at all, while a
-    single-consumer node (Redis, RabbitMQ) serves one request at a time anyway.
-    """
-    if settings.work_ms <= 0:
-        return
-    seconds = settings.work_ms / 1000
-    with _WORK_SLOT:
-        if settings.work_kind == "sleep":
-            time.sleep(seconds)
-            return
-        _burn(seconds)
-
-
-def _burn(seconds: float) -> None:
-    deadline = time.perf_counter() + seconds
-    value = 0.0
-    while time.perf_counter() < deadline:
-        value = math.sin(value + 1.0)

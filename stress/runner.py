@@ -26,10 +26,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-import redis
-
-from middlewares.cluster import NodeCounters
-from middlewares.contract import Backend
+from middlewares.contract import Backend, MiddlewareError
+from middlewares.launch.deployment import node_counters
 from middlewares.settings import Settings
 from stress.histogram import encode, merge, summary_ms
 from stress.loadgen import LIVE_SLOTS, ClientSpec, client_main
@@ -169,14 +167,8 @@ def read_node_counters(settings: Settings, service: str) -> dict[str, int]:
     """Requests or tasks each node served, as the n-node form publishes them in Redis
     (warm-up included); empty when the deployment publishes none."""
     try:
-        client = redis.Redis.from_url(
-            settings.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0
-        )
-        try:
-            return NodeCounters.read(client, settings.namespace, service)
-        finally:
-            client.close()
-    except (redis.RedisError, OSError) as error:
+        return node_counters(settings, service)
+    except MiddlewareError as error:
         log.warning("could not read the node counters: %s", error)
         return {}
 

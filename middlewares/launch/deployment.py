@@ -19,6 +19,7 @@ from typing import Self
 
 import psutil
 
+from middlewares.cluster.counters import read_node_counters as node_counters
 from middlewares.contract import Backend, MiddlewareError
 from middlewares.registry import get_backend
 from middlewares.settings import Settings
@@ -114,6 +115,11 @@ class Deployment:
                 if "--node-id" in psutil.Process(pid).cmdline():
                     pids.append(pid)
         return pids
+
+    def node_counters(self) -> dict[str, int]:
+        """Requests or tasks served by each node of the n-node form, by node id, as the
+        nodes publish them in Redis (every half second, and when they stop)."""
+        return node_counters(self.settings, self.service)
 
     def log_tail(self, lines: int = 40) -> str:
         """The last lines the launcher and its children printed."""

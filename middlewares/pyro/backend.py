@@ -1,35 +1,94 @@
-"""The Pyro4 backend: which processes make up each service, and its clients."""
+"""The Pyro4 backend: objects found through a name server, which the launcher starts
+when none answers, and the transport the direct middlewares' services run on."""
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
 
 import Pyro4.errors
 
 from middlewares.contract import BrokerUnavailable, ProcessSpec
-from middlewares.direct import DirectBackend
-from middlewares.pyro._common import configure, name_server, name_server_answers
-from middlewares.pyro.clients import PyroEchoClient, PyroFilterClient, PyroInsultClient
+from middlewares.direct.backend import DirectBackend
+from middlewares.direct.gate import RequestGate
+from middlewares.direct.transport import DirectTransport, Methods
+from middlewares.pyro.clients import Remote, SubscriberServer
+from middlewares.pyro.transport import (
+    NAMES,
+    NotRegistered,
+    configure,
+    direct_uri,
+    name_server,
+    name_server_answers,
+    object_name,
+    publish,
+    running_daemon,
+    servant,
+    serve_hint,
+)
 from middlewares.settings import Settings
+
+
+class _Served:
+    """A Pyro4 daemon serving one object, as the direct services see it."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+
+    def leave(self, timeout: float) -> None:
+        """Nothing to wait for: the gate already waited for the calls in flight."""
+
+
+class PyroTransport(DirectTransport):
+    """Each role a Pyro4 object registered as ``<namespace>.<name>`` in the name server
+    (see :data:`~middlewares.pyro.transport.NAMES`); a node is an unnamed object on a
+    daemon of its own, found through its master."""
+
+    name = "pyro"
+    absent = NotRegistered
+
+    @contextlib.contextmanager
+    def serve(
+        self, settings: Settings, role: str, methods: Methods, gate: RequestGate | None = None
+    ) -> Iterator[_Served]:
+        with publish(settings, {role: servant(methods, gate)}) as daemon:
+            yield _Served(daemon.locationStr)
+
+    @contextlib.contextmanager
+    def serve_node(
+        self, settings: Settings, role: str, methods: Methods, gate: RequestGate
+    ) -> Iterator[_Served]:
+        with running_daemon(settings) as daemon:
+            yield _Served(str(daemon.register(servant(methods, gate))))
+
+    def reach(self, settings: Settings, role: str, timeout: float | None = None) -> Remote:
+        return Remote(settings, object_name(settings, role), serve_hint(role), timeout)
+
+    def link(self, settings: Settings, address: str, hint: str, timeout: float) -> Remote:
+        return Remote(settings, address, hint, timeout)
+
+    def check_address(self, value: object, what: str) -> str:
+        return direct_uri(value, what)
+
+    def subscriber_server(self, notify: Callable[[object], bool], host: str) -> SubscriberServer:
+        return SubscriberServer(notify, host)
+
+    def describe(self, role: str) -> str:
+        return f"NAMESPACE.{NAMES[role]} in the Pyro4 name server at HOST:PYRO_NS_PORT"
 
 
 class PyroBackend(DirectBackend):
     """Pyro4 objects found through a name server, which the launcher starts when none
-    answers (see :class:`~middlewares.direct.DirectBackend` for the processes)."""
+    answers (see :class:`~middlewares.direct.backend.DirectBackend` for the processes)."""
 
     name = "pyro"
-    package = "middlewares.pyro"
+    transport = PyroTransport()
+    #: Keeps messages far below Pyro4's limit.
+    submit_chunk_chars = 4 * 1024 * 1024
 
     def check(self, settings: Settings) -> None:
         """Nothing to check: Pyro4 needs no broker, and a missing name server is started."""
         configure()
-
-    def insult_client(self, settings: Settings) -> PyroInsultClient:
-        return PyroInsultClient(settings)
-
-    def filter_client(self, settings: Settings) -> PyroFilterClient:
-        return PyroFilterClient(settings)
-
-    def echo_client(self, settings: Settings) -> PyroEchoClient:
-        return PyroEchoClient(settings)
 
     def cleanup(self, settings: Settings) -> None:
         """Remove every name of the namespace from the name server, if one answers, and
@@ -61,3 +120,4 @@ class PyroBackend(DirectBackend):
 
 
 BACKEND = PyroBackend()
+TRANSPORT = BACKEND.transport

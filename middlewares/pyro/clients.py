@@ -1,138 +1,168 @@
-"""Pyro4 clients of the InsultService, the InsultFilter and the echo.
+"""Pyro4 on the client side: one persistent connection per object called, and the small
+daemon a subscriber runs in its client process.
 
-Each client resolves its object in the name server once and keeps the proxy: one
-persistent connection, one round trip per call (see :class:`~middlewares.pyro._common.Remote`
-for timeouts and errors). A subscriber is a small Pyro4 daemon inside the client process.
-
-The InsultService client serves both forms with one class: it looks the master
-``<ns>.insult.master`` up first; when one is registered (the n-node form) it keeps a
-connection per node listed by the master and spreads its calls over them round-robin,
-retrying on another node a call whose node cannot be reached
-(:class:`~middlewares.direct.NodePool`). Otherwise it uses ``<ns>.insult.service``, the
-one-node form, as one fixed node. The filter client needs no such thing: in both forms
-the front is the one object clients talk to.
+A name is resolved in the name server once and the proxy kept, so a call costs one round
+trip (:class:`Remote`); errors become the contract's. The client classes of the services
+are the direct middlewares' own (:mod:`middlewares.direct`), over these links.
 """
 
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
+from typing import Any
 
 import Pyro4
+import Pyro4.errors
 
-from middlewares.contract import BroadcastCallback, EchoClient
-from middlewares.direct import MASTER_TIMEOUT, DirectInsultClient, NodePool, Subscription
-from middlewares.pyro._common import (
-    ECHO,
-    INSULT_FILTER,
-    INSULT_MASTER,
-    INSULT_SERVICE,
+from middlewares.contract import BrokerUnavailable, ServiceError, ServiceTimeout
+from middlewares.pyro.transport import (
+    SERVER_IDLE_TIMEOUT,
     NotRegistered,
-    Remote,
-    object_name,
-    serve_hint,
+    configure,
+    name_server,
+    name_server_uri,
 )
 from middlewares.settings import Settings
-from middlewares.workqueue import FrontClient
 
-#: Characters of text per submit_many round trip; keeps messages far below Pyro4's limit.
-_SUBMIT_CHUNK_CHARS = 4 * 1024 * 1024
+#: A client re-opens a connection it left idle this long, before the daemon closes it.
+_CLIENT_IDLE_LIMIT = SERVER_IDLE_TIMEOUT * 0.8
 
 
-class PyroInsultClient(DirectInsultClient):
-    """Client of the nodes listed by ``<ns>.insult.master``, or of ``<ns>.insult.service``.
+class Remote:
+    """One persistent connection to a Pyro4 object, named in the namespace or by URI.
 
-    In the n-node form a call that cannot reach its node is retried on another one for
-    up to ``settings.timeout``; see :class:`~middlewares.direct.NodePool` for why that is
-    safe, and for ``add_insult``'s one corner (False for an insult that was new when its
-    first attempt was applied just before its node died).
+    The name is resolved through the name server once; the proxy is then kept, so a call
+    costs one round trip. Every call has a timeout. Errors become the contract's:
+    a refusal raised by the object is :class:`ServiceError`, no answer in time is
+    :class:`ServiceTimeout`, an unreachable object is :class:`BrokerUnavailable` (and the
+    name is resolved again on the next call, in case the service moved).
     """
 
-    def __init__(self, settings: Settings) -> None:
-        master: Remote | None = Remote(
-            settings,
-            object_name(settings, INSULT_MASTER),
-            serve_hint("insult --nodes N"),
-            timeout=min(settings.timeout, MASTER_TIMEOUT),
-        )
-        try:
-            master.connect()
-        except NotRegistered:
-            master.close()
-            master = None
-        self._master = master
-        super().__init__(self._node_pool(settings, master))
-        try:
-            self._nodes.connect()
-        except BaseException:
-            self.close()
-            raise
+    def __init__(
+        self, settings: Settings, target: str, hint: str, timeout: float | None = None
+    ) -> None:
+        """``target`` is a ``PYRO:`` URI or a registered name; ``hint`` says how to start it."""
+        configure()
+        self._settings = settings
+        self._target = target
+        self._hint = hint
+        self._timeout = settings.timeout if timeout is None else timeout
+        self._proxy: Pyro4.Proxy | None = None
+        self._last_used = 0.0
+        # Serializes calls (the proxy would anyway) and the per-call timeout changes.
+        self._lock = threading.Lock()
 
-    @staticmethod
-    def _node_pool(settings: Settings, master: Remote | None) -> NodePool:
-        def connect(address: str) -> Remote:
-            return Remote(settings, address, serve_hint("insult"))
+    @property
+    def uri(self) -> str:
+        """The URI of the object once resolved, else what it is looked up by."""
+        if self._proxy is not None:
+            return str(self._proxy._pyroUri)
+        if self._target.startswith("PYRO:"):
+            return self._target
+        return f"PYRONAME:{self._target}@{self._settings.host}:{self._settings.pyro_ns_port}"
 
-        if master is None:
-            service = object_name(settings, INSULT_SERVICE)
-            return NodePool(
-                lambda: [service], connect, settings.timeout, service, failover=False
-            )
-        return NodePool(lambda: master.call("nodes"), connect, settings.timeout, master.uri)
+    def connect(self) -> None:
+        """Resolve and connect now, so a missing service is reported at once."""
+        with self._lock:
+            self._connected()
 
-    def _subscription(self, callback: BroadcastCallback, host: str) -> Subscription:
-        return _Subscription(callback, host)
+    def call(self, method: str, *args: Any, wait: float = 0.0) -> Any:
+        """Call ``method(*args)``; ``wait`` is how long the object may block on purpose."""
+        with self._lock:
+            proxy = self._connected()
+            if wait:
+                proxy._pyroTimeout = self._timeout + wait
+            try:
+                return getattr(proxy, method)(*args)
+            except Exception as error:
+                raise self._translate(error) from None
+            finally:
+                if wait:
+                    proxy._pyroTimeout = self._timeout
+                self._last_used = time.monotonic()
+
+    def local_address(self) -> str:
+        """The local address of this connection: where the remote object can reach us."""
+        with self._lock:
+            connection = self._connected()._pyroConnection
+            return connection.sock.getsockname()[0]
 
     def close(self) -> None:
-        super().close()
-        if self._master is not None:
-            self._master.close()
+        """Close the connection. Safe to call twice."""
+        with self._lock:
+            if self._proxy is not None:
+                self._proxy._pyroRelease()
+                self._proxy = None
+
+    def _connected(self) -> Pyro4.Proxy:
+        if self._proxy is not None and time.monotonic() - self._last_used > _CLIENT_IDLE_LIMIT:
+            self._proxy._pyroRelease()  # the daemon is about to drop it; reconnect cleanly
+        if self._proxy is None:
+            proxy = Pyro4.Proxy(self._resolve())
+            proxy._pyroTimeout = self._timeout
+            self._proxy = proxy
+        if self._proxy._pyroConnection is None:
+            try:
+                self._proxy._pyroBind()
+            except Exception as error:
+                raise self._translate(error) from None
+            self._last_used = time.monotonic()
+        return self._proxy
+
+    def _resolve(self) -> Pyro4.URI | str:
+        if self._target.startswith("PYRO:"):
+            return self._target
+        ns = name_server(self._settings)
+        try:
+            return ns.lookup(self._target)
+        except Pyro4.errors.NamingError:
+            raise NotRegistered(self.uri, self._hint) from None
+        except Pyro4.errors.CommunicationError:
+            raise BrokerUnavailable(name_server_uri(self._settings), self._hint) from None
+        finally:
+            ns._pyroRelease()
+
+    def _translate(self, error: Exception) -> Exception:
+        if hasattr(error, "_pyroTraceback"):  # raised by the remote object
+            if isinstance(error, TimeoutError):
+                return ServiceTimeout(str(error))
+            if isinstance(error, ConnectionRefusedError):  # a node that is leaving
+                return BrokerUnavailable(self.uri, str(error))
+            return ServiceError(str(error))
+        if isinstance(error, Pyro4.errors.TimeoutError):
+            return ServiceTimeout(f"{self.uri} gave no answer within {self._timeout:g} s")
+        if isinstance(error, Pyro4.errors.CommunicationError):
+            uri = self.uri
+            self._proxy = None  # resolve the name again next time: the service may have moved
+            return BrokerUnavailable(uri, f"{self._hint} ({error})")
+        return error
 
 
 @Pyro4.expose
 class BroadcastListener:
-    """The subscriber object the service calls: ``notify`` hands over to the subscription."""
+    """The subscriber object the service calls."""
 
-    def __init__(self, subscription: Subscription) -> None:
-        self._subscription = subscription
+    def __init__(self, notify: Callable[[object], bool]) -> None:
+        self._notify = notify
 
     def notify(self, insult: object) -> bool:
         """Receive one broadcast insult."""
-        return self._subscription.notify(insult)
+        return self._notify(insult)
 
 
-class _Subscription(Subscription):
-    """A subscriber served by a Pyro4 daemon of its own, on a thread."""
+class SubscriberServer:
+    """A subscriber's Pyro4 daemon on a free port of ``host``, on a thread of its own."""
 
-    def __init__(self, callback: BroadcastCallback, host: str) -> None:
+    def __init__(self, notify: Callable[[object], bool], host: str) -> None:
+        configure()
         self._daemon = Pyro4.Daemon(host=host, port=0)
-        self.address = str(self._daemon.register(BroadcastListener(self)))
-        super().__init__(callback)
+        self.address = str(self._daemon.register(BroadcastListener(notify)))
         threading.Thread(
             target=self._daemon.requestLoop, name="subscriber-daemon", daemon=True
         ).start()
 
-    def _stop_server(self) -> None:
+    def stop(self) -> None:
+        """Stop serving. Safe to call twice."""
         self._daemon.shutdown()
-
-
-class PyroFilterClient(FrontClient):
-    """Client of ``<ns>.insult.filter``."""
-
-    def __init__(self, settings: Settings) -> None:
-        remote = Remote(settings, object_name(settings, INSULT_FILTER), serve_hint("filter"))
-        remote.connect()
-        super().__init__(remote, settings, _SUBMIT_CHUNK_CHARS)
-
-
-class PyroEchoClient(EchoClient):
-    """Client of ``<ns>.echo``."""
-
-    def __init__(self, settings: Settings) -> None:
-        self._remote = Remote(settings, object_name(settings, ECHO), serve_hint("echo"))
-        self._remote.connect()
-
-    def echo(self, payload: str) -> str:
-        return self._remote.call("echo", payload)
-
-    def close(self) -> None:
-        self._remote.close()

@@ -7,7 +7,7 @@ module it accepts serpent alone, like every other process of the package:
 Two launchers started at once both find no name server and both start one. The one that
 cannot bind the port does not fail its deployment: while another name server answers
 there it stands by, and takes over if that one stops (the services register their names
-again on their own, see :func:`middlewares.pyro._common.publish`).
+again on their own, see :func:`middlewares.pyro.transport.publish`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import threading
 
 import Pyro4.naming
 
-from middlewares.pyro._common import configure, name_server_answers
+from middlewares.pyro.transport import configure, name_server_answers
 from middlewares.runtime import StopSignal, configure_logging, run_main
 from middlewares.settings import Settings
 

@@ -1,31 +1,83 @@
-"""The XML-RPC backend: which processes make up each service, and its clients."""
+"""The XML-RPC backend: standard-library XML-RPC servers, one per service, on the
+settings' ports, and the transport the direct middlewares' services run on."""
 
 from __future__ import annotations
 
-from middlewares.direct import DirectBackend
+import contextlib
+from collections.abc import Callable, Iterator
+
+from middlewares.direct.backend import DirectBackend
+from middlewares.direct.gate import RequestGate
+from middlewares.direct.transport import DirectTransport, Methods
 from middlewares.settings import Settings
-from middlewares.xmlrpc.clients import XmlRpcEchoClient, XmlRpcFilterClient, XmlRpcInsultClient
+from middlewares.xmlrpc.clients import NotServing, Remote, SubscriberServer
+from middlewares.xmlrpc.transport import (
+    PATHS,
+    PORT_FIELDS,
+    RpcServer,
+    check_http_url,
+    serve_hint,
+    service_path,
+    service_url,
+    serving,
+)
+
+
+class XmlRpcTransport(DirectTransport):
+    """Each role at ``http://<host>:<port>/<namespace>/<service>``: the settings' port of
+    the service (the n-node master on the InsultService's port), or a free port for a
+    node; every call one round trip on a kept-alive HTTP/1.1 connection."""
+
+    name = "xmlrpc"
+    absent = NotServing
+
+    def serve(
+        self, settings: Settings, role: str, methods: Methods, gate: RequestGate | None = None
+    ) -> contextlib.AbstractContextManager[RpcServer]:
+        return serving(settings, role, methods, gate)
+
+    @contextlib.contextmanager
+    def serve_node(
+        self, settings: Settings, role: str, methods: Methods, gate: RequestGate
+    ) -> Iterator[RpcServer]:
+        server = RpcServer(settings.host, 0, service_path(settings, role), methods, gate=gate)
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
+
+    def reach(self, settings: Settings, role: str, timeout: float | None = None) -> Remote:
+        wait = settings.timeout if timeout is None else timeout
+        return Remote(service_url(settings, role), serve_hint(role), wait)
+
+    def link(self, settings: Settings, address: str, hint: str, timeout: float) -> Remote:
+        return Remote(address, hint, timeout)
+
+    def check_address(self, value: object, what: str) -> str:
+        return check_http_url(value, what)
+
+    def subscriber_server(self, notify: Callable[[object], bool], host: str) -> SubscriberServer:
+        return SubscriberServer(notify, host)
+
+    def describe(self, role: str) -> str:
+        return f"http://HOST:{PORT_FIELDS[role].upper()}/NAMESPACE/{PATHS[role]}"
 
 
 class XmlRpcBackend(DirectBackend):
     """Standard-library XML-RPC servers, one per service, on the settings' ports; in the
     n-node form the master listens on the insult port and each node on a port of its
-    own (see :class:`~middlewares.direct.DirectBackend` for the processes)."""
+    own (see :class:`~middlewares.direct.backend.DirectBackend` for the processes)."""
 
     name = "xmlrpc"
-    package = "middlewares.xmlrpc"
+    transport = XmlRpcTransport()
+    #: Even if XML escaping made every character five bytes, a request stays under the
+    #: servers' 64 MiB limit.
+    submit_chunk_chars = 8 * 1024 * 1024
 
     def check(self, settings: Settings) -> None:
         """Nothing to check: XML-RPC needs no broker; a service reports a taken port itself."""
 
-    def insult_client(self, settings: Settings) -> XmlRpcInsultClient:
-        return XmlRpcInsultClient(settings)
-
-    def filter_client(self, settings: Settings) -> XmlRpcFilterClient:
-        return XmlRpcFilterClient(settings)
-
-    def echo_client(self, settings: Settings) -> XmlRpcEchoClient:
-        return XmlRpcEchoClient(settings)
-
 
 BACKEND = XmlRpcBackend()
+TRANSPORT = BACKEND.transport

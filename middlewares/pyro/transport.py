@@ -1,55 +1,45 @@
-"""What every Pyro4 process of this package shares: configuration, names and connections.
+"""Pyro4 on the wire: configuration, names, the name server and the serving side.
 
 :func:`configure` is the one place Pyro4 is set up (serpent only, thread pool, limits);
-:class:`Remote` is the one persistent connection to a named object, with timeouts and
-errors translated into the contract's; :func:`publish` serves objects under names of the
-namespace for as long as a service process runs, :func:`running_daemon` serves them
-unnamed (an n-node node, found through its master); :func:`node_request` is how a
-node's remote method runs.
+:func:`publish` serves objects under names of the namespace for as long as a service
+process runs, :func:`running_daemon` serves them unnamed (an n-node node, found through
+its master); :func:`servant` turns a set of methods into one Pyro4 object whose errors
+are builtins serpent can carry. The client side is in :mod:`.clients`.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import functools
 import logging
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 import Pyro4
 import Pyro4.constants
 import Pyro4.errors
-import redis
 
-from middlewares import settings as settings_module
-from middlewares.contract import BrokerUnavailable, ServiceError, ServiceTimeout
-from middlewares.core import InsultError
-from middlewares.direct import NodeLeaving, RequestGate
-from middlewares.runtime import configure_logging, run_main
+from middlewares.contract import BrokerUnavailable, CannotStart, RetryLater
+from middlewares.direct.gate import NodeLeaving, RequestGate
+from middlewares.direct.transport import ServedElsewhere
 from middlewares.settings import Settings
-
-T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
-#: Registered names, below ``<ns>.``, of the objects each service publishes.
-INSULT_SERVICE = "insult.service"
-INSULT_FILTER = "insult.filter"
-ECHO = "echo"
-#: The n-node InsultService's master (nodes are found through it, not by name).
-INSULT_MASTER = "insult.master"
+#: Registered names, below ``<ns>.``, of the object of each role.
+NAMES = {
+    "insult": "insult.service",
+    "master": "insult.master",
+    "filter": "insult.filter",
+    "echo": "echo",
+}
 
 #: Longest ``PYRO:`` URI accepted from a peer (a subscriber, a node); real ones are short.
 MAX_URI_CHARS = 512
 
 #: A daemon closes a client connection that sends nothing for this long (see configure).
 SERVER_IDLE_TIMEOUT = 300.0
-#: A client re-opens a connection it left idle this long, before the daemon closes it.
-_CLIENT_IDLE_LIMIT = SERVER_IDLE_TIMEOUT * 0.8
 #: Largest Pyro4 message accepted or sent, so one request cannot exhaust memory.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 #: How long a service waits for the name server the launcher starts next to it.
@@ -84,8 +74,8 @@ def configure() -> None:
 
 
 def object_name(settings: Settings, role: str) -> str:
-    """The registered name of a service object, e.g. ``insultbench.insult.filter``."""
-    return f"{settings.namespace}.{role}"
+    """The registered name of a role's object, e.g. ``insultbench.insult.filter``."""
+    return f"{settings.namespace}.{NAMES[role]}"
 
 
 def name_server_uri(settings: Settings) -> str:
@@ -109,9 +99,11 @@ def direct_uri(value: object, what: str) -> str:
     return str(uri)
 
 
-def serve_hint(service: str) -> str:
-    """What to tell a user whose client found no ``service``."""
-    return f"start it with `python -m middlewares serve pyro {service}`"
+def serve_hint(role: str) -> str:
+    """What to tell a user whose client found nothing serving ``role``."""
+    if role == "master":
+        return "start the deployment with `python -m middlewares serve pyro insult --nodes N`"
+    return f"start it with `python -m middlewares serve pyro {role}`"
 
 
 class NotRegistered(BrokerUnavailable):
@@ -153,170 +145,57 @@ def name_server_answers(settings: Settings) -> bool:
         return False
 
 
-def expose_methods(names: Iterable[str]) -> Callable[[type[T]], type[T]]:
-    """Class decorator: expose the methods ``names`` to Pyro4, inherited ones included.
-
-    ``Pyro4.expose`` on a class marks only the methods the class defines itself, so
-    each of these gets a delegating method of its own, leaving the base class (shared
-    with the other transports) untouched.
-    """
-
-    def decorate(cls: type[T]) -> type[T]:
-        for name in names:
-            setattr(cls, name, Pyro4.expose(_delegate(getattr(cls, name))))
-        return cls
-
-    return decorate
+def servant(methods: Mapping[str, Callable[..., Any]], gate: RequestGate | None = None) -> object:
+    """One Pyro4 object exposing ``methods``, each call run through ``gate`` (if any)
+    with its errors as builtins serpent can carry (see :func:`_builtin_error`)."""
+    exposed: dict[str, Any] = {}
+    for name, call in methods.items():
+        exposed[name] = Pyro4.expose(_remote_method(name, call, gate))
+    return type("Servant", (), exposed)()
 
 
-def _delegate(function: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(function)
-    def method(self: object, *args: Any, **kwargs: Any) -> Any:
-        return function(self, *args, **kwargs)
+def _remote_method(
+    name: str, call: Callable[..., Any], gate: RequestGate | None
+) -> Callable[..., Any]:
+    def method(self: object, *args: Any) -> Any:
+        try:
+            if gate is None:
+                return call(*args)
+            with gate.admit():
+                return call(*args)
+        except Exception as error:
+            raise _builtin_error(error) from None
 
+    method.__name__ = name
     return method
 
 
-@contextlib.contextmanager
-def domain_errors() -> Iterator[None]:
-    """Re-raise domain refusals as ValueError: serpent only carries builtin exceptions."""
-    try:
-        yield
-    except InsultError as error:
-        raise ValueError(str(error)) from None
+def _builtin_error(error: Exception) -> Exception:
+    """What a client hears of ``error``: serpent carries only builtin exception types.
 
-
-@contextlib.contextmanager
-def node_request(gate: RequestGate) -> Iterator[None]:
-    """Run one request of a service object through its node's gate.
-
-    A stopping node refuses it with the builtin ``ConnectionRefusedError`` (the request
-    was not executed, and :class:`Remote` turns that into :class:`BrokerUnavailable`,
-    so a client retries it on another node). A failure of the shared store becomes a
-    ``RuntimeError`` naming it: serpent cannot carry redis-py's own exceptions.
+    A node that is leaving refuses with ``ConnectionRefusedError`` (the call did not
+    run; the client's :class:`~middlewares.pyro.clients.Remote` makes that
+    BrokerUnavailable, so the call is retried on another node).
     """
-    try:
-        with gate.admit():
-            yield
-    except NodeLeaving as error:
-        raise ConnectionRefusedError(str(error)) from None
-    except redis.RedisError as error:
-        raise RuntimeError(f"the shared insult store (Redis) failed: {error}") from None
-
-
-class Remote:
-    """One persistent connection to a Pyro4 object, named in the namespace or by URI.
-
-    The name is resolved through the name server once; the proxy is then kept, so a call
-    costs one round trip. Every call has a timeout. Errors become the contract's:
-    a refusal raised by the object is :class:`ServiceError`, no answer in time is
-    :class:`ServiceTimeout`, an unreachable object is :class:`BrokerUnavailable` (and the
-    name is resolved again on the next call, in case the service moved).
-    """
-
-    def __init__(
-        self, settings: Settings, target: str, hint: str, timeout: float | None = None
-    ) -> None:
-        """``target`` is a ``PYRO:`` URI or a registered name; ``hint`` says how to start it."""
-        configure()
-        self._settings = settings
-        self._target = target
-        self._hint = hint
-        self._timeout = settings.timeout if timeout is None else timeout
-        self._proxy: Pyro4.Proxy | None = None
-        self._last_used = 0.0
-        # Serializes calls (the proxy would anyway) and the per-call timeout changes.
-        self._lock = threading.Lock()
-
-    @property
-    def uri(self) -> str:
-        """The URI of the object once resolved, else what it is looked up by."""
-        if self._proxy is not None:
-            return str(self._proxy._pyroUri)
-        if self._target.startswith("PYRO:"):
-            return self._target
-        return f"PYRONAME:{self._target}@{self._settings.host}:{self._settings.pyro_ns_port}"
-
-    def connect(self) -> None:
-        """Resolve and connect now, so a missing service is reported at once."""
-        with self._lock:
-            self._connected()
-
-    def call(self, method: str, *args: Any, wait: float = 0.0) -> Any:
-        """Call ``method(*args)``; ``wait`` is how long the object may block on purpose."""
-        with self._lock:
-            proxy = self._connected()
-            if wait:
-                proxy._pyroTimeout = self._timeout + wait
-            try:
-                return getattr(proxy, method)(*args)
-            except Exception as error:
-                raise self._translate(error) from None
-            finally:
-                if wait:
-                    proxy._pyroTimeout = self._timeout
-                self._last_used = time.monotonic()
-
-    def local_address(self) -> str:
-        """The local address of this connection: where the remote object can reach us."""
-        with self._lock:
-            connection = self._connected()._pyroConnection
-            return connection.sock.getsockname()[0]
-
-    def close(self) -> None:
-        """Close the connection. Safe to call twice."""
-        with self._lock:
-            if self._proxy is not None:
-                self._proxy._pyroRelease()
-                self._proxy = None
-
-    def _connected(self) -> Pyro4.Proxy:
-        if self._proxy is not None and time.monotonic() - self._last_used > _CLIENT_IDLE_LIMIT:
-            self._proxy._pyroRelease()  # the daemon is about to drop it; reconnect cleanly
-        if self._proxy is None:
-            proxy = Pyro4.Proxy(self._resolve())
-            proxy._pyroTimeout = self._timeout
-            self._proxy = proxy
-        if self._proxy._pyroConnection is None:
-            try:
-                self._proxy._pyroBind()
-            except Exception as error:
-                raise self._translate(error) from None
-            self._last_used = time.monotonic()
-        return self._proxy
-
-    def _resolve(self) -> Pyro4.URI | str:
-        if self._target.startswith("PYRO:"):
-            return self._target
-        ns = name_server(self._settings)
-        try:
-            return ns.lookup(self._target)
-        except Pyro4.errors.NamingError:
-            raise NotRegistered(self.uri, self._hint) from None
-        except Pyro4.errors.CommunicationError:
-            raise BrokerUnavailable(name_server_uri(self._settings), self._hint) from None
-        finally:
-            ns._pyroRelease()
-
-    def _translate(self, error: Exception) -> Exception:
-        if hasattr(error, "_pyroTraceback"):  # raised by the remote object
-            if isinstance(error, TimeoutError):
-                return ServiceTimeout(str(error))
-            if isinstance(error, ConnectionRefusedError):  # a node that is leaving
-                return BrokerUnavailable(self.uri, str(error))
-            return ServiceError(str(error))
-        if isinstance(error, Pyro4.errors.TimeoutError):
-            return ServiceTimeout(f"{self.uri} gave no answer within {self._timeout:g} s")
-        if isinstance(error, Pyro4.errors.CommunicationError):
-            uri = self.uri
-            self._proxy = None  # resolve the name again next time: the service may have moved
-            return BrokerUnavailable(uri, f"{self._hint} ({error})")
-        return error
+    if isinstance(error, NodeLeaving):
+        return ConnectionRefusedError(str(error))
+    if isinstance(error, TimeoutError):
+        return TimeoutError(str(error))
+    if isinstance(error, RetryLater):
+        return RuntimeError(str(error))
+    if isinstance(error, ServedElsewhere):
+        return LookupError(str(error))
+    if isinstance(error, ValueError):  # a refused argument, InsultError included
+        return ValueError(str(error))
+    if type(error).__module__ != "builtins":
+        log.error("a remote call failed", exc_info=error)
+        return RuntimeError(f"internal error: {error}")
+    return error
 
 
 @contextlib.contextmanager
 def publish(settings: Settings, objects: Mapping[str, object]) -> Iterator[Pyro4.Daemon]:
-    """Serve ``objects`` (by role, e.g. :data:`INSULT_SERVICE`) until the block ends.
+    """Serve ``objects`` (by role, e.g. ``filter``) until the block ends.
 
     Waits for the name server, refuses to start when a live object already holds one of
     the names (a stale one left by a killed process is replaced), and on exit removes the
@@ -365,7 +244,7 @@ def running_daemon(settings: Settings) -> Iterator[Pyro4.Daemon]:
         daemon.shutdown()
 
 
-class NameTaken(RuntimeError):
+class NameTaken(CannotStart):
     """Another live object is registered under a name this service wants."""
 
 
@@ -444,29 +323,3 @@ def _release(settings: Settings, registered: Mapping[str, str]) -> None:
         log.warning("could not remove %s from the name server: %s", ", ".join(registered), error)
     finally:
         ns._pyroRelease()
-
-
-def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
-    """The command line of a service process: every settings flag, plus ``--help``."""
-    parser = argparse.ArgumentParser(prog=f"python -m {prog}", description=description)
-    settings_module.add_arguments(parser)
-    return parser
-
-
-def run_service(role: str, serve: Callable[[], None]) -> None:
-    """Run a service process's body with logging and a clean exit status.
-
-    An unreachable name server or a name held by another live service is one line on
-    stderr and a non-zero exit, never a traceback.
-    """
-    configure_logging(role)
-
-    def body() -> int:
-        try:
-            serve()
-        except NameTaken as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 1
-        return 0
-
-    run_main(body)

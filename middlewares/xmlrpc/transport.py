@@ -1,16 +1,13 @@
-"""What every XML-RPC process of this package shares: URLs, the server and the connection.
+"""XML-RPC on the wire: URLs, fault codes and the one server of every XML-RPC process.
 
-:class:`RpcServer` is the one server (a thread per connection, HTTP/1.1 keep-alive, no
-Nagle, one path, fault codes that say what went wrong); :class:`Remote` is the one
-persistent client connection, with a timeout on every call and errors translated into
-the contract's; :func:`serving` runs a server for as long as a service process lives.
+:class:`RpcServer` is the server (a thread per connection, HTTP/1.1 keep-alive, no
+Nagle, one path, fault codes that say what went wrong); :func:`serving` runs one for as
+long as a service process lives. The client side is in :mod:`.clients`.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import http.client
 import inspect
 import logging
 import socket
@@ -23,16 +20,22 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 from xmlrpc.server import SimpleXMLRPCRequestHandler, SimpleXMLRPCServer
 
-from middlewares import settings as settings_module
-from middlewares.contract import BrokerUnavailable, MiddlewareError, ServiceError, ServiceTimeout
-from middlewares.direct import NodeLeaving, RequestGate
-from middlewares.runtime import configure_logging, run_main
+from middlewares.contract import CannotStart, RetryLater
+from middlewares.direct.gate import NodeLeaving, RequestGate
+from middlewares.direct.transport import ServedElsewhere
 from middlewares.settings import Settings
 
 log = logging.getLogger(__name__)
 
-#: The services of this package and the settings field holding each one's port.
-PORT_FIELDS = {"insult": "insult_port", "filter": "filter_port", "echo": "echo_port"}
+#: The port field of the settings for each role, and the URL path's last part.
+PORT_FIELDS = {
+    "insult": "insult_port",
+    "master": "insult_port",
+    "filter": "filter_port",
+    "echo": "echo_port",
+}
+#: The n-node master listens where the one-node InsultService would.
+PATHS = {"insult": "insult", "master": "insult", "filter": "filter", "echo": "echo"}
 
 #: Fault codes, from the XML-RPC fault-code interoperability convention.
 PARSE_ERROR = xmlrpc.client.NOT_WELLFORMED_ERROR  # -32700: the body is not XML-RPC
@@ -61,12 +64,12 @@ _BUSY_REPLY = (
 
 
 def service_path(settings: Settings, role: str) -> str:
-    """The URL path of a service: the namespace, then the role, e.g. ``/insultbench/filter``.
+    """The URL path of a role: the namespace, then the service, e.g. ``/insultbench/filter``.
 
     Services of different namespaces may share a port number over time; the path makes
     a client of the wrong namespace (or the wrong service) get a clear 404.
     """
-    return f"/{urllib.parse.quote(settings.namespace, safe='')}/{role}"
+    return f"/{urllib.parse.quote(settings.namespace, safe='')}/{PATHS[role]}"
 
 
 def service_url(settings: Settings, role: str) -> str:
@@ -75,9 +78,14 @@ def service_url(settings: Settings, role: str) -> str:
     return f"http://{settings.host}:{port}{service_path(settings, role)}"
 
 
-def serve_hint(service: str) -> str:
-    """What to tell a user whose client found no ``service``."""
-    return f"start it with `python -m middlewares serve xmlrpc {service}`"
+def serve_hint(role: str) -> str:
+    """What to tell a user whose client found nothing serving ``role``."""
+    if role == "master":
+        return (
+            "no n-node InsultService master answers there; start one with "
+            "`python -m middlewares serve xmlrpc insult --nodes N`"
+        )
+    return f"start it with `python -m middlewares serve xmlrpc {role}`"
 
 
 #: Longest URL accepted from a caller (a subscriber's, a node's); real ones are far shorter.
@@ -154,12 +162,11 @@ class RpcServer(socketserver.ThreadingMixIn, SimpleXMLRPCServer):
     """An XML-RPC server of ``methods`` at one path, a daemon thread per connection.
 
     Every request is answered: a methodResponse, or a fault whose code says what went
-    wrong and whose string names the problem (see the fault codes above). A method
-    refuses a bad argument by raising ValueError, or raises a
-    :class:`xmlrpc.client.Fault` of its own; anything else is logged as a bug. Replies
+    wrong and whose string names the problem (see the fault codes above and
+    :func:`_fault`); an error the service did not mean is logged as a bug. Replies
     never contain ``<nil/>``, so any XML-RPC library can read them.
 
-    A node of the n-node form passes its :class:`~middlewares.direct.RequestGate`:
+    A node of the n-node form passes its :class:`~middlewares.direct.gate.RequestGate`:
     every call runs through it, and once the gate is closed a call gets fault
     :data:`NODE_LEAVING` without running; :meth:`leave` then waits for the replies of
     the calls the gate let in before closing the connections.
@@ -195,7 +202,7 @@ class RpcServer(socketserver.ThreadingMixIn, SimpleXMLRPCServer):
         return self.server_address[1]
 
     @property
-    def url(self) -> str:
+    def address(self) -> str:
         """The URL it serves."""
         return f"http://{self.server_address[0]}:{self.port}{self.rpc_path}"
 
@@ -260,11 +267,8 @@ class RpcServer(socketserver.ThreadingMixIn, SimpleXMLRPCServer):
             return call(*params)
         except xmlrpc.client.Fault:
             raise
-        except ValueError as error:  # a refused argument, InsultError included
-            raise xmlrpc.client.Fault(INVALID_PARAMS, str(error)) from None
         except Exception as error:
-            log.exception("%s failed", method)
-            raise xmlrpc.client.Fault(INTERNAL_ERROR, f"internal error: {error}") from None
+            raise _fault(method, error) from None
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._connections_lock:
@@ -326,8 +330,18 @@ class RpcServer(socketserver.ThreadingMixIn, SimpleXMLRPCServer):
                 connection.shutdown(socket.SHUT_RDWR)
 
 
-class CannotListen(RuntimeError):
-    """A service's port is taken (or not ours to bind)."""
+def _fault(method: str, error: Exception) -> xmlrpc.client.Fault:
+    """The fault answering a method that raised ``error``."""
+    if isinstance(error, TimeoutError):  # a wait that got nothing in time
+        return xmlrpc.client.Fault(WAIT_TIMEOUT, str(error))
+    if isinstance(error, RetryLater):  # a full queue, a failing shared store
+        return xmlrpc.client.Fault(APPLICATION_ERROR, str(error))
+    if isinstance(error, ServedElsewhere):
+        return xmlrpc.client.Fault(METHOD_NOT_FOUND, str(error))
+    if isinstance(error, ValueError):  # a refused argument, InsultError included
+        return xmlrpc.client.Fault(INVALID_PARAMS, str(error))
+    log.error("%s failed", method, exc_info=error)
+    return xmlrpc.client.Fault(INTERNAL_ERROR, f"internal error: {error}")
 
 
 @contextlib.contextmanager
@@ -337,175 +351,20 @@ def serving(
     methods: Mapping[str, Callable[..., Any]],
     gate: RequestGate | None = None,
 ) -> Iterator[RpcServer]:
-    """Serve ``methods`` at :func:`service_url` of ``role`` until the block ends."""
+    """Serve ``methods`` at :func:`service_url` of ``role`` until the block ends; raises
+    :class:`~middlewares.contract.CannotStart` when the port is taken."""
     port = getattr(settings, PORT_FIELDS[role])
     try:
         server = RpcServer(settings.host, port, service_path(settings, role), methods, gate=gate)
     except OSError as error:
         flag = "--" + PORT_FIELDS[role].replace("_", "-")
-        raise CannotListen(
+        raise CannotStart(
             f"cannot listen on {settings.host}:{port} ({error.strerror or error}); "
             f"stop what uses it or pick another {flag}"
         ) from None
     server.start()
-    log.info("serving %s", service_url(settings, role))
+    log.info("serving %s", server.address)
     try:
         yield server
     finally:
         server.stop()
-
-
-class NotServing(BrokerUnavailable):
-    """Nothing listens at the URL, or something that is not this service in this namespace."""
-
-
-class NodeLeft(BrokerUnavailable):
-    """A node of the n-node form is leaving and did not run the call: call another node."""
-
-
-class MethodNotFound(ServiceError):
-    """The service has no such method (fault :data:`METHOD_NOT_FOUND`)."""
-
-
-_FAULTS: dict[int, type[MiddlewareError]] = {
-    WAIT_TIMEOUT: ServiceTimeout,
-    METHOD_NOT_FOUND: MethodNotFound,
-}
-
-
-class _KeepAliveTransport(xmlrpc.client.Transport):
-    """One kept HTTP/1.1 connection (http.client sets TCP_NODELAY on it), whose timeout
-    can change per call, and no gzip."""
-
-    accept_gzip_encoding = False
-
-    def __init__(self, timeout: float) -> None:
-        super().__init__(use_builtin_types=True)
-        self.timeout = timeout
-
-    def make_connection(self, host: Any) -> http.client.HTTPConnection:
-        connection = super().make_connection(host)
-        connection.timeout = self.timeout
-        if connection.sock is not None:
-            connection.sock.settimeout(self.timeout)
-        return connection
-
-    def send_content(self, connection: http.client.HTTPConnection, request_body: bytes) -> None:
-        # See _xml_reply: a carriage return must survive the XML parser.
-        super().send_content(connection, request_body.replace(b"\r", b"&#13;"))
-
-
-class Remote:
-    """One persistent connection to an XML-RPC service, errors in the contract's terms.
-
-    A fault is :class:`ServiceError` with the service's message (:class:`ServiceTimeout`
-    for :data:`WAIT_TIMEOUT`, :class:`NodeLeft` for :data:`NODE_LEAVING`, :class:`MethodNotFound`
-    for :data:`METHOD_NOT_FOUND`); no answer in time is :class:`ServiceTimeout`; nothing
-    answering at the URL is :class:`NotServing`, other connection failures
-    :class:`BrokerUnavailable`. After a failure the next call opens a new connection.
-    Calls are serialized: a client belongs to one thread at a time.
-    """
-
-    def __init__(self, url: str, hint: str, timeout: float) -> None:
-        """``hint`` says how to start the service when nothing answers at ``url``."""
-        self.url = url
-        self._hint = hint
-        self._timeout = timeout
-        self._transport = _KeepAliveTransport(timeout)
-        # allow_none: a None argument reaches the service, which refuses it by name.
-        self._proxy = xmlrpc.client.ServerProxy(url, self._transport, allow_none=True)
-        self._host = urllib.parse.urlsplit(url).netloc
-        self._lock = threading.Lock()
-
-    def call(self, method: str, *args: Any, wait: float = 0.0) -> Any:
-        """Call ``method(*args)``; ``wait`` is how long the service may block on purpose."""
-        with self._lock:
-            self._transport.timeout = self._timeout + wait
-            try:
-                return getattr(self._proxy, method)(*args)
-            except xmlrpc.client.Fault as fault:
-                if fault.faultCode == NODE_LEAVING:
-                    raise NodeLeft(self.url, fault.faultString) from None
-                kind = _FAULTS.get(fault.faultCode, ServiceError)
-                raise kind(fault.faultString) from None
-            except xmlrpc.client.ProtocolError as error:
-                self._transport.close()
-                if error.errcode == 404:
-                    hint = f"another service answers there; {self._hint}"
-                    raise NotServing(self.url, hint) from None
-                status = f"HTTP {error.errcode} {error.errmsg}"
-                raise ServiceError(f"{self.url} answered {status}") from None
-            except TimeoutError:
-                self._transport.close()
-                raise ServiceTimeout(
-                    f"{self.url} gave no answer within {self._timeout + wait:g} s"
-                ) from None
-            except ConnectionRefusedError:
-                raise NotServing(self.url, self._hint) from None
-            except (OSError, http.client.HTTPException) as error:
-                self._transport.close()
-                raise BrokerUnavailable(self.url, f"{self._hint} ({error!r})") from None
-
-    def connect(self) -> None:
-        """Open the connection now, so a missing service is reported at once."""
-        with self._lock:
-            self._open()
-
-    def local_address(self) -> str:
-        """The local address of this connection: where the service can reach us."""
-        with self._lock:
-            return self._open().sock.getsockname()[0]
-
-    def _open(self) -> http.client.HTTPConnection:
-        connection = self._transport.make_connection(self._host)
-        if connection.sock is None:
-            try:
-                connection.connect()
-            except ConnectionRefusedError:
-                self._transport.close()
-                raise NotServing(self.url, self._hint) from None
-            except OSError as error:
-                self._transport.close()
-                raise BrokerUnavailable(self.url, f"{self._hint} ({error})") from None
-        return connection
-
-    def close(self) -> None:
-        """Close the connection. Safe to call twice."""
-        with self._lock:
-            self._transport.close()
-
-
-def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
-    """The command line of a service process: every settings flag, plus ``--help``."""
-    parser = argparse.ArgumentParser(prog=f"python -m {prog}", description=description)
-    settings_module.add_arguments(parser)
-    return parser
-
-
-def count_argument(text: str) -> int:
-    """An argparse type: a whole number, 0 or more."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
-
-
-def run_service(role: str, serve: Callable[[], None]) -> None:
-    """Run a service process's body with logging and a clean exit status.
-
-    A taken port is one line on stderr and exit status 1, never a traceback.
-    """
-    configure_logging(role)
-
-    def body() -> int:
-        try:
-            serve()
-        except CannotListen as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 1
-        return 0
-
-    run_main(body)
