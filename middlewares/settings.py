@@ -8,10 +8,7 @@ their settings back as flags from :meth:`Settings.to_args`, so a whole deploymen
 from __future__ import annotations
 
 import argparse
-import math
 import os
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any

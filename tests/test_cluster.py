@@ -8,15 +8,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import redis
 
-from middlewares.cluster import (
-    BroadcastLease,
-    LeasedBroadcaster,
-    NodeCounters,
-    NodeRegistry,
-    RedisInsultStore,
-    counters_key,
-    store_key,
-)
+from middlewares.cluster.counters import NodeCounters
+from middlewares.cluster.keys import Keys
+from middlewares.cluster.lease import BroadcastLease, LeasedBroadcaster
+from middlewares.cluster.store import RedisInsultStore
+from middlewares.direct.directory import NodeRegistry
 
 
 def test_store_adds_atomically_across_concurrent_writers(client: redis.Redis, namespace: str):
@@ -26,7 +22,7 @@ def test_store_adds_atomically_across_concurrent_writers(client: redis.Redis, na
         added = list(pool.map(lambda s: sum(s.add(i) for i in insults), stores))
     assert sum(added) == 100
     assert stores[0].all() == sorted(i.lower() for i in insults)
-    assert client.scard(store_key(namespace)) == 100
+    assert client.scard(Keys(namespace).store) == 100
     assert stores[0].random() in stores[0].all()
 
 
@@ -71,7 +67,7 @@ def test_node_counters_are_flushed_and_read_per_node(client: redis.Redis, namesp
     for counter in counters:
         counter.close()
     assert NodeCounters.read(client, namespace, "filter") == {"n0": 5, "n1": 1}
-    assert client.exists(counters_key(namespace, "filter"))
+    assert client.exists(Keys(namespace).counters("filter"))
 
 
 def test_registry_rotates_over_live_nodes_and_drops_silent_ones():

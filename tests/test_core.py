@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
 import pytest
 
+from middlewares.broadcast import Broadcaster, SubscriberSet
 from middlewares.core import (
     CENSORED,
     Censor,
@@ -21,13 +23,12 @@ from middlewares.core import (
     validate_text,
 )
 from middlewares.service import (
-    Broadcaster,
+    InsultService,
     RefreshingInsults,
-    SubscriberSet,
     decode_request,
-    dispatch_insult_request,
+    simulate_work,
 )
-from middlewares.settings import Settings, simulate_work
+from middlewares.settings import Settings
 
 INSULTS = {"tonto", "feo"}
 
@@ -163,20 +164,31 @@ def test_decode_request_names_what_is_wrong() -> None:
     assert decode_request(b'{"op": "x"}') == {"op": "x"}
 
 
-def test_dispatch_runs_operations_and_refuses_bad_ones() -> None:
-    store = InsultStore()
-    limits = Limits()
-    assert dispatch_insult_request(store, "add_insult", ["Feo"], limits) is True
-    assert dispatch_insult_request(store, "get_insults", [], limits) == ["feo"]
-    assert dispatch_insult_request(store, "random_insult", [], limits) == "feo"
+def test_the_insult_service_runs_operations_and_refuses_bad_ones() -> None:
+    service = InsultService(InsultStore(), Settings())
+    assert service.apply(service.parse("add_insult", ["Feo"])) is True
+    assert service.apply(service.parse("get_insults", [])) == ["feo"]
+    assert service.apply(service.parse("random_insult", [])) == "feo"
     with pytest.raises(InsultError, match="unknown op 'drop'"):
-        dispatch_insult_request(store, "drop", [], limits)
+        service.parse("drop", [])
     with pytest.raises(InsultError, match="args must be a JSON array"):
-        dispatch_insult_request(store, "add_insult", "feo", limits)
+        service.parse("add_insult", "feo")
     with pytest.raises(InsultError, match="takes 1 argument"):
-        dispatch_insult_request(store, "add_insult", [], limits)
+        service.parse("add_insult", [])
     with pytest.raises(InsultError, match="insult must be a string"):
-        dispatch_insult_request(store, "add_insult", [5], limits)
+        service.parse("add_insult", [5])
+
+
+def test_the_insult_service_answers_json_and_never_raises_on_a_bad_request() -> None:
+    service = InsultService(InsultStore(), Settings())
+    assert json.loads(service.dispatch(b'{"op": "add_insult", "args": ["Feo"]}')) == {
+        "ok": True,
+        "result": True,
+    }
+    assert json.loads(service.dispatch(b'{"op": "get_insults"}'))["result"] == ["feo"]
+    for body in (b"{nope", b"[1]", b'{"op": "drop"}', b'{"op": "add_insult", "args": [5]}'):
+        reply = json.loads(service.dispatch(body))
+        assert reply["ok"] is False and reply["error"]
 
 
 def test_broadcaster_sends_on_schedule_and_skips_an_empty_store() -> None:

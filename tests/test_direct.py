@@ -14,29 +14,20 @@ from typing import Any
 import pytest
 import redis
 
-from middlewares import direct
-from middlewares.cluster import (
-    BroadcastLease,
-    NodeCounters,
-    RestartSafeLease,
-    StartupBarrier,
-    lease_key,
-    store_key,
-)
+from middlewares.broadcast import SubscriberSet
+from middlewares.cluster.counters import NodeCounters
+from middlewares.cluster.keys import Keys
+from middlewares.cluster.lease import BroadcastLease, RestartSafeLease
+from middlewares.cluster.store import delete_shared_state
+from middlewares.cluster.subscribers import RedisSubscriberRegistry
 from middlewares.contract import BrokerUnavailable, ServiceError
 from middlewares.core import ResultLog
-from middlewares.direct import (
-    NodeDirectory,
-    NodeLeaving,
-    NodePool,
-    RedisSubscriberRegistry,
-    RequestGate,
-    delete_shared_state,
-    subscribers_key,
-)
-from middlewares.service import SubscriberSet
+from middlewares.direct import pool as pool_module
+from middlewares.direct.directory import NODE_HEARTBEAT, NodeDirectory, StartupBarrier
+from middlewares.direct.gate import NodeLeaving, RequestGate
+from middlewares.direct.pool import NodePool
+from middlewares.direct.queue import TaskQueue
 from middlewares.settings import Settings
-from middlewares.workqueue import TaskQueue
 
 
 class FakeNodes:
@@ -148,7 +139,7 @@ def test_without_failover_the_first_error_is_raised():
 
 
 def test_the_node_list_is_refreshed_so_joined_nodes_get_calls(monkeypatch):
-    monkeypatch.setattr(direct, "NODE_REFRESH", 0.0)
+    monkeypatch.setattr(pool_module, "NODE_REFRESH", 0.0)
     nodes = FakeNodes("a", "b")
     pool = pool_of(nodes)
     pool.call("random_insult")
@@ -160,7 +151,7 @@ def test_the_node_list_is_refreshed_so_joined_nodes_get_calls(monkeypatch):
 
 
 def test_a_failing_master_leaves_the_known_nodes_in_use(monkeypatch):
-    monkeypatch.setattr(direct, "NODE_REFRESH", 0.0)
+    monkeypatch.setattr(pool_module, "NODE_REFRESH", 0.0)
     nodes = FakeNodes("a", "b")
     healthy = nodes.resolve
 
@@ -211,7 +202,7 @@ def test_the_directory_lists_live_nodes_and_checks_its_arguments():
         return value
 
     directory = NodeDirectory(check_address, expected_nodes=2)
-    assert directory.register("n1", "node:1") == direct.NODE_HEARTBEAT
+    assert directory.register("n1", "node:1") == NODE_HEARTBEAT
     assert directory.nodes() == [], "nothing is listed until both nodes have arrived"
     directory.register("n2", "node:2")
     assert sorted(directory.nodes()) == ["node:1", "node:2"]
@@ -311,18 +302,18 @@ def test_a_restarted_node_does_not_renew_its_earlier_lives_lease(
     restarted = RestartSafeLease(client, namespace, "n1", ttl=0.3)
     assert restarted.held() is False
     restarted.release()
-    assert client.get(lease_key(namespace)) == b"n1", "not its lease to release yet"
+    assert client.get(Keys(namespace).lease) == b"n1", "not its lease to release yet"
     time.sleep(0.35)
     assert restarted.held() is True
 
 
 def test_shared_state_is_deleted_by_namespace(client: redis.Redis, namespace: str):
-    client.sadd(store_key(namespace), "tonto")
-    client.hset(subscribers_key(namespace), "PYRO:x@h:1", 0)
+    client.sadd(Keys(namespace).store, "tonto")
+    client.hset(Keys(namespace).subscribers, "PYRO:x@h:1", 0)
     client.set(f"{namespace}-other:insults:store", "kept")
     try:
         delete_shared_state(Settings.from_env().with_changes(namespace=namespace))
-        assert not client.exists(store_key(namespace), subscribers_key(namespace))
+        assert not client.exists(Keys(namespace).store, Keys(namespace).subscribers)
         assert client.exists(f"{namespace}-other:insults:store")
     finally:
         client.delete(f"{namespace}-other:insults:store")

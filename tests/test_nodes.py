@@ -1,7 +1,7 @@
 """The n-node form: one body per behaviour, run on every middleware and service.
 
 Every deployment here is ``python -m middlewares serve <mw> <service> --nodes N``; shared
-state lives in Redis (see middlewares/cluster.py), which is how the tests find the
+state lives in Redis (see middlewares/cluster/), which is how the tests find the
 broadcasting node and read the per-node counters.
 """
 
@@ -16,7 +16,7 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 import psutil
 import pytest
 
-from middlewares.cluster import redis_client
+from middlewares.cluster.client import connect as redis_client
 from middlewares.contract import Backend
 from middlewares.launch.deployment import Deployment
 from middlewares.registry import get_backend
@@ -53,17 +53,17 @@ def _collect(client, ids: list[str], timeout: float) -> dict[str, str]:
 def test_three_nodes_share_the_load(backend: Backend, deploy: Deploy, settings, service):
     # A little simulated work keeps every node busy, as in the speedup study.
     deployment = deploy(service, nodes=3, work_ms=1.0)
-    before = backend.node_counters(service, deployment.settings)
+    before = deployment.node_counters()
     with ThreadPoolExecutor(4) as pool:
         served = sum(pool.map(lambda _: _drive(backend, deployment.settings, service, 750),
                               range(4)))
     assert served == 3000
     assert wait_for(
-        lambda: sum(backend.node_counters(service, deployment.settings).values())
+        lambda: sum(deployment.node_counters().values())
         >= sum(before.values()) + 3000,
         timeout=5,
     )
-    after = backend.node_counters(service, deployment.settings)
+    after = deployment.node_counters()
     shares = {node: (after[node] - before.get(node, 0)) / 3000 for node in after}
     assert len(shares) == 3, shares
     assert min(shares.values()) >= 0.15, shares
@@ -186,7 +186,7 @@ def test_nodes_can_join_and_leave_gracefully(backend: Backend, deploy: Deploy, s
             assert wait_for(lambda: not psutil.pid_exists(leaver), timeout=30)
         assert len(done) == total
         assert [done[i] for i in ids] == [f"text {n} CENSORED" for n in range(total)]
-        counters = backend.node_counters("filter", deployment.settings)
+        counters = deployment.node_counters()
         assert counters.get("joined-node", 0) > 0, counters
     finally:
         joined.stop()

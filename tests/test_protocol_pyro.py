@@ -358,8 +358,8 @@ def test_the_master_lists_nodes_that_each_speak_the_insult_protocol(deploy: Depl
 MASTER_REFUSALS = [
     ("register", ("", "PYRO:obj@127.0.0.1:1"), "node id must be a non-empty string"),
     ("register", (7, "PYRO:obj@127.0.0.1:1"), "node id must be a non-empty string"),
-    ("register", ("n", "PYRONAME:some.name"), "node address must be a direct PYRO: URI"),
-    ("register", ("n", 42), "node address must be a PYRO: URI string"),
+    ("register", ("n", "PYRONAME:some.name"), "node uri must be a direct PYRO: URI"),
+    ("register", ("n", 42), "node uri must be a PYRO: URI string"),
     ("heartbeat", (None,), "node id must be a non-empty string"),
     ("deregister", ("x" * 101,), "node id must be a non-empty string"),
 ]
@@ -420,8 +420,8 @@ def test_insult_nodes_join_and_leave_gracefully_under_load(deploy: Deploy, setti
     try:
         # Clients refresh their node list every 2 s: the joined node gets calls.
         assert wait_for(
-            lambda: backend.node_counters("insult", settings).get("joined-node", 0) > 50, 15
-        ), backend.node_counters("insult", settings)
+            lambda: joined.node_counters().get("joined-node", 0) > 50, 15
+        ), joined.node_counters()
         leaver = deployment.node_pids()[0]
         os.kill(leaver, signal.SIGTERM)
         assert wait_for(lambda: not psutil.pid_exists(leaver), 15)

@@ -23,13 +23,17 @@ import pika.exceptions
 import psutil
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
+from middlewares.cluster.store import RedisInsultStore
 from middlewares.contract import BrokerUnavailable, ServiceTimeout
 from middlewares.core import load_default_insults
 from middlewares.launch.deployment import Deployment
-from middlewares.rabbitmq import _amqp
+from middlewares.rabbitmq import rpc as amqp_rpc
 from middlewares.rabbitmq.filter_worker import InsultFollower
 from middlewares.registry import get_backend
+from middlewares.service import InsultService
 from middlewares.settings import Settings
 from tests.conftest import free_port, protocol_section, require
 
@@ -292,13 +296,13 @@ def test_the_insult_follower_connects_with_the_full_timeout_and_asks_for_at_most
     # A loaded broker can take over a second to finish an AMQP handshake: only the
     # get_insults request may be bounded by the 1 s fetch timeout, never connecting.
     connect_timeouts: list[float] = []
-    real_connect = _amqp.connect
+    real_connect = amqp_rpc.connect
 
     def recording_connect(settings: Settings, role: str) -> pika.BlockingConnection:
         connect_timeouts.append(settings.timeout)
         return real_connect(settings, role)
 
-    monkeypatch.setattr(_amqp, "connect", recording_connect)
+    monkeypatch.setattr(amqp_rpc, "connect", recording_connect)
     # An InsultService that takes requests and never answers them.
     raw.channel.queue_declare(names(rabbit)["requests"])
     raw.channel.basic_consume(names(rabbit)["requests"], lambda *delivery: None)
@@ -507,7 +511,7 @@ def test_the_client_keeps_the_first_answer_and_ignores_a_redelivered_duplicate(s
         # The node answers the redelivered request (an empty store: ""), then the
         # launcher's readiness probe; the duplicate answer is on its way to the client.
         assert wait_for(
-            lambda: sum(BACKEND.node_counters("insult", deployment.settings).values()) >= 2,
+            lambda: sum(deployment.node_counters().values()) >= 2,
             timeout=10,
         )
         assert client.add_insult("only once") is True
@@ -536,7 +540,7 @@ def test_a_restarted_node_goes_on_counting_from_its_last_count(serve, rabbit):
     deployment = serve("filter", nodes=1)
 
     def counters() -> dict[str, int]:
-        return BACKEND.node_counters("filter", deployment.settings)
+        return deployment.node_counters()
 
     with BACKEND.filter_client(rabbit) as client:
         for n in range(20):
@@ -554,27 +558,14 @@ def test_a_restarted_node_goes_on_counting_from_its_last_count(serve, rabbit):
     assert set(counters()) == {node}, "the restarted node keeps its id"
 
 
-class _UnreachableStore:
-    """An InsultOps whose Redis is gone."""
-
-    def add(self, insult: str) -> bool:
-        raise redis.ConnectionError("Error 111 connecting to 127.0.0.1:6379")
-
-    def all(self) -> list[str]:
-        raise redis.ConnectionError("Error 111 connecting to 127.0.0.1:6379")
-
-    def random(self) -> str:
-        raise redis.TimeoutError("Timeout reading from 127.0.0.1:6379")
-
-
 def test_a_node_whose_redis_is_gone_answers_with_an_error_naming_it():
-    from middlewares.rabbitmq.insult_service import answer
-
+    gone = redis.Redis(port=free_port(), socket_connect_timeout=1, retry=Retry(NoBackoff(), 0))
+    service = InsultService(RedisInsultStore(gone, "ibtest-gone"), Settings())
     for op, args in (("add_insult", ["tonto"]), ("get_insults", []), ("random_insult", [])):
         body = json.dumps({"op": op, "args": args}).encode()
-        reply = json.loads(answer(_UnreachableStore(), Settings().limits, body))
+        reply = json.loads(service.dispatch(body))
         assert reply["ok"] is False
-        assert "shared insult store (Redis) is unreachable" in reply["error"]
+        assert "shared insult store (Redis) failed" in reply["error"]
 
 
 def test_cleanup_deletes_the_redis_keys_of_the_n_node_form_and_nothing_else(serve, rabbit):

@@ -26,12 +26,13 @@ import psutil
 import pytest
 
 from middlewares.contract import BrokerUnavailable, MiddlewareError
-from middlewares.direct import RequestGate
+from middlewares.direct.gate import RequestGate
 from middlewares.launch.deployment import Deployment
 from middlewares.launch.processes import Supervisor
 from middlewares.registry import get_backend
 from middlewares.settings import Settings
-from middlewares.xmlrpc._common import NODE_LEAVING, Remote, RpcServer
+from middlewares.xmlrpc.clients import Remote
+from middlewares.xmlrpc.transport import NODE_LEAVING, RpcServer
 from tests.conftest import Deploy, free_port, protocol_section, wait_for
 from tests.worker_protocol import (
     check_a_restarted_workers_tasks_are_requeued,
@@ -603,14 +604,14 @@ def test_a_leaving_node_answers_what_it_accepted_and_refuses_the_rest_unrun():
         accepted: list[str] = []
         caller = threading.Thread(
             target=lambda: accepted.append(
-                xmlrpc.client.ServerProxy(server.url, _TimeoutTransport()).slow()
+                xmlrpc.client.ServerProxy(server.address, _TimeoutTransport()).slow()
             )
         )
         caller.start()
         assert started.wait(10)
         closing = threading.Thread(target=gate.close, args=[10])
         closing.start()
-        late = xmlrpc.client.ServerProxy(server.url, _TimeoutTransport())
+        late = xmlrpc.client.ServerProxy(server.address, _TimeoutTransport())
 
         def refused() -> bool:
             try:
@@ -623,7 +624,7 @@ def test_a_leaving_node_answers_what_it_accepted_and_refuses_the_rest_unrun():
         count = len(ran)
         # This project's client reads the refusal as "node unavailable": it retries elsewhere.
         with pytest.raises(BrokerUnavailable, match="leaving"):
-            Remote(server.url, "gone", 10).call("fast")
+            Remote(server.address, "gone", 10).call("fast")
         assert len(ran) == count, "a refused call does not run"
         release.set()
         caller.join(10)
@@ -664,7 +665,7 @@ def test_an_insult_node_joins_a_running_deployment_and_leaves_it_gracefully(
         assert wait_for(lambda: len(master.nodes()) == 2, 10)
         # A running client finds the new node on its next refresh of the node list.
         assert wait_for(
-            lambda: backend.node_counters("insult", settings).get("joined-node", 0) > 0, 15
+            lambda: joined.node_counters().get("joined-node", 0) > 0, 15
         )
         joined.stop()  # SIGTERM: the node deregisters, answers what it accepted, exits
         assert len(master.nodes()) == 1, "it deregistered before it went"

@@ -1,4 +1,4 @@
-"""The direct middlewares' work queue (middlewares.workqueue), without any transport."""
+"""The direct middlewares' work queue (middlewares.direct.queue), without any transport."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import time
 import pytest
 
 from middlewares.core import ResultLog
-from middlewares.workqueue import QueueFull, TaskQueue, check_id, check_list, check_seconds
+from middlewares.direct.checks import check_id, check_list, check_seconds
+from middlewares.direct.queue import QueueFull, TaskQueue
 
 
 def make_queue(**limits: float) -> TaskQueue:

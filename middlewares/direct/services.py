@@ -57,7 +57,7 @@ def _serve_insult(process: ServiceProcess, transport: DirectTransport) -> None:
 
 
 def _check_subscriber(transport: DirectTransport) -> Callable[[object], str]:
-    return lambda value: transport.check_address(value, "subscriber address")
+    return lambda value: transport.check_address(value, "subscriber")
 
 
 def _serve_one_node(process: ServiceProcess, transport: DirectTransport) -> None:
@@ -123,7 +123,7 @@ def master_methods(directory: NodeDirectory) -> dict[str, Callable[..., Any]]:
 
 def _serve_master(process: ServiceProcess, transport: DirectTransport) -> None:
     directory = NodeDirectory(
-        lambda value: transport.check_address(value, "node address"), process.args.expect_nodes
+        lambda value: transport.check_address(value, "node"), process.args.expect_nodes
     )
     with transport.serve(process.settings, "master", master_methods(directory)):
         process.stop.wait()

@@ -130,7 +130,8 @@ class DirectTransport(ABC):
 
     @abstractmethod
     def check_address(self, value: object, what: str) -> str:
-        """``value`` if it is an address of this transport, else ValueError naming ``what``."""
+        """``value`` if it is an address of this transport, else ValueError naming
+        ``what`` (``subscriber``, ``node``) and the kind of address wanted."""
 
     @abstractmethod
     def subscriber_server(self, notify: Callable[[object], bool], host: str) -> SubscriberServer:

@@ -68,7 +68,7 @@ class PyroTransport(DirectTransport):
         return Remote(settings, address, hint, timeout)
 
     def check_address(self, value: object, what: str) -> str:
-        return direct_uri(value, what)
+        return direct_uri(value, f"{what} uri")
 
     def subscriber_server(self, notify: Callable[[object], bool], host: str) -> SubscriberServer:
         return SubscriberServer(notify, host)

@@ -14,7 +14,7 @@ ever talk through the broker. The wire protocol is in ``docs/PROTOCOL.md``.
 The n-node form (``--nodes N``) runs N of those service processes or workers with
 ``--node-id``, as competing consumers of the same queue: the broker spreads the load;
 the insult store, the broadcast lease and per-node counters live in Redis
-(``middlewares.cluster``). See ``docs/NODES.md``.
+(:mod:`middlewares.cluster`). See ``docs/NODES.md``.
 
 Every filter worker reports its count of acknowledged tasks to the fanout exchange
 ``<ns>.filter.stats`` (:class:`WorkerReport`), from which the dynamic-scaling master
@@ -24,7 +24,7 @@ The names below are the package's public surface for other packages (``dynamic``
 broker objects of a namespace, connections, the task and report formats.
 """
 
-from middlewares.rabbitmq._amqp import (
+from middlewares.rabbitmq.transport import (
     DIRECT_REPLY_TO,
     LINK_ERRORS,
     REPORT_INTERVAL,

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import logging
-
-import redis
-
-from middlewares.cluster import counters_key, lease_key, redis_client, store_key
-from middlewares.contract import Backend, BrokerUnavailable, ProcessSpec
-from middlewares.rabbitmq._amqp import Names, close_quietly, connect, link_errors_as_unavailable
-from middlewares.rabbitmq.clients import (
-    RabbitMqEchoClient,
-    RabbitMqFilterClient,
-    RabbitMqInsultClient,
+from middlewares.cluster.client import connect as connect_redis
+from middlewares.cluster.store import delete_shared_state
+from middlewares.contract import Backend, ProcessSpec
+from middlewares.rabbitmq.clients import RabbitMqEchoClient, RabbitMqInsultClient
+from middlewares.rabbitmq.filter_client import RabbitMqFilterClient
+from middlewares.rabbitmq.transport import (
+    Names,
+    close_quietly,
+    connect,
+    link_errors_as_unavailable,
 )
 from middlewares.settings import Settings
 
@@ -21,19 +20,6 @@ _PACKAGE = "middlewares.rabbitmq"
 #: The module of a node of the n-node form, by service: the one-node processes, run
 #: with ``--node-id``.
 _NODE_MODULES = {"insult": f"{_PACKAGE}.insult_service", "filter": f"{_PACKAGE}.filter_worker"}
-
-log = logging.getLogger(__name__)
-
-
-def _cluster_keys(namespace: str) -> list[str]:
-    """The Redis keys the n-node form keeps for a namespace (see middlewares.cluster)."""
-    return [
-        store_key(namespace),
-        lease_key(namespace),
-        counters_key(namespace, "insult"),
-        counters_key(namespace, "filter"),
-    ]
-
 
 class RabbitMqBackend(Backend):
     """InsultService, InsultFilter workers and echo, all talking through one RabbitMQ broker."""
@@ -69,7 +55,7 @@ class RabbitMqBackend(Backend):
             return super().node_process(service, settings, node)
         # The nodes keep their shared state in Redis: say so now, once, rather than
         # have every node fail at start and be restarted again and again.
-        redis_client(settings).close()
+        connect_redis(settings).close()
         return ProcessSpec(
             f"{service}-node-{node}",
             _NODE_MODULES[service],
@@ -92,7 +78,7 @@ class RabbitMqBackend(Backend):
     def cleanup(self, settings: Settings) -> None:
         """Delete the queues and exchanges of ``settings.namespace``, by name, and the Redis
         keys of its n-node form (when Redis answers), and nothing else."""
-        self._cleanup_cluster_keys(settings)
+        delete_shared_state(settings)
         names = Names(settings.namespace)
         connection = connect(settings, "cleanup")
         try:
@@ -104,19 +90,6 @@ class RabbitMqBackend(Backend):
                     channel.exchange_delete(exchange)
         finally:
             close_quietly(connection)
-
-    @staticmethod
-    def _cleanup_cluster_keys(settings: Settings) -> None:
-        try:
-            client = redis_client(settings.with_changes(timeout=min(settings.timeout, 2.0)))
-        except BrokerUnavailable:
-            return  # no Redis, so no n-node form ever ran: nothing to delete
-        try:
-            client.delete(*_cluster_keys(settings.namespace))
-        except redis.RedisError as error:
-            log.warning("could not delete the n-node keys of %s: %s", settings.namespace, error)
-        finally:
-            client.close()
 
 
 BACKEND = RabbitMqBackend()

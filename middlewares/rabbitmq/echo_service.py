@@ -7,28 +7,40 @@ The baseline of the stress harness: the same request/reply pattern as the Insult
 
 from __future__ import annotations
 
-from middlewares.rabbitmq._amqp import Names, RpcServer, quiet_pika, settings_parser
-from middlewares.runtime import StopSignal, configure_logging, run_main
-from middlewares.settings import from_args
+import logging
+
+from middlewares.rabbitmq.rpc import RpcServer
+from middlewares.rabbitmq.transport import Names, quiet_pika
+from middlewares.runtime import ServiceProcess, service_main
+
+log = logging.getLogger(__name__)
 
 
-def main(argv: list[str] | None = None) -> int:
+def serve(process: ServiceProcess) -> None:
     """Serve until SIGINT or SIGTERM."""
-    parser = settings_parser("python -m middlewares.rabbitmq.echo_service", __doc__ or "")
-    settings = from_args(parser.parse_args(argv))
-    log = configure_logging("rabbitmq-echo")
+    settings = process.settings
     quiet_pika()
-    stop = StopSignal()
     queue = Names(settings.namespace).echo_requests
     server = RpcServer(settings, queue, lambda body: body, str.encode, role="echo-service")
     log.info("serving %s", queue)
     try:
-        server.serve(stop)
+        server.serve(process.stop)
     finally:
         server.close()
     log.info("stopped after %d requests", server.served)
-    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of ``python -m middlewares.rabbitmq.echo_service``."""
+    service_main(
+        "middlewares.rabbitmq.echo_service",
+        "The bare echo on RabbitMQ: answers <ns>.echo.requests with the request body "
+        "until SIGINT/SIGTERM.",
+        serve,
+        node_id="none",
+        argv=argv,
+    )
 
 
 if __name__ == "__main__":
-    run_main(main)
+    main()

@@ -21,6 +21,7 @@ also counts the tasks it answers in Redis, per node, for the harnesses.
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
@@ -34,8 +35,10 @@ import pika
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 
-from middlewares.core import Censor, InsultError, validate_text
-from middlewares.rabbitmq._amqp import (
+from middlewares.cluster.counters import node_counter
+from middlewares.core import InsultError
+from middlewares.rabbitmq.clients import RabbitMqInsultClient
+from middlewares.rabbitmq.transport import (
     LINK_ERRORS,
     REPORT_INTERVAL,
     STOP_CHECK_SECONDS,
@@ -47,13 +50,10 @@ from middlewares.rabbitmq._amqp import (
     declare_task_queue,
     link_errors_as_unavailable,
     quiet_pika,
-    settings_parser,
 )
-from middlewares.rabbitmq._node import add_node_argument, node_membership
-from middlewares.rabbitmq.clients import RabbitMqInsultClient
-from middlewares.runtime import StopSignal, configure_logging, run_main
-from middlewares.service import RefreshingInsults, decode_request, error_reply
-from middlewares.settings import Settings, from_args, simulate_work
+from middlewares.runtime import ServiceProcess, StopSignal, service_main
+from middlewares.service import FilterStep, decode_request, error_reply
+from middlewares.settings import Settings
 
 log = logging.getLogger("rabbitmq-filter-worker")
 
@@ -185,11 +185,10 @@ class FilterWorker:
         self._settings = settings
         self._on_processed = on_processed
         self._names = Names(settings.namespace)
-        self._censor = Censor()
         #: Tasks answered so far (a node also counts them in Redis: ``on_processed``).
         self.processed = 0
         self._follower = InsultFollower(settings)
-        self._insults = RefreshingInsults(self._follower.fetch, settings.insult_refresh)
+        self._step = FilterStep(settings, self._follower.fetch)
         self._connection = connect(settings, "filter-worker")
         channel = self._connection.channel()
         declare_task_queue(channel, self._names)
@@ -246,50 +245,59 @@ class FilterWorker:
             task = decode_request(body)
             if "text" not in task:
                 raise InsultError('task has no "text" field')
-            text = validate_text(task["text"], self._settings.limits)
+            censored = self._step.censor(task["text"])
         except InsultError as error:
             return None, error_reply(str(error))
-        censored = self._censor.censor(text, self._insults.current())
-        simulate_work(self._settings)
         return censored, json.dumps({"text": censored}).encode()
 
 
-def main(argv: list[str] | None = None) -> int:
+def serve(process: ServiceProcess) -> None:
     """Work until SIGINT or SIGTERM."""
-    parser = settings_parser("python -m middlewares.rabbitmq.filter_worker", __doc__ or "")
+    settings, node, prefetch = process.settings, process.node_id, process.args.prefetch
+    quiet_pika()
+    with ExitStack() as cleanup:
+        counters = None if node is None else cleanup.enter_context(
+            node_counter(settings, "filter", node)
+        )
+        worker = FilterWorker(settings, prefetch, None if counters is None else counters.increment)
+        # Closed before the node's final count is published.
+        cleanup.callback(worker.close)
+        log.info("consuming %s with prefetch %d", Names(settings.namespace).filter_tasks, prefetch)
+        worker.run(process.stop)
+    log.info("stopped after %d tasks", worker.processed)
+
+
+def _prefetch_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--prefetch",
-        type=int,
+        type=_positive,
         default=DEFAULT_PREFETCH,
         help=f"tasks held unacknowledged at once (default: {DEFAULT_PREFETCH})",
     )
-    add_node_argument(parser)
-    args = parser.parse_args(argv)
-    if args.prefetch < 1:
-        parser.error("--prefetch must be at least 1")
-    settings = from_args(args)
-    node_id: str | None = args.node_id
-    configure_logging(
-        "rabbitmq-filter-worker" if node_id is None else f"rabbitmq-filter[{node_id}]"
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of ``python -m middlewares.rabbitmq.filter_worker [--node-id ID]``."""
+    service_main(
+        "middlewares.rabbitmq.filter_worker",
+        "An InsultFilter worker on RabbitMQ: censors tasks of <ns>.filter.tasks until "
+        "SIGINT/SIGTERM; with --node-id, one node of the n-node form (served tasks "
+        "counted in Redis).",
+        serve,
+        add_arguments=_prefetch_argument,
+        argv=argv,
     )
-    quiet_pika()
-    stop = StopSignal()
-    with ExitStack() as cleanup:
-        node = None if node_id is None else cleanup.enter_context(
-            node_membership(settings, "filter", node_id)
-        )
-        worker = FilterWorker(
-            settings, args.prefetch, None if node is None else node.counters.increment
-        )
-        # Closed before the node's final count is published.
-        cleanup.callback(worker.close)
-        log.info(
-            "consuming %s with prefetch %d", Names(settings.namespace).filter_tasks, args.prefetch
-        )
-        worker.run(stop)
-    log.info("stopped after %d tasks", worker.processed)
-    return 0
 
 
 if __name__ == "__main__":
-    run_main(main)
+    main()

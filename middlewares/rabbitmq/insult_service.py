@@ -11,32 +11,30 @@ count the requests each one answers.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import ExitStack
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 
 import redis
 
-from middlewares.cluster import LeasedBroadcaster, RedisInsultStore, RestartSafeLease
-from middlewares.core import InsultError, InsultStore, Limits, load_default_insults
-from middlewares.rabbitmq._amqp import (
+from middlewares.broadcast import Broadcaster
+from middlewares.cluster.client import connect
+from middlewares.cluster.counters import NodeCounters, node_counter
+from middlewares.cluster.lease import LeasedBroadcaster, RestartSafeLease
+from middlewares.cluster.store import RedisInsultStore
+from middlewares.core import InsultStore, load_default_insults
+from middlewares.rabbitmq.rpc import RpcServer
+from middlewares.rabbitmq.transport import (
     RPC_PREFETCH,
     Names,
-    RpcServer,
     declare_broadcast_exchange,
     quiet_pika,
-    settings_parser,
 )
-from middlewares.rabbitmq._node import Node, add_node_argument, node_membership
-from middlewares.runtime import StopSignal, configure_logging, run_main
-from middlewares.service import (
-    Broadcaster,
-    InsultOps,
-    decode_request,
-    dispatch_insult_request,
-    error_reply,
-    ok_reply,
-)
-from middlewares.settings import Settings, from_args, simulate_work
+from middlewares.runtime import ServiceProcess, service_main
+from middlewares.service import InsultOps, InsultService, error_reply
+from middlewares.settings import Settings
+
+log = logging.getLogger(__name__)
 
 #: Requests a node of the n-node form holds unacknowledged. Enough to keep a node busy
 #: while its acknowledgement travels to the broker, few enough that a backlog is shared
@@ -47,10 +45,7 @@ NODE_PREFETCH = 4
 
 def open_store(settings: Settings, shared: redis.Redis | None = None) -> InsultOps:
     """The store this process serves from: in-process for the one-node form, the Redis set
-    of the namespace (``shared``) for a node of the n-node form.
-
-    Everything else in this module only needs :class:`InsultOps`.
-    """
+    of the namespace (``shared``) for a node of the n-node form."""
     defaults = load_default_insults() if settings.load_defaults else ()
     if shared is None:
         return InsultStore(defaults, settings.limits)
@@ -60,28 +55,25 @@ def open_store(settings: Settings, shared: redis.Redis | None = None) -> InsultO
     return store
 
 
-def answer(store: InsultOps, limits: Limits, body: bytes) -> bytes:
-    """The reply body for one request body; bad requests get an error reply, never raise.
-
-    So does a request a node cannot serve because the shared store in Redis is out of
-    reach: the client hears why at once, and the node keeps serving when Redis is back.
-    """
+@contextmanager
+def _shared_redis(settings: Settings, node: str | None) -> Iterator[redis.Redis | None]:
+    """A node's connection to the shared state; None in the one-node form."""
+    if node is None:
+        yield None
+        return
+    client = connect(settings)
     try:
-        request = decode_request(body)
-        return ok_reply(
-            dispatch_insult_request(store, request.get("op"), request.get("args", []), limits)
-        )
-    except InsultError as error:
-        return error_reply(str(error))
-    except redis.RedisError as error:
-        return error_reply(
-            f"the shared insult store (Redis) is unreachable: {error}; retry once Redis "
-            "is back (`python -m middlewares brokers up`)"
-        )
+        yield client
+    finally:
+        client.close()
 
 
 def make_broadcaster(
-    settings: Settings, node: Node | None, store: InsultOps, send: Callable[[str], None]
+    settings: Settings,
+    node: str | None,
+    shared: redis.Redis | None,
+    store: InsultOps,
+    send: Callable[[str], None],
 ) -> Broadcaster | LeasedBroadcaster:
     """The one-node form broadcasts by itself; a node only while it holds the lease.
 
@@ -89,44 +81,34 @@ def make_broadcaster(
     RestartSafeLease waits for that one to expire, so the broadcast keeps its interval.
     """
     interval = settings.broadcast_interval
-    if node is None:
+    if node is None or shared is None:
         return Broadcaster(interval, store.random, send)
     lease = RestartSafeLease(
-        node.redis, settings.namespace, node.id, LeasedBroadcaster.lease_ttl(interval)
+        shared, settings.namespace, node, LeasedBroadcaster.lease_ttl(interval)
     )
     return LeasedBroadcaster(lease, interval, store.random, send)
 
 
-def main(argv: list[str] | None = None) -> int:
+def serve(process: ServiceProcess) -> None:
     """Serve until SIGINT or SIGTERM."""
-    parser = settings_parser("python -m middlewares.rabbitmq.insult_service", __doc__ or "")
-    add_node_argument(parser)
-    args = parser.parse_args(argv)
-    settings = from_args(args)
-    node_id: str | None = args.node_id
-    log = configure_logging("rabbitmq-insult" if node_id is None else f"rabbitmq-insult[{node_id}]")
+    settings, node = process.settings, process.node_id
     quiet_pika()
-    stop = StopSignal()
     names = Names(settings.namespace)
-    limits = settings.limits
     with ExitStack() as cleanup:
-        node = None if node_id is None else cleanup.enter_context(
-            node_membership(settings, "insult", node_id)
-        )
-        store = open_store(settings, None if node is None else node.redis)
-
-        def handle(body: bytes) -> bytes:
-            simulate_work(settings)  # --work-ms: the speedup study's service time
-            return answer(store, limits, body)
-
+        shared = cleanup.enter_context(_shared_redis(settings, node))
+        counters: NodeCounters | None = None
+        if node is not None:
+            counters = cleanup.enter_context(node_counter(settings, "insult", node))
+        store = open_store(settings, shared)
+        service = InsultService(store, settings)
         server = RpcServer(
             settings,
             names.insult_requests,
-            handle,
+            service.dispatch,
             error_reply,
-            role="insult-service" if node is None else f"insult-node/{node.id}",
+            role="insult-service" if node is None else f"insult-node/{node}",
             prefetch=RPC_PREFETCH if node is None else NODE_PREFETCH,
-            on_served=None if node is None else node.counters.increment,
+            on_served=None if counters is None else counters.increment,
         )
         cleanup.callback(server.close)
         declare_broadcast_exchange(server.channel, names)
@@ -136,19 +118,30 @@ def main(argv: list[str] | None = None) -> int:
             # publish to the serving thread.
             server.publish_threadsafe(names.broadcast, insult.encode())
 
-        broadcaster = make_broadcaster(settings, node, store, send)
+        broadcaster = make_broadcaster(settings, node, shared, store, send)
         broadcaster.start()
         log.info("serving %s with %d insults", names.insult_requests, len(store.all()))
         try:
-            server.serve(stop)
+            server.serve(process.stop)
         finally:
             # Stopped (and, for a node, the lease handed over) before the connection
             # its publishes go through is closed.
             broadcaster.stop()
             broadcaster.join()
     log.info("stopped after %d requests", server.served)
-    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of ``python -m middlewares.rabbitmq.insult_service [--node-id ID]``."""
+    service_main(
+        "middlewares.rabbitmq.insult_service",
+        "The InsultService on RabbitMQ: answers <ns>.insults.requests and broadcasts on "
+        "<ns>.insults.broadcast until SIGINT/SIGTERM; with --node-id, one node of the "
+        "n-node form (shared store, lease and counters in Redis).",
+        serve,
+        argv=argv,
+    )
 
 
 if __name__ == "__main__":
-    run_main(main)
+    main()

@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 import uuid
 
+from middlewares.cluster.client import connect, unavailable
 from middlewares.contract import Backend, ProcessSpec
 from middlewares.redis.clients import RedisEchoClient, RedisFilterClient, RedisInsultClient
-from middlewares.redis.transport import MIN_REDIS_VERSION, connect, unavailable
+from middlewares.redis.transport import MIN_REDIS_VERSION
 from middlewares.settings import Settings
 
 _MODULES = {
@@ -45,7 +46,7 @@ class RedisBackend(Backend):
             raise unavailable(
                 settings,
                 f"Redis {version} is too old, {wanted} or newer is needed; "
-                "start Redis 7 with `docker compose up -d redis`",
+                "start Redis 7 (`python -m middlewares brokers up` uses the installed one)",
             )
 
     def processes(self, service: str, settings: Settings, workers: int) -> list[ProcessSpec]:

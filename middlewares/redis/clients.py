@@ -17,6 +17,8 @@ from typing import Any
 
 import redis
 
+from middlewares.cluster.client import REDIS_DOWN, connect, redis_errors_as_unavailable
+from middlewares.cluster.keys import Keys, QueueKeys
 from middlewares.contract import (
     BroadcastCallback,
     EchoClient,
@@ -26,13 +28,6 @@ from middlewares.contract import (
     ServiceTimeout,
 )
 from middlewares.core import InsultError, validate_limit
-from middlewares.redis.transport import (
-    REDIS_DOWN,
-    Keys,
-    QueueKeys,
-    connect,
-    redis_errors_as_unavailable,
-)
 from middlewares.settings import Settings
 
 log = logging.getLogger(__name__)

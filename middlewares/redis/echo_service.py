@@ -10,19 +10,11 @@ from __future__ import annotations
 
 import logging
 
-from middlewares.redis.transport import (
-    Ack,
-    Keys,
-    ReliableConsumer,
-    connect,
-    consume,
-    parse_request,
-    reply_ttl,
-    run_process,
-)
-from middlewares.runtime import StopSignal
+from middlewares.cluster.client import connect, redis_errors_as_unavailable
+from middlewares.cluster.keys import Keys
+from middlewares.redis.transport import Ack, ReliableConsumer, consume, parse_request, reply_ttl
+from middlewares.runtime import ServiceProcess, service_main
 from middlewares.service import ok_reply
-from middlewares.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -41,24 +33,27 @@ def _echo(messages: list[bytes]) -> list[Ack]:
     return acks
 
 
-def serve(settings: Settings, node_id: str, stop: StopSignal) -> None:
-    """Echo requests until ``stop``."""
-    keys = Keys(settings.namespace)
-    consumer = ReliableConsumer(
-        connect(settings), keys.echo, node_id, settings, reply_ttl=reply_ttl(settings)
-    )
-    log.info("echoing %s", keys.echo.queue)
-    consume(consumer, _echo, stop)
+def serve(process: ServiceProcess) -> None:
+    """Echo requests until stopped."""
+    settings = process.settings
+    with redis_errors_as_unavailable(settings):
+        keys = Keys(settings.namespace)
+        consumer = ReliableConsumer(
+            connect(settings), keys.echo, str(process.node_id), settings, reply_ttl(settings)
+        )
+        log.info("echoing %s", keys.echo.queue)
+        consume(consumer, _echo, process.stop)
     log.info("stopped")
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: ``python -m middlewares.redis.echo_service --node-id ID [settings]``."""
-    run_process(
+    service_main(
         "middlewares.redis.echo_service",
         "The bare echo on Redis: answers <ns>:echo:requests until SIGINT/SIGTERM.",
         serve,
-        argv,
+        node_id="required",
+        argv=argv,
     )
 
 

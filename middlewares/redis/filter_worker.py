@@ -14,20 +14,13 @@ from collections.abc import Callable
 
 import redis
 
-from middlewares.cluster import RedisInsultStore
-from middlewares.core import Censor, InsultError, validate_text
-from middlewares.redis.transport import (
-    Ack,
-    Keys,
-    ReliableConsumer,
-    connect,
-    consume,
-    encode,
-    run_process,
-)
-from middlewares.runtime import StopSignal
-from middlewares.service import RefreshingInsults, decode_request, error_reply
-from middlewares.settings import Settings, simulate_work
+from middlewares.cluster.client import connect, redis_errors_as_unavailable
+from middlewares.cluster.keys import Keys
+from middlewares.cluster.store import RedisInsultStore
+from middlewares.core import InsultError
+from middlewares.redis.transport import Ack, ReliableConsumer, consume, encode
+from middlewares.runtime import ServiceProcess, service_main
+from middlewares.service import FilterStep, decode_request, error_reply
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +39,9 @@ def store_reader(client: redis.Redis, namespace: str) -> Callable[[], list[str] 
 class _FilterHandler:
     """Censors claimed tasks and turns them into acknowledgements carrying the results."""
 
-    def __init__(
-        self, insults: RefreshingInsults, settings: Settings, keep_alive: Callable[[], None]
-    ) -> None:
-        self._insults = insults
-        self._settings = settings
+    def __init__(self, step: FilterStep, keep_alive: Callable[[], None]) -> None:
+        self._step = step
         self._keep_alive = keep_alive
-        self._censor = Censor()
 
     def __call__(self, messages: list[bytes]) -> list[Ack]:
         acks = []
@@ -75,46 +64,48 @@ class _FilterHandler:
         try:
             if not isinstance(task_id, str) or not task_id:
                 raise InsultError("task id must be a non-empty string")
-            text = validate_text(task.get("text"), self._settings.limits)
+            censored = self._step.censor(task.get("text"))
         except InsultError as error:
             if reply_to is None:
                 log.warning("dropped task id=%r with no reply_to: %s", task_id, error)
                 return Ack(raw)
             return Ack(raw, reply_to, error_reply(str(error), id=task_id))
-        simulate_work(self._settings)
-        censored = self._censor.censor(text, self._insults.current())
         result = encode({"id": task_id, "ok": True, "text": censored})
         return Ack(raw, reply_to, result if reply_to else b"", log_entry=result)
 
 
-def serve(settings: Settings, node_id: str, stop: StopSignal) -> None:
-    """Censor tasks until ``stop``; then acknowledge what is held and exit."""
-    keys = Keys(settings.namespace)
-    client = connect(settings)
-    insults = RefreshingInsults(store_reader(client, settings.namespace), settings.insult_refresh)
-    consumer = ReliableConsumer(
-        client,
-        keys.filter,
-        node_id,
-        settings,
-        reply_ttl=FILTER_REPLY_TTL,
-        # A result list of size 0 is none at all (LTRIM 0 -1 would keep everything).
-        log_key=keys.results if settings.result_limit > 0 else None,
-        log_length=settings.result_limit,
-    )
-    log.info("censoring tasks from %s", keys.filter.queue)
-    consume(consumer, _FilterHandler(insults, settings, consumer.keep_alive), stop)
+def serve(process: ServiceProcess) -> None:
+    """Censor tasks until stopped; then acknowledge what is held and exit. A lost Redis
+    ends the process with one line (the launcher restarts it)."""
+    settings = process.settings
+    with redis_errors_as_unavailable(settings):
+        keys = Keys(settings.namespace)
+        client = connect(settings)
+        step = FilterStep(settings, store_reader(client, settings.namespace))
+        consumer = ReliableConsumer(
+            client,
+            keys.filter,
+            str(process.node_id),
+            settings,
+            reply_ttl=FILTER_REPLY_TTL,
+            # A result list of size 0 is none at all (LTRIM 0 -1 would keep everything).
+            log_key=keys.results if settings.result_limit > 0 else None,
+            log_length=settings.result_limit,
+        )
+        log.info("censoring tasks from %s", keys.filter.queue)
+        consume(consumer, _FilterHandler(step, consumer.keep_alive), process.stop)
     log.info("stopped")
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: ``python -m middlewares.redis.filter_worker --node-id ID [settings]``."""
-    run_process(
+    service_main(
         "middlewares.redis.filter_worker",
         "An InsultFilter worker on Redis (one node of the filter): censors "
         "<ns>:filter:tasks until SIGINT/SIGTERM.",
         serve,
-        argv,
+        node_id="required",
+        argv=argv,
     )
 
 

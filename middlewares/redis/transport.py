@@ -1,4 +1,4 @@
-"""Redis as a transport: key names, connections, and the reliable queue every service reads.
+"""Redis as a transport: the reliable queue every Redis service process reads.
 
 The InsultService, the InsultFilter workers and the echo baseline all consume a list the
 same way, so that is written once here (:class:`ReliableConsumer`): a consumer moves a
@@ -10,42 +10,32 @@ live consumer once the dead one's heartbeat key has expired. Because the answer 
 written by the script that removes the message, a message handed out twice (after a
 consumer was wrongly thought dead) is still answered exactly once. The same script adds
 the number of messages it acknowledged to the consumer's field of the per-node counters
-(:func:`middlewares.cluster.counters_key`), so those counts are exact too.
+(:meth:`middlewares.cluster.keys.Keys.counters`), so those counts are exact too. The
+scripts are in ``lua/``.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
-from middlewares import settings as settings_module
-from middlewares.cluster import counters_key, store_key
-from middlewares.contract import BrokerUnavailable
+from middlewares.cluster.keys import QueueKeys
+from middlewares.cluster.scripts import lua
 from middlewares.core import InsultError
-from middlewares.runtime import StopSignal, configure_logging, parse_node_id, run_main
+from middlewares.runtime import StopSignal
 from middlewares.service import decode_request
 from middlewares.settings import Settings
 
 log = logging.getLogger(__name__)
 
-#: What to tell a user whose Redis cannot be reached.
-START_HINT = "start it with `docker compose up -d redis` or `python -m middlewares brokers up`"
-
 #: BLMOVE and LMOVE appeared in Redis 6.2.
 MIN_REDIS_VERSION = (6, 2)
-
-#: The errors that mean "Redis is not there", as opposed to a refused command.
-REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
 
 #: Most messages a consumer claims in one round trip when requests carry no simulated work.
 PREFETCH = 16
@@ -56,119 +46,6 @@ HEARTBEAT_TTL = 5.0
 
 #: How often a consumer looks for dead consumers whose messages must be re-queued.
 SWEEP_EVERY = 2.0
-
-
-@dataclass(frozen=True)
-class QueueKeys:
-    """The keys of one service's queue, all under ``prefix`` (e.g. ``<ns>:filter``).
-
-    Attributes:
-        prefix: The service's key prefix.
-        queue: The list clients LPUSH messages on and consumers take them from (the right).
-        counters: Hash of the messages each consumer acknowledged, by consumer id: the
-            per-node counters of the n-node form.
-    """
-
-    prefix: str
-    queue: str
-    counters: str
-
-    @property
-    def consumers(self) -> str:
-        """Set of the ids of the consumers that may hold messages."""
-        return f"{self.prefix}:consumers"
-
-    def processing(self, consumer_id: str) -> str:
-        """List of the messages ``consumer_id`` holds and has not answered yet."""
-        return f"{self.prefix}:processing:{consumer_id}"
-
-    def heartbeat(self, consumer_id: str) -> str:
-        """Key that exists while ``consumer_id`` is alive (it has a short TTL)."""
-        return f"{self.prefix}:heartbeat:{consumer_id}"
-
-    def replies(self, client_id: str) -> str:
-        """A client's private reply list."""
-        return f"{self.prefix}:replies:{client_id}"
-
-
-@dataclass(frozen=True)
-class Keys:
-    """Every Redis name of one namespace; ``docs/PROTOCOL.md`` lists the same."""
-
-    namespace: str
-
-    @property
-    def insults(self) -> QueueKeys:
-        """The InsultService's request queue."""
-        ns = self.namespace
-        return QueueKeys(f"{ns}:insults", f"{ns}:insults:requests", counters_key(ns, "insult"))
-
-    @property
-    def filter(self) -> QueueKeys:
-        """The InsultFilter's task queue."""
-        ns = self.namespace
-        return QueueKeys(f"{ns}:filter", f"{ns}:filter:tasks", counters_key(ns, "filter"))
-
-    @property
-    def echo(self) -> QueueKeys:
-        """The echo baseline's request queue."""
-        ns = self.namespace
-        return QueueKeys(f"{ns}:echo", f"{ns}:echo:requests", counters_key(ns, "echo"))
-
-    @property
-    def store(self) -> str:
-        """Set of the canonical insults: the n-node form's shared store, whose name
-        :mod:`middlewares.cluster` owns."""
-        return store_key(self.namespace)
-
-    @property
-    def broadcast(self) -> str:
-        """Pub/sub channel of the broadcast insults."""
-        return f"{self.namespace}:insults:broadcast"
-
-    @property
-    def results(self) -> str:
-        """The filter's bounded result list, newest first."""
-        return f"{self.namespace}:filter:results"
-
-
-def unavailable(settings: Settings, hint: str = START_HINT) -> BrokerUnavailable:
-    """The error for a Redis that cannot be reached (or used) at ``settings.redis_url``."""
-    return BrokerUnavailable(settings.redis_url, hint)
-
-
-def connect(settings: Settings, timeout: float | None = None) -> redis.Redis:
-    """A client with a connection pool of its own, proven by a PING.
-
-    Every socket operation times out after ``timeout`` (default ``settings.timeout``), and
-    nothing is retried behind the caller's back: redis-py's default retries would send a
-    timed-out LPUSH twice.
-    """
-    seconds = settings.timeout if timeout is None else timeout
-    try:
-        client = redis.Redis.from_url(
-            settings.redis_url,
-            socket_timeout=seconds,
-            socket_connect_timeout=seconds,
-            retry=Retry(NoBackoff(), 0),
-        )
-    except ValueError as error:
-        raise unavailable(settings, f"not a Redis URL ({error})") from None
-    try:
-        client.ping()
-    except REDIS_DOWN as error:
-        client.close()
-        raise unavailable(settings) from error
-    return client
-
-
-@contextmanager
-def redis_errors_as_unavailable(settings: Settings) -> Iterator[None]:
-    """Turn a lost Redis into :class:`BrokerUnavailable`: one line, no traceback."""
-    try:
-        yield
-    except REDIS_DOWN as error:
-        raise unavailable(settings) from error
 
 
 def block_seconds(settings: Settings) -> float:
@@ -215,8 +92,9 @@ class Ack:
         reply_to: List to push the reply on (its TTL is refreshed), or None.
         reply: The answer for the submitter; with a ``store_op``, only its beginning.
         log_entry: Pushed on the consumer's log list (the filter's results), if not empty.
-        store_op: ``add``, ``all`` or ``random``: an operation on the consumer's store set
-            run in the same atomic step; its result, as JSON, and ``}`` end the reply.
+        store_op: An InsultService operation (``add_insult``, ``get_insults``,
+            ``random_insult``) on the consumer's store set, run in the same atomic step;
+            its result, as JSON, and ``}`` end the reply.
         store_arg: The operation's argument (the canonical insult to add).
     """
 
@@ -226,77 +104,6 @@ class Ack:
     log_entry: bytes = b""
     store_op: str = ""
     store_arg: str = ""
-
-
-# KEYS: processing list, counters hash, then every other key named by an index in ARGV
-#       (0: none).
-# ARGV: reply TTL (s), log length, consumer id, then 8 values per message: raw, reply
-#       key index, reply, log key index, log entry, store key index, store op, store op
-#       argument.
-# The LREM guard makes all of it happen once: a message that was re-queued meanwhile
-# belongs to its new holder, which answers it instead. A store operation runs here, with
-# the reply, so a crash can never apply an add without answering it or apply it twice;
-# the counter is raised here for the same reason, so a node's count is exact.
-_ACK = """
-local function run_store_op(op, key, argument)
-  if op == 'add' then
-    return redis.call('SADD', key, argument) == 1 and 'true' or 'false'
-  elseif op == 'random' then
-    return cjson.encode(redis.call('SRANDMEMBER', key) or '')
-  end
-  local members = redis.call('SMEMBERS', key)
-  if #members == 0 then return '[]' end
-  table.sort(members)
-  return cjson.encode(members)
-end
-
-local acked = 0
-for i = 4, #ARGV, 8 do
-  if redis.call('LREM', KEYS[1], -1, ARGV[i]) == 1 then
-    acked = acked + 1
-    local reply = ARGV[i + 2]
-    local store_key = tonumber(ARGV[i + 5])
-    if store_key > 0 then
-      reply = reply .. run_store_op(ARGV[i + 6], KEYS[store_key], ARGV[i + 7]) .. '}'
-    end
-    local reply_key = tonumber(ARGV[i + 1])
-    if reply_key > 0 then
-      -- pcall: a reply_to naming a key of another type must not stop the other acks.
-      redis.pcall('LPUSH', KEYS[reply_key], reply)
-      redis.pcall('EXPIRE', KEYS[reply_key], ARGV[1])
-    end
-    local log_key = tonumber(ARGV[i + 3])
-    if log_key > 0 then
-      redis.call('LPUSH', KEYS[log_key], ARGV[i + 4])
-      redis.call('LTRIM', KEYS[log_key], 0, tonumber(ARGV[2]) - 1)
-    end
-  end
-end
-if acked > 0 then redis.call('HINCRBY', KEYS[2], ARGV[3], acked) end
-return acked
-"""
-
-# KEYS: queue, processing list. ARGV: most messages to move. Oldest first, as BLMOVE.
-_CLAIM = """
-local claimed = {}
-for _ = 1, tonumber(ARGV[1]) do
-  local message = redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT')
-  if not message then break end
-  claimed[#claimed + 1] = message
-end
-return claimed
-"""
-
-# KEYS: processing list, queue, heartbeat, consumer set. ARGV: consumer id, force.
-# Without force, only a consumer whose heartbeat expired is emptied. The oldest claimed
-# message goes back to the consuming end first, so it is the next one handed out.
-_REQUEUE = """
-if ARGV[2] ~= '1' and redis.call('EXISTS', KEYS[3]) == 1 then return -1 end
-local moved = 0
-while redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT') do moved = moved + 1 end
-redis.call('SREM', KEYS[4], ARGV[1])
-return moved
-"""
 
 
 class ReliableConsumer:
@@ -382,7 +189,7 @@ class ReliableConsumer:
             self._beat(pipe)
         queue, processing = self._keys.queue, self._processing
         pipe.blmove(queue, processing, self._block, "RIGHT", "LEFT")
-        pipe.evalsha(self._shas[_CLAIM], 2, queue, processing, self._prefetch - 1)
+        pipe.evalsha(self._shas["claim"], 2, queue, processing, self._prefetch - 1)
 
     def _run(self, build: Callable[[redis.client.Pipeline], None]) -> list[Any] | None:
         """Execute one pipeline and return its results, or None if Redis had lost the Lua
@@ -403,8 +210,8 @@ class ReliableConsumer:
             return None
 
     def _load_scripts(self) -> None:
-        scripts = (_ACK, _CLAIM, _REQUEUE)
-        self._shas = {script: self._redis.script_load(script) for script in scripts}
+        names = ("ack", "claim", "requeue")
+        self._shas = {name: self._redis.script_load(lua(__package__, name)) for name in names}
 
     def _ack(self, pipe: redis.client.Pipeline, acks: Sequence[Ack]) -> None:
         if not acks:
@@ -426,7 +233,7 @@ class ReliableConsumer:
             store_key = self._store_key if ack.store_op else None
             args += [ack.raw, key_index(ack.reply_to), ack.reply, key_index(log_key)]
             args += [ack.log_entry, key_index(store_key), ack.store_op, ack.store_arg]
-        pipe.evalsha(self._shas[_ACK], len(keys), *keys, *args)
+        pipe.evalsha(self._shas["ack"], len(keys), *keys, *args)
 
     def _beat(self, pipe: redis.client.Pipeline) -> None:
         self._next_beat = time.monotonic() + HEARTBEAT_EVERY
@@ -436,7 +243,7 @@ class ReliableConsumer:
     def _requeue(self, pipe: redis.client.Pipeline, consumer_id: str, force: bool) -> None:
         keys = self._keys
         pipe.evalsha(
-            self._shas[_REQUEUE],
+            self._shas["requeue"],
             4,
             keys.processing(consumer_id),
             keys.queue,
@@ -479,39 +286,3 @@ def consume(consumer: ReliableConsumer, handle: Handler, stop: StopSignal) -> No
 def encode(message: dict[str, Any]) -> bytes:
     """A JSON message as UTF-8 bytes (non-ASCII kept readable for redis-cli users)."""
     return json.dumps(message, ensure_ascii=False).encode("utf-8")
-
-
-def run_process(
-    prog: str,
-    description: str,
-    serve: Callable[[Settings, str, StopSignal], None],
-    argv: list[str] | None = None,
-) -> None:
-    """Entry point of a service process: parse flags, log, serve until SIGINT/SIGTERM.
-
-    ``--node-id`` names the process as a consumer and as a node of the n-node form (its
-    field in the per-node counters, its value in the broadcaster lease); a process
-    restarted with the same id takes back what it held. A lost Redis ends it with one
-    line and a non-zero status, so the launcher restarts it; a stop signal ends it with
-    status 0 once it has answered everything it claimed.
-    """
-    parser = argparse.ArgumentParser(prog=f"python -m {prog}", description=description)
-    parser.add_argument(
-        "--node-id",
-        dest="consumer_id",
-        metavar="ID",
-        type=parse_node_id,
-        required=True,
-        help="this node's id, unique in the namespace and kept across restarts",
-    )
-    settings_module.add_arguments(parser)
-    args = parser.parse_args(argv)
-    settings = settings_module.from_args(args)
-    configure_logging(f"{prog.rsplit('.', 1)[-1]}[{args.consumer_id}]")
-    stop = StopSignal()
-
-    def main() -> None:
-        with redis_errors_as_unavailable(settings):
-            serve(settings, args.consumer_id, stop)
-
-    run_main(main)

@@ -55,7 +55,7 @@ class XmlRpcTransport(DirectTransport):
         return Remote(address, hint, timeout)
 
     def check_address(self, value: object, what: str) -> str:
-        return check_http_url(value, what)
+        return check_http_url(value, f"{what} url")
 
     def subscriber_server(self, notify: Callable[[object], bool], host: str) -> SubscriberServer:
         return SubscriberServer(notify, host)

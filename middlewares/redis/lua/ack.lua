@@ -1,0 +1,47 @@
+-- Acknowledge claimed messages of a reliable queue and write their answers, atomically.
+-- KEYS: processing list, counters hash, then every other key named by an index in ARGV
+--       (0: none).
+-- ARGV: reply TTL (s), log length, consumer id, then 8 values per message: raw, reply
+--       key index, reply, log key index, log entry, store key index, store op, store op
+--       argument.
+-- The LREM guard makes all of it happen once: a message that was re-queued meanwhile
+-- belongs to its new holder, which answers it instead. A store operation (an
+-- InsultService request) runs here, with the reply, so a crash can never apply an add
+-- without answering it or apply it twice; the counter is raised here for the same
+-- reason, so a node's count is exact.
+local function run_store_op(op, key, argument)
+  if op == 'add_insult' then
+    return redis.call('SADD', key, argument) == 1 and 'true' or 'false'
+  elseif op == 'random_insult' then
+    return cjson.encode(redis.call('SRANDMEMBER', key) or '')
+  end
+  local members = redis.call('SMEMBERS', key)
+  if #members == 0 then return '[]' end
+  table.sort(members)
+  return cjson.encode(members)
+end
+
+local acked = 0
+for i = 4, #ARGV, 8 do
+  if redis.call('LREM', KEYS[1], -1, ARGV[i]) == 1 then
+    acked = acked + 1
+    local reply = ARGV[i + 2]
+    local store_key = tonumber(ARGV[i + 5])
+    if store_key > 0 then
+      reply = reply .. run_store_op(ARGV[i + 6], KEYS[store_key], ARGV[i + 7]) .. '}'
+    end
+    local reply_key = tonumber(ARGV[i + 1])
+    if reply_key > 0 then
+      -- pcall: a reply_to naming a key of another type must not stop the other acks.
+      redis.pcall('LPUSH', KEYS[reply_key], reply)
+      redis.pcall('EXPIRE', KEYS[reply_key], ARGV[1])
+    end
+    local log_key = tonumber(ARGV[i + 3])
+    if log_key > 0 then
+      redis.call('LPUSH', KEYS[log_key], ARGV[i + 4])
+      redis.call('LTRIM', KEYS[log_key], 0, tonumber(ARGV[2]) - 1)
+    end
+  end
+end
+if acked > 0 then redis.call('HINCRBY', KEYS[2], ARGV[3], acked) end
+return acked
