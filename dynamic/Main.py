@@ -20,7 +20,7 @@ from dynamic.master import describe, run_ticks
 from dynamic.record import Tick, TickWriter
 from dynamic.runner import MasterOptions, add_master_arguments, local_master, options_from_args
 from middlewares import settings as settings_module
-from middlewares.rabbitmq import quiet_pika
+from middlewares.rabbitmq.transport import quiet_pika
 from middlewares.runtime import StopSignal, configure_logging, run_main
 
 log = logging.getLogger("dynamic-master")

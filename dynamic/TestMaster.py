@@ -36,7 +36,7 @@ from dynamic.runner import (
 )
 from dynamic.trace import RateTrace
 from middlewares import settings as settings_module
-from middlewares.rabbitmq import quiet_pika
+from middlewares.rabbitmq.transport import quiet_pika
 from middlewares.runtime import StopSignal, configure_logging, run_main
 from middlewares.settings import Settings
 

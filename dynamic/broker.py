@@ -20,7 +20,7 @@ import pika.exceptions
 
 from dynamic.meter import Reading
 from dynamic.stats import StatsReader
-from middlewares.rabbitmq import (
+from middlewares.rabbitmq.transport import (
     Names,
     close_quietly,
     connect,

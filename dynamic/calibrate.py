@@ -13,7 +13,7 @@ import time
 import pika
 from pika.adapters.blocking_connection import BlockingChannel
 
-from middlewares.rabbitmq import (
+from middlewares.rabbitmq.transport import (
     DIRECT_REPLY_TO,
     Names,
     close_quietly,

@@ -15,13 +15,15 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 
-import pika
 from pika.adapters.blocking_connection import BlockingChannel
 
 from dynamic.meter import RateSince
 from dynamic.trace import RateTrace
-from middlewares.rabbitmq import (
+from middlewares.rabbitmq.transport import (
+    Channel,
+    Delivery,
     Names,
+    Properties,
     close_quietly,
     connect,
     declare_task_queue,
@@ -91,11 +93,7 @@ class ReplyCollector(threading.Thread):
             self.join()
 
     def _on_answer(
-        self,
-        channel: BlockingChannel,
-        method: pika.spec.Basic.Deliver,
-        properties: pika.BasicProperties,
-        body: bytes,
+        self, channel: Channel, method: Delivery, properties: Properties, body: bytes
     ) -> None:
         self.counts[properties.correlation_id or ""] += 1
 

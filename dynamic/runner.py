@@ -18,7 +18,7 @@ from dynamic.calibrate import measure_worker_rate
 from dynamic.launcher import DEFAULT_PREFETCH, LocalProcessLauncher
 from dynamic.master import Master, OfferedRate
 from dynamic.policy import PolicyConfig, ScalingPolicy
-from middlewares.rabbitmq import (
+from middlewares.rabbitmq.transport import (
     Names,
     close_quietly,
     connect,

@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from collections import deque
 
-from middlewares.rabbitmq import (
+from middlewares.rabbitmq.transport import (
     REPORT_INTERVAL,
     Names,
     WorkerReport,

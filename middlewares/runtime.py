@@ -43,6 +43,21 @@ def parse_node_id(text: str) -> str:
     return text
 
 
+def whole_number(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
+
+
 def configure_logging(name: str) -> logging.Logger:
     """Log one line per event to stderr, prefixed with the process's role."""
     logging.basicConfig(

@@ -9,7 +9,7 @@ import pytest
 from dynamic.load import Tally
 from dynamic.meter import ArrivalMeter, RateSince, Reading
 from dynamic.stats import AckCounter
-from middlewares.rabbitmq import WorkerReport
+from middlewares.rabbitmq.transport import WorkerReport
 
 
 def reading(time: float, ready: int = 0, unacked: int = 0, acked: float = 0) -> Reading:

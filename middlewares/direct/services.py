@@ -1,18 +1,17 @@
 """The service processes of XML-RPC and Pyro4, written once over a :class:`DirectTransport`.
 
-Each transport package has one small module per process (``insult_service``,
-``master``, ``filter_front``, ``filter_worker``, ``echo_service``) whose ``main`` calls
-the function of the same name here with its transport:
+Each transport package has one tiny module per process, which calls :func:`run` with its
+transport and the process's name (:data:`PROCESSES`):
 
-- :func:`insult_service`: the one-node InsultService (store and subscribers in this
-  process, a :class:`~middlewares.broadcast.Broadcaster`), or with ``--node-id`` one node
-  of the n-node form (served on a free port, registered with the master, shared state in
-  Redis, broadcasting only while it holds the lease);
-- :func:`master`: the n-node InsultService's node directory;
-- :func:`filter_front`: the filter's leased work queue, which is also the coordinator of
-  the filter's n-node form;
-- :func:`filter_worker`: a worker (or, with ``--node-id``, a node) pulling from the front;
-- :func:`echo_service`: the bare echo baseline.
+- ``insult_service``: the one-node InsultService (store and subscribers in this process,
+  a :class:`~middlewares.broadcast.Broadcaster`), or with ``--node-id`` one node of the
+  n-node form (served on a free port, registered with the master, shared state in Redis,
+  broadcasting only while it holds the lease);
+- ``master``: the n-node InsultService's node directory;
+- ``filter_front``: the filter's leased work queue, which is also the coordinator of the
+  filter's n-node form;
+- ``filter_worker``: a worker (or, with ``--node-id``, a node) pulling from the front;
+- ``echo_service``: the bare echo baseline.
 """
 
 from __future__ import annotations
@@ -20,6 +19,7 @@ from __future__ import annotations
 import argparse
 import logging
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from middlewares.broadcast import Broadcaster, SubscriberSet
@@ -38,7 +38,7 @@ from middlewares.direct.node import insult_node
 from middlewares.direct.queue import TaskQueue
 from middlewares.direct.transport import DirectTransport, ServedElsewhere
 from middlewares.direct.worker import RECONNECT_WAIT, add_worker_identity, serve_worker
-from middlewares.runtime import ServiceProcess, service_main
+from middlewares.runtime import NodeIdRule, ServiceProcess, service_main, whole_number
 from middlewares.service import InsultService
 
 log = logging.getLogger(__name__)
@@ -155,7 +155,7 @@ def _expect(flag: str, what: str) -> Callable[[argparse.ArgumentParser], None]:
     def add(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(
             flag,
-            type=_count,
+            type=whole_number(0),
             default=0,
             metavar="N",
             help=f"hand out no work until N {what} have registered (or {STARTUP_GRACE:g} s "
@@ -165,77 +165,67 @@ def _expect(flag: str, what: str) -> Callable[[argparse.ArgumentParser], None]:
     return add
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
+@dataclass(frozen=True)
+class _Process:
+    """One kind of service process: its body, what it does (for ``--help``, with
+    ``{where}`` the role's place), how the launcher usually starts it, and its flags."""
+
+    serve: Callable[[ServiceProcess, DirectTransport], None]
+    role: str
+    does: str
+    usually: str
+    node_id: NodeIdRule = "none"
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
 
 
-def _usually(transport: DirectTransport, command: str) -> str:
-    return f" Usually started by `python -m middlewares serve {transport.name} {command}`."
-
-
-def insult_service(transport: DirectTransport, argv: list[str] | None = None) -> None:
-    """``python -m middlewares.<transport>.insult_service [--node-id ID]``."""
-    service_main(
-        f"middlewares.{transport.name}.insult_service",
-        f"Serve the InsultService at {transport.describe('insult')}, or with --node-id as "
-        "one node of the n-node form (its own port, registered with the master, shared "
-        "state in Redis)." + _usually(transport, "insult [--nodes N]"),
-        lambda process: _serve_insult(process, transport),
-        argv=argv,
-    )
-
-
-def master(transport: DirectTransport, argv: list[str] | None = None) -> None:
-    """``python -m middlewares.<transport>.master``."""
-    service_main(
-        f"middlewares.{transport.name}.master",
-        f"Keep the directory of the nodes of an n-node InsultService at "
-        f"{transport.describe('master')}." + _usually(transport, "insult --nodes N"),
-        lambda process: _serve_master(process, transport),
-        node_id="none",
+#: Every service process of a direct middleware, by module name.
+PROCESSES = {
+    "insult_service": _Process(
+        _serve_insult,
+        "insult",
+        "Serve the InsultService at {where}, or with --node-id as one node of the n-node "
+        "form (its own port, registered with the master, shared state in Redis).",
+        "insult [--nodes N]",
+        node_id="optional",
+    ),
+    "master": _Process(
+        _serve_master,
+        "master",
+        "Keep the directory of the nodes of an n-node InsultService at {where}.",
+        "insult --nodes N",
         add_arguments=_expect("--expect-nodes", "nodes"),
-        argv=argv,
-    )
-
-
-def filter_front(transport: DirectTransport, argv: list[str] | None = None) -> None:
-    """``python -m middlewares.<transport>.filter_front``."""
-    service_main(
-        f"middlewares.{transport.name}.filter_front",
-        f"Serve the InsultFilter front at {transport.describe('filter')}; workers do the "
-        "censoring." + _usually(transport, "filter --workers N (or --nodes N)"),
-        lambda process: _serve_front(process, transport),
-        node_id="none",
+    ),
+    "filter_front": _Process(
+        _serve_front,
+        "filter",
+        "Serve the InsultFilter front at {where}; workers do the censoring.",
+        "filter --workers N (or --nodes N)",
         add_arguments=_expect("--expect-workers", "workers"),
-        argv=argv,
-    )
-
-
-def filter_worker(transport: DirectTransport, argv: list[str] | None = None) -> None:
-    """``python -m middlewares.<transport>.filter_worker --worker-id ID | --node-id ID``."""
-    service_main(
-        f"middlewares.{transport.name}.filter_worker",
-        f"Censor texts pulled from the InsultFilter front at {transport.describe('filter')}."
-        + _usually(transport, "filter --workers N (or --nodes N)"),
-        lambda process: serve_worker(process, transport),
-        node_id="none",
+    ),
+    "filter_worker": _Process(
+        serve_worker,
+        "filter",
+        "Censor texts pulled from the InsultFilter front at {where}.",
+        "filter --workers N (or --nodes N)",
         add_arguments=add_worker_identity,
-        argv=argv,
-    )
+    ),
+    "echo_service": _Process(
+        _serve_echo, "echo", "Serve a bare echo at {where}.", "echo"
+    ),
+}
 
 
-def echo_service(transport: DirectTransport, argv: list[str] | None = None) -> None:
-    """``python -m middlewares.<transport>.echo_service``."""
+def run(transport: DirectTransport, process: str, argv: list[str] | None = None) -> None:
+    """Run service process ``process`` (a key of :data:`PROCESSES`) of ``transport``:
+    what ``python -m middlewares.<transport>.<process>`` does."""
+    spec = PROCESSES[process]
     service_main(
-        f"middlewares.{transport.name}.echo_service",
-        f"Serve a bare echo at {transport.describe('echo')}." + _usually(transport, "echo"),
-        lambda process: _serve_echo(process, transport),
-        node_id="none",
+        f"middlewares.{transport.name}.{process}",
+        spec.does.format(where=transport.describe(spec.role))
+        + f" Usually started by `python -m middlewares serve {transport.name} "
+        + f"{spec.usually}`.",
+        lambda started: spec.serve(started, transport),
+        node_id=spec.node_id,
+        add_arguments=spec.add_arguments,
         argv=argv,
     )

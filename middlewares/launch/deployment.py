@@ -14,7 +14,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from types import TracebackType
 from typing import Self
 
 import psutil
@@ -147,12 +146,7 @@ class Deployment:
         self.start()
         return self
 
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        trace: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
         self._log.close()
 

@@ -20,36 +20,6 @@ Every filter worker reports its count of acknowledged tasks to the fanout exchan
 ``<ns>.filter.stats`` (:class:`WorkerReport`), from which the dynamic-scaling master
 measures the arrival rate.
 
-The names below are the package's public surface for other packages (``dynamic``): the
-broker objects of a namespace, connections, the task and report formats.
+Other packages (``dynamic``) use the broker objects of a namespace, connections, and the
+task and report formats from :mod:`.transport`.
 """
-
-from middlewares.rabbitmq.transport import (
-    DIRECT_REPLY_TO,
-    LINK_ERRORS,
-    REPORT_INTERVAL,
-    Names,
-    WorkerReport,
-    close_quietly,
-    connect,
-    declare_stats_exchange,
-    declare_task_queue,
-    link_errors_as_unavailable,
-    quiet_pika,
-    task_properties,
-)
-
-__all__ = [
-    "DIRECT_REPLY_TO",
-    "LINK_ERRORS",
-    "REPORT_INTERVAL",
-    "Names",
-    "WorkerReport",
-    "close_quietly",
-    "connect",
-    "declare_stats_exchange",
-    "declare_task_queue",
-    "link_errors_as_unavailable",
-    "quiet_pika",
-    "task_properties",
-]

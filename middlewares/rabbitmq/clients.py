@@ -26,7 +26,10 @@ from middlewares.contract import (
 from middlewares.rabbitmq.rpc import RpcCaller
 from middlewares.rabbitmq.transport import (
     LINK_ERRORS,
+    Channel,
+    Delivery,
     Names,
+    Properties,
     broken_link,
     close_quietly,
     connect,
@@ -156,11 +159,7 @@ class _Subscription(threading.Thread):
         self.join(self._settings.timeout)
 
     def _deliver(
-        self,
-        channel: BlockingChannel,
-        method: pika.spec.Basic.Deliver,
-        properties: pika.BasicProperties,
-        body: bytes,
+        self, channel: Channel, method: Delivery, properties: Properties, body: bytes
     ) -> None:
         try:
             self._callback(body.decode("utf-8", errors="replace"))

@@ -26,7 +26,11 @@ from middlewares.contract import (
 from middlewares.core import InsultError, validate_limit
 from middlewares.rabbitmq.transport import (
     LINK_ERRORS,
+    Channel,
+    Delivery,
     Names,
+    Properties,
+    Returned,
     close_quietly,
     connect,
     declare_task_queue,
@@ -158,11 +162,7 @@ class RabbitMqFilterClient(FilterClient):
         return f"queue {self._names.filter_tasks} vanished; the text was not queued"
 
     def _on_returned(
-        self,
-        channel: BlockingChannel,
-        method: pika.spec.Basic.Return,
-        properties: pika.BasicProperties,
-        body: bytes,
+        self, channel: Channel, method: Returned, properties: Properties, body: bytes
     ) -> None:
         if properties.correlation_id in self._pending:
             self._pending.discard(properties.correlation_id)
@@ -219,11 +219,7 @@ class RabbitMqFilterClient(FilterClient):
         return {task_id: self._done.pop(task_id) for task_id in ready}
 
     def _on_result(
-        self,
-        channel: BlockingChannel,
-        method: pika.spec.Basic.Deliver,
-        properties: pika.BasicProperties,
-        body: bytes,
+        self, channel: Channel, method: Delivery, properties: Properties, body: bytes
     ) -> None:
         task_id = properties.correlation_id
         if task_id not in self._pending:

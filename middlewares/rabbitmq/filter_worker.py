@@ -42,7 +42,10 @@ from middlewares.rabbitmq.transport import (
     LINK_ERRORS,
     REPORT_INTERVAL,
     STOP_CHECK_SECONDS,
+    Channel,
+    Delivery,
     Names,
+    Properties,
     WorkerReport,
     close_quietly,
     connect,
@@ -51,7 +54,7 @@ from middlewares.rabbitmq.transport import (
     link_errors_as_unavailable,
     quiet_pika,
 )
-from middlewares.runtime import ServiceProcess, StopSignal, service_main
+from middlewares.runtime import ServiceProcess, StopSignal, service_main, whole_number
 from middlewares.service import FilterStep, decode_request, error_reply
 from middlewares.settings import Settings
 
@@ -215,11 +218,7 @@ class FilterWorker:
         self._reporter.finish()
 
     def _on_task(
-        self,
-        channel: BlockingChannel,
-        method: pika.spec.Basic.Deliver,
-        properties: pika.BasicProperties,
-        body: bytes,
+        self, channel: Channel, method: Delivery, properties: Properties, body: bytes
     ) -> None:
         text, reply = self._process(body)
         result_properties = pika.BasicProperties(correlation_id=properties.correlation_id)
@@ -270,20 +269,10 @@ def serve(process: ServiceProcess) -> None:
 def _prefetch_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--prefetch",
-        type=_positive,
+        type=whole_number(1),
         default=DEFAULT_PREFETCH,
         help=f"tasks held unacknowledged at once (default: {DEFAULT_PREFETCH})",
     )
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -19,6 +19,10 @@ from middlewares.rabbitmq.transport import (
     LINK_ERRORS,
     RPC_PREFETCH,
     STOP_CHECK_SECONDS,
+    Channel,
+    Delivery,
+    Properties,
+    Returned,
     close_quietly,
     connect,
     declare_request_queue,
@@ -86,11 +90,7 @@ class RpcServer:
         close_quietly(self._connection)
 
     def _on_request(
-        self,
-        channel: BlockingChannel,
-        method: pika.spec.Basic.Deliver,
-        properties: pika.BasicProperties,
-        body: bytes,
+        self, channel: Channel, method: Delivery, properties: Properties, body: bytes
     ) -> None:
         if properties.reply_to:
             try:
@@ -213,11 +213,7 @@ class RpcCaller:
         close_quietly(self._connection)
 
     def _on_reply(
-        self,
-        channel: BlockingChannel,
-        method: pika.spec.Basic.Deliver,
-        properties: pika.BasicProperties,
-        body: bytes,
+        self, channel: Channel, method: Delivery, properties: Properties, body: bytes
     ) -> None:
         # A reply to an earlier call that timed out has another id and is ignored. So is
         # a second reply to this call: a node that answered and died before acknowledging
@@ -228,11 +224,7 @@ class RpcCaller:
             self._expected = None
 
     def _on_return(
-        self,
-        channel: BlockingChannel,
-        method: pika.spec.Basic.Return,
-        properties: pika.BasicProperties,
-        body: bytes,
+        self, channel: Channel, method: Returned, properties: Properties, body: bytes
     ) -> None:
         if properties.correlation_id == self._expected:
             self._returned = True

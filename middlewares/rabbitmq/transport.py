@@ -42,6 +42,13 @@ START_HINT = (
     "start it with `python -m middlewares brokers up` or `docker compose up -d rabbitmq`"
 )
 
+#: What pika hands a consumer callback ``(channel, method, properties, body)``, named
+#: once: the channel, a delivery (or a returned message) and the message's properties.
+Channel = BlockingChannel
+Delivery = pika.spec.Basic.Deliver
+Returned = pika.spec.Basic.Return
+Properties = pika.BasicProperties
+
 #: Errors meaning the connection or channel is gone and must be opened again.
 LINK_ERRORS = (pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError)
 
