@@ -167,11 +167,48 @@ class ProcessSpec:
     restart: bool = False
 
 
+#: The process names of Redis: the n-node form of every middleware keeps its shared state
+#: there, so its CPU belongs to every n-node run.
+SHARED_STATE_PROCESSES = ("redis-server",)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What a harness or a report needs to know about a middleware, so it never has to
+    branch on its name.
+
+    Attributes:
+        label: The name readers know it by, e.g. ``RabbitMQ``.
+        colour: Its colour in every figure.
+        coupling: How clients and services are coupled, in a few words.
+        broker_processes: Names of the broker's OS processes, sampled for CPU (none for
+            a middleware without a broker).
+        mechanism: How a call travels and what that costs, for the report.
+        insult_path: What one InsultService call crosses.
+        filter_path: What one filter task crosses.
+    """
+
+    label: str
+    colour: str
+    coupling: str
+    broker_processes: tuple[str, ...]
+    mechanism: str
+    insult_path: str
+    filter_path: str
+
+    @property
+    def direct(self) -> bool:
+        """True when clients call the service's own processes, with no broker between."""
+        return not self.broker_processes
+
+
 class Backend(ABC):
     """Everything a harness needs from one middleware, reached by name via the registry."""
 
     #: Name used on command lines: xmlrpc, pyro, redis or rabbitmq.
     name: str
+    #: What harnesses and reports show of it.
+    profile: Profile
 
     @abstractmethod
     def check(self, settings: Settings) -> None:

@@ -1,7 +1,8 @@
-"""How fast the load generator itself is: one client process against an instant fake.
+"""How fast the load generator itself is: one client process against the stub backend.
 
-The fake backend answers every call at once, in the client process, with the right
-reply, so a run against it measures only the harness's own cost per operation (choosing
+The stub (:mod:`middlewares.stub`) answers every call at once, in the client process,
+with the right reply, so a run against it measures only the harness's own cost per
+operation (choosing
 the operation, checking the reply, timing it, recording it in the histogram). If one
 client process can drive far more operations per second than any middleware serves per
 client, the load generator is not what limits a reported figure.
@@ -10,104 +11,18 @@ client, the load generator is not what limits a reported figure.
 from __future__ import annotations
 
 import argparse
-import itertools
-from collections.abc import Iterator, Sequence
+import functools
+from collections.abc import Iterator
 from contextlib import contextmanager
 
-from middlewares.contract import Backend, EchoClient, FilterClient, InsultClient, ProcessSpec
+from middlewares.registry import STUB, get_backend
 from middlewares.settings import Settings
 from stress.runner import Deployed, RunPlan, isolated_settings, run_once
-from stress.workload import Workload, expected_censored
-
-
-class InstantInsultClient(InsultClient):
-    """Answers every InsultService call at once with a reply of the right type."""
-
-    def add_insult(self, insult: str) -> bool:
-        return True
-
-    def get_insults(self) -> list[str]:
-        return ["tonto", "feo"]
-
-    def random_insult(self) -> str:
-        return "tonto"
-
-    def subscribe(self, callback: object) -> None:
-        """Broadcasts are not part of a load test."""
-
-    def unsubscribe(self) -> None:
-        """Nothing to undo."""
-
-    def close(self) -> None:
-        """Nothing to release."""
-
-
-class InstantFilterClient(FilterClient):
-    """Finishes every task the moment it is submitted, with the right censored text."""
-
-    def __init__(self) -> None:
-        self._censored = expected_censored()
-        self._done: dict[str, str] = {}
-        self._ids = itertools.count()
-
-    def submit(self, text: str) -> str:
-        task_id = str(next(self._ids))
-        self._done[task_id] = self._censored[text]
-        return task_id
-
-    def submit_many(self, texts: Sequence[str]) -> list[str]:
-        return [self.submit(text) for text in texts]
-
-    def wait(self, task_ids: Sequence[str], timeout: float) -> dict[str, str]:
-        return {i: self._done.pop(i) for i in task_ids if i in self._done}
-
-    def get_results(self, limit: int = 100) -> list[str]:
-        return []
-
-    @property
-    def default_timeout(self) -> float:
-        return 1.0
-
-    def close(self) -> None:
-        """Nothing to release."""
-
-
-class InstantEchoClient(EchoClient):
-    """Returns the payload at once."""
-
-    def echo(self, payload: str) -> str:
-        return payload
-
-    def close(self) -> None:
-        """Nothing to release."""
-
-
-class InstantBackend(Backend):
-    """A backend with no transport at all: the zero-cost service of the calibration."""
-
-    name = "instant"
-
-    def check(self, settings: Settings) -> None:
-        """Always reachable."""
-
-    def processes(self, service: str, settings: Settings, workers: int) -> list[ProcessSpec]:
-        return []
-
-    def insult_client(self, settings: Settings) -> InsultClient:
-        return InstantInsultClient()
-
-    def filter_client(self, settings: Settings) -> FilterClient:
-        return InstantFilterClient()
-
-    def echo_client(self, settings: Settings) -> EchoClient:
-        return InstantEchoClient()
-
-    def cleanup(self, settings: Settings) -> None:
-        """Nothing was created."""
+from stress.workload import Workload
 
 
 class NoProcesses:
-    """The deployment of :class:`InstantBackend`: nothing runs."""
+    """The deployment of the stub backend: nothing runs."""
 
     def worker_pids(self) -> list[int]:
         return []
@@ -130,14 +45,13 @@ CALIBRATED = (
 
 def calibrate(settings: Settings, duration: float = 2.0) -> list[dict[str, object]]:
     """For each workload of :data:`CALIBRATED`: the operations per second one client
-    process drove against the instant backend, its CPU use, and the CPU time the
+    process drove against the stub backend, its CPU use, and the CPU time the
     harness spends per operation (hence how many operations one core can drive)."""
     results = []
     for workload in CALIBRATED:
-        plan = RunPlan("instant", workload, clients=1, repeat=1, duration=duration, warmup=0.5)
-        row = run_once(
-            plan, isolated_settings(settings, "calibrate"), no_deployment, InstantBackend
-        ).row
+        plan = RunPlan(STUB, workload, clients=1, repeat=1, duration=duration, warmup=0.5)
+        stub = functools.partial(get_backend, STUB)
+        row = run_once(plan, isolated_settings(settings, "calibrate"), no_deployment, stub).row
         cpu_seconds = row["loadgen_cpu_pct"] / 100 * duration
         # CPU time per operation does not depend on how much of a core the noisy machine
         # granted the client, so it is what says how many operations a core can drive.

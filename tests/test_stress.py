@@ -25,14 +25,9 @@ from middlewares.contract import (
     ServiceError,
 )
 from middlewares.settings import Settings
+from middlewares.stub import StubBackend, StubEchoClient, StubFilterClient, StubInsultClient
 from stress import runner
-from stress.calibrate import (
-    InstantBackend,
-    InstantEchoClient,
-    InstantFilterClient,
-    InstantInsultClient,
-    NoProcesses,
-)
+from stress.calibrate import NoProcesses
 from stress.cli import build_parser, client_counts
 from stress.histogram import encode, merge, new_histogram, record_seconds, summary_ms
 from stress.loadgen import Tally, operation_stream, run_pipelined, run_sync
@@ -137,7 +132,7 @@ def test_failing_operations_are_errors_never_completions():
     assert tally.error_samples[0] == "ServiceError: refused"
 
 
-class WrongFilterClient(InstantFilterClient):
+class WrongFilterClient(StubFilterClient):
     """Answers at once, but never with the censored text."""
 
     def filter(self, text: str, timeout: float | None = None) -> str:
@@ -148,7 +143,7 @@ class WrongFilterClient(InstantFilterClient):
 
 
 def test_wrong_replies_are_errors_never_completions():
-    client = WrongFilterClient()
+    client = WrongFilterClient(Settings())
     tally = _window()
     stream = operation_stream(Workload("filter"), client, random.Random(1))
     run_sync(stream, tally, tally.warm_end, 0.0, _never_stop, _Live())
@@ -156,7 +151,7 @@ def test_wrong_replies_are_errors_never_completions():
     assert "wrong reply" in tally.error_samples
 
 
-class SilentFilterClient(InstantFilterClient):
+class SilentFilterClient(StubFilterClient):
     """Accepts every task and never returns a result."""
 
     def wait(self, task_ids: Sequence[str], timeout: float) -> dict[str, str]:
@@ -169,7 +164,7 @@ def test_tasks_that_never_complete_time_out_and_are_not_completed():
     workload = Workload("filter", mode="pipelined", window=4)
     run_pipelined(
         workload,
-        SilentFilterClient(),
+        SilentFilterClient(Settings()),
         random.Random(1),
         tally,
         tally.warm_end,
@@ -189,7 +184,7 @@ def test_pipelined_keeps_the_window_full_and_confirms_each_task():
     live = _Live()
     run_pipelined(
         workload,
-        InstantFilterClient(),
+        StubFilterClient(Settings()),
         random.Random(1),
         tally,
         tally.warm_end,
@@ -206,7 +201,7 @@ def test_pipelined_keeps_the_window_full_and_confirms_each_task():
 def test_open_loop_charges_latency_from_the_intended_send_time():
     # One client at 50 ops/s on a service taking 40 ms keeps up; at 100 ops/s it falls
     # behind, and the queueing shows in the latency although each call takes 40 ms.
-    class SlowEcho(InstantEchoClient):
+    class SlowEcho(StubEchoClient):
         def echo(self, payload: str) -> str:
             time.sleep(0.04)
             return payload
@@ -223,7 +218,7 @@ def test_open_loop_charges_latency_from_the_intended_send_time():
 def test_insult_mix_follows_the_weights():
     counts = {"random_insult": 0, "add_insult": 0, "get_insults": 0}
 
-    class Counting(InstantInsultClient):
+    class Counting(StubInsultClient):
         def add_insult(self, insult: str) -> bool:
             counts["add_insult"] += 1
             return True
@@ -236,7 +231,7 @@ def test_insult_mix_follows_the_weights():
             counts["random_insult"] += 1
             return "x"
 
-    stream = operation_stream(Workload("insult"), Counting(), random.Random(3))
+    stream = operation_stream(Workload("insult"), Counting(Settings()), random.Random(3))
     for _ in range(1000):
         assert next(stream)()
     assert counts["random_insult"] == pytest.approx(800, abs=60)
@@ -298,7 +293,7 @@ def test_repeats_differing_by_more_than_ten_percent_are_flagged():
 # --- whole runs with client processes, against fakes --------------------------------
 
 
-class FakeBackend(InstantBackend):
+class FakeBackend(StubBackend):
     """An in-process backend whose clients misbehave as ``behaviour`` says."""
 
     def __init__(self, behaviour: str = "instant") -> None:
@@ -308,22 +303,23 @@ class FakeBackend(InstantBackend):
         if self.behaviour == "unreachable":
             raise BrokerUnavailable("fake://nowhere", "start the fake broker")
         return {"refuse": RefusingEcho, "hang": HangingEcho}.get(
-            self.behaviour, InstantEchoClient
+            self.behaviour, StubEchoClient
         )()
 
     def filter_client(self, settings: Settings) -> FilterClient:
-        return SilentFilterClient() if self.behaviour == "silent" else InstantFilterClient()
+        kind = SilentFilterClient if self.behaviour == "silent" else StubFilterClient
+        return kind(settings)
 
     def insult_client(self, settings: Settings) -> InsultClient:
-        return InstantInsultClient()
+        return StubInsultClient(settings)
 
 
-class RefusingEcho(InstantEchoClient):
+class RefusingEcho(StubEchoClient):
     def echo(self, payload: str) -> str:
         raise ServiceError("refused")
 
 
-class HangingEcho(InstantEchoClient):
+class HangingEcho(StubEchoClient):
     """A client that breaks the contract: its call never returns."""
 
     def echo(self, payload: str) -> str:

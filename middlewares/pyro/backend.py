@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 
 import Pyro4.errors
 
-from middlewares.contract import BrokerUnavailable, ProcessSpec
+from middlewares.contract import BrokerUnavailable, ProcessSpec, Profile
 from middlewares.direct.backend import DirectBackend
 from middlewares.direct.gate import RequestGate
 from middlewares.direct.transport import DirectTransport, Methods
@@ -45,6 +45,24 @@ class PyroTransport(DirectTransport):
     daemon of its own, found through its master."""
 
     name = "pyro"
+    profile = Profile(
+        label="Pyro4",
+        colour="#d95f02",
+        coupling="direct, names via a name server",
+        broker_processes=(),
+        mechanism=(
+            "Remote objects: blocking calls, coupled in time like XML-RPC, but decoupled in "
+            "location by the name server (clients look objects up by name, then talk to "
+            "them directly). Each proxy keeps its connection open, and serpent is a "
+            "cheaper encoding than XML. The server serves connections from a thread pool "
+            "in one Python process, so, as with XML-RPC, the GIL caps it at about one core."
+        ),
+        insult_path="client and daemon: 1 round trip",
+        filter_path=(
+            "client and front, then front and worker: 2 round trips, both through the "
+            "front's one Python process"
+        ),
+    )
     absent = NotRegistered
 
     @contextlib.contextmanager

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from middlewares.cluster.client import connect as connect_redis
 from middlewares.cluster.store import delete_shared_state
-from middlewares.contract import Backend, ProcessSpec
+from middlewares.contract import Backend, ProcessSpec, Profile
 from middlewares.rabbitmq.clients import RabbitMqEchoClient, RabbitMqInsultClient
 from middlewares.rabbitmq.filter_client import RabbitMqFilterClient
 from middlewares.rabbitmq.transport import (
@@ -25,6 +25,28 @@ class RabbitMqBackend(Backend):
     """InsultService, InsultFilter workers and echo, all talking through one RabbitMQ broker."""
 
     name = "rabbitmq"
+    profile = Profile(
+        label="RabbitMQ",
+        colour="#e7298a",
+        coupling="indirect, via queues",
+        broker_processes=("beam.smp",),
+        mechanism=(
+            "AMQP messaging: a request is published, routed to a queue, delivered to a "
+            "consumer and acknowledged; the reply returns through the client's reply queue "
+            "with a correlation id. Decoupled in space and time like Redis, with more "
+            "broker work per message (routing, delivery tracking, acknowledgements, a "
+            "durable task queue). Workers ack only after publishing the result and hold a "
+            "bounded prefetch, which is what lets a window of tasks in flight keep workers "
+            "busy without a round trip per task, and what makes a killed worker lose "
+            "nothing. pika's blocking connection handles one stream of frames per client "
+            "connection."
+        ),
+        insult_path=(
+            "client, broker, service process, broker, client: publish, deliver, publish, "
+            "deliver"
+        ),
+        filter_path="the same path (task queue, worker, reply queue), plus the worker's ack",
+    )
 
     def check(self, settings: Settings) -> None:
         """Raise BrokerUnavailable unless the broker accepts a connection."""

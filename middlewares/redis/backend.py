@@ -6,7 +6,7 @@ import re
 import uuid
 
 from middlewares.cluster.client import connect, unavailable
-from middlewares.contract import Backend, ProcessSpec
+from middlewares.contract import Backend, ProcessSpec, Profile
 from middlewares.redis.clients import RedisEchoClient, RedisFilterClient, RedisInsultClient
 from middlewares.redis.transport import MIN_REDIS_VERSION
 from middlewares.settings import Settings
@@ -32,6 +32,27 @@ class RedisBackend(Backend):
     """
 
     name = "redis"
+    profile = Profile(
+        label="Redis",
+        colour="#7570b3",
+        coupling="indirect, via lists",
+        broker_processes=("redis-server",),
+        mechanism=(
+            "Indirect communication through lists: a client pushes a JSON request and "
+            "blocks on its own reply list; service processes pop requests. Clients and "
+            "services share only names (decoupled in space) and requests wait in Redis "
+            "while no service runs (decoupled in time). Every operation crosses the broker "
+            "twice (request and reply), each a network round trip. Redis executes "
+            "commands on one thread and does little per command, so the Python processes "
+            "around it (JSON, service logic) are usually what saturates. The filter's "
+            "reliable-queue pattern removes a task only after its result is written: one "
+            "more command per task, and nothing is lost if a worker dies."
+        ),
+        insult_path="client, Redis, service process, Redis, client: 2 round trips through Redis",
+        filter_path=(
+            "the same path (task list, worker, reply list), plus the reliable queue's removal"
+        ),
+    )
 
     def check(self, settings: Settings) -> None:
         """Raise BrokerUnavailable unless a Redis of version 6.2 or newer answers."""
