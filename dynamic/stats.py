@@ -1,10 +1,11 @@
 """The master's end of the filter workers' reports on ``<ns>.filter.stats``.
 
 AMQP has no cumulative counters of a queue (without the management plugin), so every
-RabbitMQ filter worker reports its own (:class:`middlewares.rabbitmq.WorkerReport`, sent
-by ``middlewares.rabbitmq.filter_worker``; format in docs/PROTOCOL.md, RabbitMQ): the
+RabbitMQ filter worker reports its own (a
+:class:`middlewares.rabbitmq.transport.WorkerReport`, sent by
+``middlewares.rabbitmq.filter_worker``; format in docs/PROTOCOL.md, RabbitMQ): the
 number of tasks it has acknowledged since it started, every
-:data:`~middlewares.rabbitmq.REPORT_INTERVAL` seconds and once more as it exits.
+:data:`~middlewares.rabbitmq.transport.REPORT_INTERVAL` seconds and once more as it exits.
 
 The master binds an exclusive queue of its own (bounded, so nothing piles up if it stalls)
 and sums the counters with :class:`AckCounter`, interpolated to the moment it read the

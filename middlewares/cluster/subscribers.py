@@ -14,7 +14,7 @@ class RedisSubscriberRegistry:
     """The subscribers of every node of a deployment, in the Redis hash
     ``<ns>:insults:subscribers`` (address -> consecutive failed broadcasts).
 
-    A :class:`~middlewares.service.SubscriberRegistry`: a subscriber added through any
+    A :class:`~middlewares.broadcast.SubscriberRegistry`: a subscriber added through any
     node is notified by whichever node holds the broadcast lease, and its failure count
     survives a change of broadcaster. Counting is one script, so an address removed
     meanwhile never comes back. Addresses are strings.

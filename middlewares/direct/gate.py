@@ -27,7 +27,7 @@ class RequestGate:
 
     Every remote method runs inside :meth:`admit`; :meth:`close` refuses new requests
     and waits for those in flight. ``served``, if given, runs after each request (a
-    node's :class:`~middlewares.cluster.NodeCounters`).
+    node's :class:`~middlewares.cluster.counters.NodeCounters`).
     """
 
     def __init__(self, served: Callable[[], None] | None = None) -> None:
