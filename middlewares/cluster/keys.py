@@ -9,6 +9,7 @@ starts with ``<ns>:``, so a namespace is deleted by a SCAN of that prefix.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 #: Longest reply address accepted, in characters; real ones are far shorter.
 MAX_REPLY_KEY_CHARS = 512
@@ -132,14 +133,18 @@ class Keys:
         write to, or set an expiry on, any other key of the namespace or the database."""
         if not isinstance(name, str) or len(name) > MAX_REPLY_KEY_CHARS:
             return False
+        if not name.startswith(self._reply_areas) or name in self._reply_areas:
+            return False
         try:
             name.encode("utf-8")
         except UnicodeEncodeError:
             return False
-        return any(
-            name.startswith(queue.reply_area) and len(name) > len(queue.reply_area)
-            for queue in self.queues()
-        )
+        return True
+
+    @cached_property
+    def _reply_areas(self) -> tuple[str, ...]:
+        # Checked for every request: built once.
+        return tuple(queue.reply_area for queue in self.queues())
 
     @property
     def broadcast(self) -> str:
