@@ -160,28 +160,29 @@ bad_messages = BoundedLog(logging.getLogger("middlewares.bad-messages"))
 def handle_message(
     body: bytes,
     limits: Limits,
-    act: Callable[[dict[str, Any]], R],
-    refuse: Callable[[dict[str, Any] | None, str], R],
+    act: Callable[[bytes, dict[str, Any]], R],
+    refuse: Callable[[bytes, dict[str, Any] | None, str], R],
 ) -> R:
     """The one per-message step of every queue consumer: decode, validate, act, or refuse.
 
-    ``act(message)`` gets the decoded JSON object and returns the outcome to acknowledge
-    (an answer, an acknowledgement carrying one); it may raise anything. When decoding
-    or ``act`` fails, ``refuse(message, error)`` returns the outcome instead: ``message``
-    is None when the body could not be decoded, and ``error`` names the problem. A
-    failure that is a bug of the service is logged (bounded) with its traceback.
-    ``refuse`` must not raise: it only builds an answer from ``message`` (JSON values
-    of bounded size and depth) and ``error``. Never raises itself, so the caller always
-    goes on to acknowledge the message.
+    ``act(body, message)`` gets the body and its decoded JSON object and returns the
+    outcome to acknowledge (an answer, an acknowledgement carrying one); it may raise
+    anything. When decoding or ``act`` fails, ``refuse(body, message, error)`` returns the
+    outcome instead: ``message`` is None when the body could not be decoded, and
+    ``error`` names the problem. A failure that is a bug of the service is logged
+    (bounded) with its traceback. ``refuse`` must not raise: it only builds an answer
+    from ``message`` (JSON values of bounded size and depth) and ``error``. Never raises
+    itself, so the caller always goes on to acknowledge the message. (The body is passed
+    on so that a consumer needs no closure per message.)
     """
     message: dict[str, Any] | None = None
     try:
         message = decode_request(body, limits)
-        return act(message)
+        return act(body, message)
     except Exception as error:
         failure = classify(error)
         if failure.kind == "internal":
             bad_messages.error(
                 "a message made the service fail: %s", failure.message, exc_info=error
             )
-        return refuse(message, failure.message)
+        return refuse(body, message, failure.message)

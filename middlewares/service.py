@@ -161,8 +161,8 @@ class InsultService:
         return handle_message(
             body,
             self._settings.limits,
-            lambda request: ok_reply(self.apply(self.parse_message(request))),
-            lambda request, error: error_reply(error),
+            lambda _, request: ok_reply(self.apply(self.parse_message(request))),
+            lambda _, request, error: error_reply(error),
         )
 
     def parse_message(self, request: dict[str, Any]) -> InsultRequest:
@@ -212,12 +212,13 @@ class FilterStep:
 
     def __init__(self, settings: Settings, fetch_insults: Callable[[], list[str] | None]) -> None:
         self._settings = settings
+        self._limits = settings.limits  # a property that builds a new object each time
         self._insults = RefreshingInsults(fetch_insults, settings.insult_refresh)
         self._censor = Censor()
 
     def censor(self, text: object) -> str:
         """The censored form of ``text``; raises :class:`InsultError` for a bad text."""
-        checked = validate_text(text, self._settings.limits)
+        checked = validate_text(text, self._limits)
         simulate_work(self._settings)
         return self._censor.censor(checked, self._insults.current())
 

@@ -103,12 +103,12 @@ def test_the_shape_check_refuses_deep_or_huge_bodies_and_lets_brackets_in_texts_
 
 
 def test_every_exception_becomes_a_refusal_and_none_escapes():
-    def act(message: dict) -> str:
+    def act(body: bytes, message: dict) -> str:
         raise {"type": TypeError("unhashable"), "deep": RecursionError(), "big": MemoryError()}[
             message["op"]
         ]
 
-    def refuse(message: dict | None, error: str) -> str:
+    def refuse(body: bytes, message: dict | None, error: str) -> str:
         return error
 
     limits = Limits()

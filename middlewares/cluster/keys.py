@@ -135,6 +135,8 @@ class Keys:
             return False
         if not name.startswith(self._reply_areas) or name in self._reply_areas:
             return False
+        if name.isascii():
+            return True
         try:
             name.encode("utf-8")
         except UnicodeEncodeError:

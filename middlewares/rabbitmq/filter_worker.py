@@ -190,6 +190,7 @@ class FilterWorker:
         on_processed: Callable[[], None] | None = None,
     ) -> None:
         self._settings = settings
+        self._limits = settings.limits
         self._on_processed = on_processed
         self._names = Names(settings.namespace)
         #: Tasks answered so far (a node also counts them in Redis: ``on_processed``).
@@ -249,12 +250,12 @@ class FilterWorker:
         """The censored text (None for a refused task) and the answer to send."""
         return handle_message(
             body,
-            self._settings.limits,
+            self._limits,
             self._censor,
-            lambda task, error: (None, error_reply(error)),
+            lambda _, task, error: (None, error_reply(error)),
         )
 
-    def _censor(self, task: dict[str, Any]) -> tuple[str, bytes]:
+    def _censor(self, body: bytes, task: dict[str, Any]) -> tuple[str, bytes]:
         if "text" not in task:
             raise InsultError('task has no "text" field')
         censored = self._step.censor(task["text"])

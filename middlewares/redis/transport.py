@@ -341,18 +341,15 @@ def each_message(
     anything it raises becomes a :func:`refusal`. ``between`` runs after each message
     (a heartbeat during long batches)."""
     keys = Keys(settings.namespace)
+    limits = settings.limits
+
+    def refuse(raw: bytes, message: dict[str, Any] | None, error: str) -> Ack:
+        return refusal(raw, message, error, keys)
 
     def handle(messages: list[bytes]) -> list[Ack]:
         acks = []
         for raw in messages:
-            acks.append(
-                handle_message(
-                    raw,
-                    settings.limits,
-                    lambda message, raw=raw: answer(raw, message),
-                    lambda message, error, raw=raw: refusal(raw, message, error, keys),
-                )
-            )
+            acks.append(handle_message(raw, limits, answer, refuse))
             if between is not None:
                 between()
         return acks
