@@ -255,6 +255,13 @@ class Backend(ABC):
     def echo_client(self, settings: Settings) -> EchoClient:
         """A connected client of the echo service in ``settings.namespace``."""
 
+    def dead_letters(self, settings: Settings) -> dict[str, int]:
+        """How many messages are set aside on each dead-letter list or queue of
+        ``settings.namespace``, by its name: messages that crashed or hung their consumer
+        ``settings.delivery_limit`` times (docs/PROTOCOL.md). Empty for a middleware
+        whose services consume no queue. Raises :class:`BrokerUnavailable`."""
+        return {}
+
     @abstractmethod
     def cleanup(self, settings: Settings) -> None:
         """Delete every broker object of ``settings.namespace`` (keys, queues, exchanges,

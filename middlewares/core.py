@@ -25,10 +25,21 @@ class InsultError(ValueError):
 
 @dataclass(frozen=True)
 class Limits:
-    """Size limits applied to every request, whatever the middleware."""
+    """Size limits applied to every request, whatever the middleware.
+
+    ``max_message_depth`` bounds the JSON nesting of a whole message of the queue-based
+    middlewares: theirs nest two levels deep, and a deeper one is refused before parsing.
+    """
 
     max_insult_chars: int = 64
     max_text_bytes: int = 64 * 1024
+    max_message_depth: int = 16
+
+    @property
+    def max_message_bytes(self) -> int:
+        """Largest JSON message worth parsing: a text of the largest size with every byte
+        escaped (``\\u0001`` is 6 bytes), plus its envelope (id, reply address)."""
+        return 6 * self.max_text_bytes + 4096
 
 
 DEFAULT_LIMITS = Limits()
@@ -49,12 +60,22 @@ def canonical_insult(value: object, limits: Limits = DEFAULT_LIMITS) -> str:
     folded = " ".join(value.split()).lower()
     if not folded:
         raise InsultError("insult is empty")
+    if not _encodable(folded):
+        raise InsultError("insult is not valid Unicode (it contains a lone surrogate)")
     if len(folded) > limits.max_insult_chars:
         raise InsultError(
             f"insult is {len(folded)} characters long, over the limit of "
             f"{limits.max_insult_chars}"
         )
     return folded
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def validate_text(value: object, limits: Limits = DEFAULT_LIMITS) -> str:

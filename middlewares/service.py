@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from middlewares.broadcast import SubscriberSet
-from middlewares.contract import StoreUnavailable
 from middlewares.core import (
     Censor,
     InsultError,
@@ -35,6 +34,8 @@ from middlewares.core import (
     load_default_insults,
     validate_text,
 )
+from middlewares.messages import decode_request as decode_request  # re-exported
+from middlewares.messages import handle_message
 from middlewares.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -154,14 +155,19 @@ class InsultService:
     def dispatch(self, body: bytes) -> bytes:
         """Answer one JSON request body (``{"op", "args"}``) with a JSON reply body.
 
-        Bad requests and a failing shared store get an error reply; nothing raises.
+        Bad requests, a failing shared store and anything else that goes wrong get an
+        error reply (see :func:`~middlewares.messages.handle_message`); nothing raises.
         """
-        try:
-            request = decode_request(body)
-            parsed = self.parse(request.get("op"), request.get("args", []))
-            return ok_reply(self.apply(parsed))
-        except (InsultError, StoreUnavailable) as error:
-            return error_reply(str(error))
+        return handle_message(
+            body,
+            self._settings.limits,
+            lambda _, request: ok_reply(self.apply(self.parse_message(request))),
+            lambda _, request, error: error_reply(error),
+        )
+
+    def parse_message(self, request: dict[str, Any]) -> InsultRequest:
+        """Receive one decoded JSON request ``{"op", "args"}`` (``args`` may be left out)."""
+        return self.parse(request.get("op"), request.get("args", []))
 
     def _subscriber_set(self) -> SubscriberSet:
         if self._subscribers is None:
@@ -206,25 +212,15 @@ class FilterStep:
 
     def __init__(self, settings: Settings, fetch_insults: Callable[[], list[str] | None]) -> None:
         self._settings = settings
+        self._limits = settings.limits  # a property that builds a new object each time
         self._insults = RefreshingInsults(fetch_insults, settings.insult_refresh)
         self._censor = Censor()
 
     def censor(self, text: object) -> str:
         """The censored form of ``text``; raises :class:`InsultError` for a bad text."""
-        checked = validate_text(text, self._settings.limits)
+        checked = validate_text(text, self._limits)
         simulate_work(self._settings)
         return self._censor.censor(checked, self._insults.current())
-
-
-def decode_request(body: bytes | str) -> dict[str, Any]:
-    """Parse a JSON request object, or raise :class:`InsultError` saying what is wrong."""
-    try:
-        message = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise InsultError(f"request is not valid JSON: {error}") from None
-    if not isinstance(message, dict):
-        raise InsultError(f"request must be a JSON object, got {type(message).__name__}")
-    return message
 
 
 def ok_reply(result: object, **extra: object) -> bytes:

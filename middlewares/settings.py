@@ -46,12 +46,19 @@ class Settings:
         "sleep", "how work_ms is spent: sleep or cpu (one request at a time per process)"
     )
     load_defaults: bool = _setting(True, "whether an InsultService adds the default insults")
+    delivery_limit: int = _setting(
+        3,
+        "times a message may crash or time out its consumer before it is set aside on the "
+        "queue's dead-letter list (Redis, RabbitMQ)",
+    )
 
     def __post_init__(self) -> None:
         if not self.namespace or any(c.isspace() for c in self.namespace):
             raise ValueError(f"namespace must be a non-empty word, got {self.namespace!r}")
         if self.work_kind not in WORK_KINDS:
             raise ValueError(f"work_kind must be one of {WORK_KINDS}, got {self.work_kind!r}")
+        if self.delivery_limit < 1:
+            raise ValueError(f"delivery_limit must be at least 1, got {self.delivery_limit}")
         for name in ("broadcast_interval", "timeout", "insult_refresh"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")

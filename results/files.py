@@ -45,6 +45,7 @@ STRESS_COLUMNS = (
     "errors",
     "timeouts",
     "unconfirmed",
+    "dead_lettered",
     "throughput_ops_s",
     "p50_ms",
     "p90_ms",

@@ -18,6 +18,7 @@ from typing import Any
 import pika
 import psutil
 import redis
+from pika.adapters.utils.connection_workflow import AMQPConnectorException
 
 from middlewares.settings import Settings
 
@@ -92,9 +93,11 @@ def rabbitmq_version(url: str) -> str:
     parameters.socket_timeout = PROBE_TIMEOUT_S
     parameters.blocked_connection_timeout = PROBE_TIMEOUT_S
     parameters.connection_attempts = 1
+    parameters.stack_timeout = PROBE_TIMEOUT_S
     try:
         connection = pika.BlockingConnection(parameters)
-    except (pika.exceptions.AMQPError, OSError) as error:
+    # A port that accepts TCP but never speaks AMQP raises a connector error, not AMQPError.
+    except (pika.exceptions.AMQPError, AMQPConnectorException, OSError) as error:
         return f"unavailable: {type(error).__name__} {error}"
     try:
         # pika keeps the broker's Connection.Start properties on the underlying connection.

@@ -154,13 +154,24 @@ def run_once(
             outcome = _drive(plan, settings, deployment, backend_factory, progress)
         # Read after the deployment stopped, when every node has flushed its final count.
         counters = read_node_counters(settings, plan.workload.service)
+        dead_letters = read_dead_letters(backend_factory, settings)
     finally:
         with _ignoring_ctrl_c():
             _cleanup(backend_factory, settings)
-    row, detail = _summarise(plan, settings, outcome)
+    row, detail = _summarise(plan, settings, outcome, dead_letters)
     row["started_at"] = started_at
     detail["node_counters"] = counters
     return RunResult(row, detail)
+
+
+def read_dead_letters(backend_factory: Callable[[], Backend], settings: Settings) -> dict[str, int]:
+    """Messages the run's queues set aside for crashing or hanging their consumers, by
+    dead-letter list or queue; empty when the backend has none or cannot say."""
+    try:
+        return backend_factory().dead_letters(settings)
+    except MiddlewareError as error:
+        log.warning("could not read the dead-letter counts: %s", error)
+        return {}
 
 
 def read_node_counters(settings: Settings, service: str) -> dict[str, int]:
@@ -356,7 +367,7 @@ def _ignoring_ctrl_c() -> Iterator[None]:
 
 
 def _summarise(
-    plan: RunPlan, settings: Settings, outcome: _Outcome
+    plan: RunPlan, settings: Settings, outcome: _Outcome, dead_letters: dict[str, int]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     reports = [r for r in outcome.reports if "fatal" not in r]
     fatal = [f"client {r['index']}: {r['fatal']}" for r in outcome.reports if "fatal" in r]
@@ -385,6 +396,7 @@ def _summarise(
         "errors": total("errors"),
         "timeouts": total("timeouts"),
         "unconfirmed": total("sent_total") - total("confirmed_total"),
+        "dead_lettered": sum(dead_letters.values()),
         "throughput_ops_s": round(total("completed") / plan.duration, 1),
         **{key: round(value, 3) for key, value in summary_ms(histogram).items()},
         "service_cpu_pct": usage["service"].cpu_pct,
@@ -413,6 +425,7 @@ def _summarise(
             for r in reports
         ],
         "settings": settings.as_dict(),
+        "dead_letters": dead_letters,
     }
     return row, detail
 
@@ -428,6 +441,8 @@ def run_flags(row: dict[str, Any], lost: list[int], fatal: list[str]) -> list[st
         flags.append(f"loadgen-cpu={row['loadgen_cpu_max_pct']:.0f}%")
     if row["unconfirmed"]:
         flags.append(f"unconfirmed={row['unconfirmed']}")
+    if row.get("dead_lettered"):
+        flags.append(f"dead-lettered={row['dead_lettered']}")
     if row["completed"] == 0:
         flags.append("nothing-completed")
     if row["rate"] and row["throughput_ops_s"] < RATE_SUSTAINED_SHARE * row["rate"]:

@@ -9,6 +9,10 @@ starts with ``<ns>:``, so a namespace is deleted by a SCAN of that prefix.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
+
+#: Longest reply address accepted, in characters; real ones are far shorter.
+MAX_REPLY_KEY_CHARS = 512
 
 
 @dataclass(frozen=True)
@@ -39,9 +43,26 @@ class QueueKeys:
         """Key that exists while ``consumer_id`` is alive (it has a short TTL)."""
         return f"{self.prefix}:heartbeat:{consumer_id}"
 
+    @property
+    def reply_area(self) -> str:
+        """The prefix of the service's reply lists (see :meth:`Keys.is_reply_key`)."""
+        return f"{self.prefix}:replies:"
+
     def replies(self, client_id: str) -> str:
         """A client's private reply list."""
-        return f"{self.prefix}:replies:{client_id}"
+        return self.reply_area + client_id
+
+    @property
+    def redeliveries(self) -> str:
+        """Hash: SHA-1 (hex) of a message -> how often it was re-queued from a consumer
+        that died or hung holding it. Only messages re-queued so are in it."""
+        return f"{self.prefix}:redeliveries"
+
+    @property
+    def dead(self) -> str:
+        """List of the messages set aside, newest first, after they were re-queued from a
+        dying consumer ``delivery_limit`` times (the dead-letter list)."""
+        return f"{self.prefix}:dead"
 
 
 @dataclass(frozen=True)
@@ -100,6 +121,32 @@ class Keys:
         """The echo baseline's request queue."""
         ns = self.namespace
         return QueueKeys(f"{ns}:echo", f"{ns}:echo:requests", self.counters("echo"))
+
+    def queues(self) -> tuple[QueueKeys, ...]:
+        """The queues of the three services."""
+        return (self.insults, self.filter, self.echo)
+
+    def is_reply_key(self, name: object) -> bool:
+        """True if a request may name ``name`` as its ``reply_to``: a key of the reply
+        area, ``<ns>:<insults|filter|echo>:replies:<id>`` with a non-empty id, which
+        holds nothing but reply lists. Answers go nowhere else, so a request cannot
+        write to, or set an expiry on, any other key of the namespace or the database."""
+        if not isinstance(name, str) or len(name) > MAX_REPLY_KEY_CHARS:
+            return False
+        if not name.startswith(self._reply_areas) or name in self._reply_areas:
+            return False
+        if name.isascii():
+            return True
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+
+    @cached_property
+    def _reply_areas(self) -> tuple[str, ...]:
+        # Checked for every request: built once.
+        return tuple(queue.reply_area for queue in self.queues())
 
     @property
     def broadcast(self) -> str:

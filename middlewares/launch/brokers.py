@@ -64,14 +64,17 @@ def _redis_answers(url: str) -> bool:
 def _rabbitmq_answers(url: str) -> bool:
     import pika
 
+    from middlewares.rabbitmq.transport import CONNECT_ERRORS
+
     parameters = pika.URLParameters(url)
     parameters.socket_timeout = 2
+    parameters.stack_timeout = 2
     parameters.blocked_connection_timeout = 2
     parameters.connection_attempts = 1
     try:
         pika.BlockingConnection(parameters).close()
         return True
-    except pika.exceptions.AMQPError:
+    except CONNECT_ERRORS:
         return False
 
 

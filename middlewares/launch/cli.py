@@ -130,17 +130,27 @@ def supervise(name: str, specs: list[ProcessSpec], settings: Settings) -> int:
 
 
 def check(args: argparse.Namespace) -> int:
-    """Print, for each middleware, whether what it needs is reachable."""
+    """Print, for each middleware, whether what it needs is reachable, and the messages
+    its queues set aside in the namespace (dead letters)."""
     settings = Settings.from_env()
     failures = 0
     for name in MIDDLEWARES:
+        backend = get_backend(name)
         try:
-            get_backend(name).check(settings)
-            print(f"{name:9} ok")
+            backend.check(settings)
+            print(f"{name:9} ok{_dead_letter_note(backend.dead_letters(settings), settings)}")
         except BrokerUnavailable as error:
             failures += 1
             print(f"{name:9} {error}")
     return 1 if failures else 0
+
+
+def _dead_letter_note(dead_letters: dict[str, int], settings: Settings) -> str:
+    """``; dead letters in <ns>: none`` or the lists holding some; "" without queues."""
+    if not dead_letters:
+        return ""
+    held = [f"{queue} holds {count}" for queue, count in dead_letters.items() if count]
+    return f"; dead letters in namespace {settings.namespace}: {', '.join(held) or 'none'}"
 
 
 def brokers(args: argparse.Namespace) -> int:

@@ -20,9 +20,10 @@ import Pyro4
 import Pyro4.constants
 import Pyro4.errors
 
-from middlewares.contract import BrokerUnavailable, CannotStart, RetryLater
+from middlewares.contract import BrokerUnavailable, CannotStart
 from middlewares.direct.gate import NodeLeaving, RequestGate
 from middlewares.direct.transport import ServedElsewhere
+from middlewares.messages import bad_messages, classify
 from middlewares.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -170,27 +171,36 @@ def _remote_method(
     return method
 
 
+#: The builtin exception a client hears for each kind of failure (see
+#: :func:`middlewares.messages.classify`).
+_BUILTIN_ERRORS: dict[str, type[Exception]] = {
+    "refused": ValueError,
+    "retry": RuntimeError,
+    "timeout": TimeoutError,
+    "internal": RuntimeError,
+}
+
+
 def _builtin_error(error: Exception) -> Exception:
     """What a client hears of ``error``: serpent carries only builtin exception types.
 
     A node that is leaving refuses with ``ConnectionRefusedError`` (the call did not
     run; the client's :class:`~middlewares.pyro.clients.Remote` makes that
-    BrokerUnavailable, so the call is retried on another node).
+    BrokerUnavailable, so the call is retried on another node). A RecursionError or
+    MemoryError is a refusal (ValueError). Another builtin error (a TypeError for a call
+    with the wrong arguments) is passed on as it is; anything else is a bug of the
+    service, logged (bounded).
     """
     if isinstance(error, NodeLeaving):
         return ConnectionRefusedError(str(error))
-    if isinstance(error, TimeoutError):
-        return TimeoutError(str(error))
-    if isinstance(error, RetryLater):
-        return RuntimeError(str(error))
     if isinstance(error, ServedElsewhere):
         return LookupError(str(error))
-    if isinstance(error, ValueError):  # a refused argument, InsultError included
-        return ValueError(str(error))
-    if type(error).__module__ != "builtins":
-        log.error("a remote call failed", exc_info=error)
-        return RuntimeError(f"internal error: {error}")
-    return error
+    failure = classify(error)
+    if failure.kind == "internal":
+        if type(error).__module__ == "builtins":
+            return error
+        bad_messages.error("a remote call failed: %s", failure.message, exc_info=error)
+    return _BUILTIN_ERRORS[failure.kind](failure.message)
 
 
 @contextlib.contextmanager

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pika.exceptions
+
 from middlewares.cluster.client import connect as connect_redis
 from middlewares.cluster.store import delete_shared_state
 from middlewares.contract import Backend, ProcessSpec, Profile
@@ -96,6 +98,26 @@ class RabbitMqBackend(Backend):
     def echo_client(self, settings: Settings) -> RabbitMqEchoClient:
         """A connected echo client."""
         return RabbitMqEchoClient(settings)
+
+    def dead_letters(self, settings: Settings) -> dict[str, int]:
+        """The message count of each dead-letter queue ``<queue>.dead`` (0 if missing)."""
+        names = Names(settings.namespace)
+        counts: dict[str, int] = {}
+        connection = connect(settings, "dead-letters")
+        try:
+            with link_errors_as_unavailable(settings):
+                channel = connection.channel()
+                for queue in map(names.dead, names.consumed()):
+                    try:
+                        declared = channel.queue_declare(queue, passive=True)
+                        counts[queue] = declared.method.message_count
+                    except pika.exceptions.ChannelClosedByBroker:
+                        # 404: no consumer ever ran here; the broker closed the channel.
+                        counts[queue] = 0
+                        channel = connection.channel()
+        finally:
+            close_quietly(connection)
+        return counts
 
     def cleanup(self, settings: Settings) -> None:
         """Delete the queues and exchanges of ``settings.namespace``, by name, and the Redis

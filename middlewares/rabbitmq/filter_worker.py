@@ -4,7 +4,8 @@ Workers compete for tasks on the durable queue ``<ns>.filter.tasks`` (there is n
 process). For each task a worker censors the text, publishes the result to the bounded
 result list ``<ns>.filter.results`` and to the task's ``reply_to``, and only then
 acknowledges the task. A worker killed before the ack loses nothing: the broker hands
-the task to another worker (the submitter drops the duplicate result, if any).
+the task to another worker (the submitter drops the duplicate result, if any), through
+the retry queue of :mod:`.delivery`, which sets aside a task returned too often.
 
 SIGTERM stops a worker gracefully: it finishes and acknowledges the task in hand, then
 closes its connection, which returns the tasks it had prefetched but not started to the
@@ -30,6 +31,7 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
+from typing import Any
 
 import pika
 import pika.exceptions
@@ -37,7 +39,9 @@ from pika.adapters.blocking_connection import BlockingChannel
 
 from middlewares.cluster.counters import node_counter
 from middlewares.core import InsultError
+from middlewares.messages import bad_messages, handle_message
 from middlewares.rabbitmq.clients import RabbitMqInsultClient
+from middlewares.rabbitmq.delivery import DeliveryLimit
 from middlewares.rabbitmq.transport import (
     LINK_ERRORS,
     REPORT_INTERVAL,
@@ -55,7 +59,7 @@ from middlewares.rabbitmq.transport import (
     quiet_pika,
 )
 from middlewares.runtime import ServiceProcess, StopSignal, service_main, whole_number
-from middlewares.service import FilterStep, decode_request, error_reply
+from middlewares.service import FilterStep, error_reply
 from middlewares.settings import Settings
 
 log = logging.getLogger("rabbitmq-filter-worker")
@@ -186,6 +190,7 @@ class FilterWorker:
         on_processed: Callable[[], None] | None = None,
     ) -> None:
         self._settings = settings
+        self._limits = settings.limits
         self._on_processed = on_processed
         self._names = Names(settings.namespace)
         #: Tasks answered so far (a node also counts them in Redis: ``on_processed``).
@@ -196,8 +201,11 @@ class FilterWorker:
         channel = self._connection.channel()
         declare_task_queue(channel, self._names)
         self._channel = declare_results_queue(channel, self._names, settings.result_limit)
-        self._channel.basic_qos(prefetch_count=prefetch)
-        self._channel.basic_consume(self._names.filter_tasks, self._on_task)
+        limit = DeliveryLimit(
+            self._names.filter_tasks, settings.delivery_limit, durable=True, refusal=error_reply
+        )
+        limit.declare(self._channel)
+        limit.consume(self._channel, prefetch, self._on_task)
         self._reporter = StatsReporter(settings, lambda: self.processed)
 
     def run(self, stop: StopSignal) -> None:
@@ -228,7 +236,7 @@ class FilterWorker:
         if properties.reply_to:
             channel.basic_publish("", properties.reply_to, reply, result_properties)
         elif text is None:
-            log.warning(
+            bad_messages.warning(
                 "dropped a bad task without reply_to (correlation_id %r): %s",
                 properties.correlation_id,
                 reply.decode(errors="replace"),
@@ -240,13 +248,17 @@ class FilterWorker:
 
     def _process(self, body: bytes) -> tuple[str | None, bytes]:
         """The censored text (None for a refused task) and the answer to send."""
-        try:
-            task = decode_request(body)
-            if "text" not in task:
-                raise InsultError('task has no "text" field')
-            censored = self._step.censor(task["text"])
-        except InsultError as error:
-            return None, error_reply(str(error))
+        return handle_message(
+            body,
+            self._limits,
+            self._censor,
+            lambda _, task, error: (None, error_reply(error)),
+        )
+
+    def _censor(self, body: bytes, task: dict[str, Any]) -> tuple[str, bytes]:
+        if "text" not in task:
+            raise InsultError('task has no "text" field')
+        censored = self._step.censor(task["text"])
         return censored, json.dumps({"text": censored}).encode()
 
 

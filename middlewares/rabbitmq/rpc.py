@@ -14,6 +14,8 @@ import pika
 from pika.adapters.blocking_connection import BlockingChannel
 
 from middlewares.contract import BrokerUnavailable, ServiceTimeout
+from middlewares.messages import bad_messages
+from middlewares.rabbitmq.delivery import DeliveryLimit
 from middlewares.rabbitmq.transport import (
     DIRECT_REPLY_TO,
     LINK_ERRORS,
@@ -39,10 +41,13 @@ class RpcServer:
     """Answers every request of one queue with ``handle(body)``, on one connection.
 
     A request is acknowledged only after its reply is published, so a request held by a
-    process that dies goes back to the queue. A request without ``reply_to`` cannot be
-    answered: it is logged and acknowledged (dropped). ``handle`` must not raise; if it
-    does anyway, the error is logged and the requester gets an error reply.
-    ``on_served`` runs after each answered request (a node's counter).
+    process that dies goes back to the queue (and, returned too often, to its
+    dead-letter queue: see :class:`~middlewares.rabbitmq.delivery.DeliveryLimit`). A
+    request without ``reply_to`` cannot be answered: it is logged (bounded) and
+    acknowledged (dropped). ``handle`` must not raise: the InsultService's
+    :meth:`~middlewares.service.InsultService.dispatch` runs the one per-message step,
+    which answers every failure. ``error_body`` builds the answer to a request that was
+    set aside. ``on_served`` runs after each answered request (a node's counter).
     """
 
     def __init__(
@@ -58,15 +63,15 @@ class RpcServer:
         self._settings = settings
         self._queue = queue
         self._handle = handle
-        self._error_body = error_body
         self._on_served = on_served
         #: Requests answered so far (a node also counts them in Redis: ``on_served``).
         self.served = 0
         self._connection = connect(settings, role)
         self._channel = self._connection.channel()
         declare_request_queue(self._channel, queue)
-        self._channel.basic_qos(prefetch_count=prefetch)
-        self._channel.basic_consume(queue, self._on_request)
+        limit = DeliveryLimit(queue, settings.delivery_limit, durable=False, refusal=error_body)
+        limit.declare(self._channel)
+        limit.consume(self._channel, prefetch, self._on_request)
 
     @property
     def channel(self) -> BlockingChannel:
@@ -93,22 +98,19 @@ class RpcServer:
         self, channel: Channel, method: Delivery, properties: Properties, body: bytes
     ) -> None:
         if properties.reply_to:
-            try:
-                reply = self._handle(body)
-            except Exception as error:
-                log.exception("request on %s failed", self._queue)
-                reply = self._error_body(f"internal error: {type(error).__name__}")
+            # Through the default exchange: the reply reaches the queue reply_to names,
+            # or nothing (an exchange of that name is never used).
             channel.basic_publish(
                 "",
                 properties.reply_to,
-                reply,
+                self._handle(body),
                 pika.BasicProperties(correlation_id=properties.correlation_id),
             )
             self.served += 1
             if self._on_served is not None:
                 self._on_served()
         else:
-            log.warning(
+            bad_messages.warning(
                 "dropped a request on %s without reply_to (correlation_id %r, %d bytes)",
                 self._queue,
                 properties.correlation_id,

@@ -19,6 +19,7 @@ from urllib.parse import urlparse
 import pika
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
+from pika.adapters.utils.connection_workflow import AMQPConnectorException
 
 from middlewares.contract import BrokerUnavailable, ServiceError
 from middlewares.settings import Settings
@@ -51,6 +52,10 @@ Properties = pika.BasicProperties
 
 #: Errors meaning the connection or channel is gone and must be opened again.
 LINK_ERRORS = (pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError)
+
+#: Errors of opening a connection. pika raises AMQPConnectorStackTimeout, which is not an
+#: AMQPError, when a port accepts TCP but never speaks AMQP.
+CONNECT_ERRORS = (pika.exceptions.AMQPError, AMQPConnectorException, OSError)
 
 
 @dataclass(frozen=True)
@@ -89,9 +94,24 @@ class Names:
         """Queue of the bare echo service."""
         return f"{self.namespace}.echo.requests"
 
+    def consumed(self) -> list[str]:
+        """The queues services consume, each with a delivery limit (see ``.delivery``)."""
+        return [self.insult_requests, self.filter_tasks, self.echo_requests]
+
+    @staticmethod
+    def retry(queue: str) -> str:
+        """The queue of ``queue``'s messages returned by a consumer that died holding them."""
+        return f"{queue}.retry"
+
+    @staticmethod
+    def dead(queue: str) -> str:
+        """The dead-letter queue of ``queue``: messages returned ``delivery_limit`` times."""
+        return f"{queue}.dead"
+
     def queues(self) -> list[str]:
         """Every queue of the namespace."""
-        return [self.insult_requests, self.filter_tasks, self.filter_results, self.echo_requests]
+        aside = [name for q in self.consumed() for name in (self.retry(q), self.dead(q))]
+        return [*self.consumed(), self.filter_results, *aside]
 
     def exchanges(self) -> list[str]:
         """Every exchange of the namespace."""
@@ -109,6 +129,8 @@ def _hint(error: Exception) -> str:
         return "the broker refused the user name or password; fix them in AMQP_URL or --amqp-url"
     if isinstance(error, pika.exceptions.ProbableAccessDeniedError):
         return "the broker refused access to the virtual host; check the vhost in AMQP_URL"
+    if isinstance(error, AMQPConnectorException):
+        return f"something accepts connections there but does not speak AMQP; {START_HINT}"
     return START_HINT
 
 
@@ -130,7 +152,7 @@ def connect(settings: Settings, role: str) -> pika.BlockingConnection:
     try:
         with _pika_silenced():
             return pika.BlockingConnection(parameters)
-    except (pika.exceptions.AMQPError, OSError) as error:
+    except CONNECT_ERRORS as error:
         raise BrokerUnavailable(masked_url(settings.amqp_url), _hint(error)) from None
 
 

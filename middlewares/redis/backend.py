@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 import uuid
 
-from middlewares.cluster.client import connect, unavailable
+from middlewares.cluster.client import connect, redis_errors_as_unavailable, unavailable
+from middlewares.cluster.keys import Keys
 from middlewares.contract import Backend, ProcessSpec, Profile
 from middlewares.redis.clients import RedisEchoClient, RedisFilterClient, RedisInsultClient
 from middlewares.redis.transport import MIN_REDIS_VERSION
@@ -106,6 +107,19 @@ class RedisBackend(Backend):
     def echo_client(self, settings: Settings) -> RedisEchoClient:
         """A connected echo client."""
         return RedisEchoClient(settings)
+
+    def dead_letters(self, settings: Settings) -> dict[str, int]:
+        """The length of each service's dead-letter list ``<ns>:<service>:dead``."""
+        lists = [queue.dead for queue in Keys(settings.namespace).queues()]
+        client = connect(settings)
+        try:
+            with redis_errors_as_unavailable(settings):
+                pipe = client.pipeline(transaction=False)
+                for name in lists:
+                    pipe.llen(name)
+                return dict(zip(lists, pipe.execute(), strict=True))
+        finally:
+            client.close()
 
     def cleanup(self, settings: Settings) -> None:
         """Delete every ``<ns>:*`` key, found with SCAN; other keys are never touched."""

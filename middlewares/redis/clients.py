@@ -260,14 +260,14 @@ class RedisFilterClient(FilterClient):
             pipe = self._link.redis.pipeline(transaction=False)
             pipe.lpush(self._tasks, self._task(task_id, text))
             self._receive(pipe, block=self._link.block_for(deadline))
-        while True:
-            done = self._take([task_id])
-            if task_id in done:
-                return done[task_id]
+        done = self._take([task_id])
+        while task_id not in done:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise ServiceTimeout(f"task {task_id} got no result in time")
+            # wait hands the result out (once): it must not be thrown away here.
             done = self.wait([task_id], remaining)
+        return done[task_id]
 
     def get_results(self, limit: int = 100) -> list[str]:
         """Up to ``limit`` censored texts from ``<ns>:filter:results``, newest first."""

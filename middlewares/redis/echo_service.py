@@ -9,28 +9,35 @@ is answered ``{"id", "ok": true, "result": payload}``.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from middlewares.cluster.client import connect, redis_errors_as_unavailable
 from middlewares.cluster.keys import Keys
-from middlewares.redis.transport import Ack, ReliableConsumer, consume, parse_request, reply_ttl
+from middlewares.redis.transport import (
+    Ack,
+    Answer,
+    ReliableConsumer,
+    consume,
+    each_message,
+    reply_address,
+    reply_ttl,
+)
 from middlewares.runtime import ServiceProcess, service_main
 from middlewares.service import ok_reply
 
 log = logging.getLogger(__name__)
 
 
-def _echo(messages: list[bytes]) -> list[Ack]:
-    acks = []
-    for raw in messages:
-        request = parse_request(raw)
-        if request is None:
-            acks.append(Ack(raw))
-            continue
-        message, reply_to = request
+def _answer(keys: Keys) -> Answer:
+    """Answers a request with its first argument."""
+
+    def answer(raw: bytes, message: dict[str, Any]) -> Ack:
+        reply_to = reply_address(message, keys)
         args = message.get("args")
         payload = args[0] if isinstance(args, list) and args else None
-        acks.append(Ack(raw, reply_to, ok_reply(payload, id=message.get("id"))))
-    return acks
+        return Ack(raw, reply_to, ok_reply(payload, id=message.get("id")))
+
+    return answer
 
 
 def serve(process: ServiceProcess) -> None:
@@ -42,7 +49,7 @@ def serve(process: ServiceProcess) -> None:
             connect(settings), keys.echo, str(process.node_id), settings, reply_ttl(settings)
         )
         log.info("echoing %s", keys.echo.queue)
-        consume(consumer, _echo, process.stop)
+        consume(consumer, each_message(settings, _answer(keys)), process.stop)
     log.info("stopped")
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import redis
 
@@ -18,9 +19,17 @@ from middlewares.cluster.client import connect, redis_errors_as_unavailable
 from middlewares.cluster.keys import Keys
 from middlewares.cluster.store import RedisInsultStore
 from middlewares.core import InsultError
-from middlewares.redis.transport import Ack, ReliableConsumer, consume, encode
+from middlewares.redis.transport import (
+    Ack,
+    Answer,
+    ReliableConsumer,
+    consume,
+    each_message,
+    encode,
+    reply_address,
+)
 from middlewares.runtime import ServiceProcess, service_main
-from middlewares.service import FilterStep, decode_request, error_reply
+from middlewares.service import FilterStep
 
 log = logging.getLogger(__name__)
 
@@ -36,42 +45,19 @@ def store_reader(client: redis.Redis, namespace: str) -> Callable[[], list[str] 
     return lambda: store.all() or None
 
 
-class _FilterHandler:
-    """Censors claimed tasks and turns them into acknowledgements carrying the results."""
+def _answerer(step: FilterStep, keys: Keys) -> Answer:
+    """Censors a task into an acknowledgement carrying its result."""
 
-    def __init__(self, step: FilterStep, keep_alive: Callable[[], None]) -> None:
-        self._step = step
-        self._keep_alive = keep_alive
-
-    def __call__(self, messages: list[bytes]) -> list[Ack]:
-        acks = []
-        for raw in messages:
-            acks.append(self._answer(raw))
-            self._keep_alive()
-        return acks
-
-    def _answer(self, raw: bytes) -> Ack:
-        try:
-            task = decode_request(raw)
-        except InsultError as error:
-            log.warning("dropped a task that cannot be answered: %s", error)
-            return Ack(raw)
-        reply_to = task.get("reply_to")
-        if reply_to is not None and (not isinstance(reply_to, str) or not reply_to):
-            log.warning("dropped task id=%r: reply_to must name a list", task.get("id"))
-            return Ack(raw)
+    def answer(raw: bytes, task: dict[str, Any]) -> Ack:
+        reply_to = reply_address(task, keys, required=False)
         task_id = task.get("id")
-        try:
-            if not isinstance(task_id, str) or not task_id:
-                raise InsultError("task id must be a non-empty string")
-            censored = self._step.censor(task.get("text"))
-        except InsultError as error:
-            if reply_to is None:
-                log.warning("dropped task id=%r with no reply_to: %s", task_id, error)
-                return Ack(raw)
-            return Ack(raw, reply_to, error_reply(str(error), id=task_id))
+        if not isinstance(task_id, str) or not task_id:
+            raise InsultError("task id must be a non-empty string")
+        censored = step.censor(task.get("text"))
         result = encode({"id": task_id, "ok": True, "text": censored})
         return Ack(raw, reply_to, result if reply_to else b"", log_entry=result)
+
+    return answer
 
 
 def serve(process: ServiceProcess) -> None:
@@ -93,7 +79,8 @@ def serve(process: ServiceProcess) -> None:
             log_length=settings.result_limit,
         )
         log.info("censoring tasks from %s", keys.filter.queue)
-        consume(consumer, _FilterHandler(step, consumer.keep_alive), process.stop)
+        handler = each_message(settings, _answerer(step, keys), between=consumer.keep_alive)
+        consume(consumer, handler, process.stop)
     log.info("stopped")
 
 

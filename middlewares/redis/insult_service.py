@@ -18,48 +18,44 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Any
 
 from middlewares.cluster.client import connect, redis_errors_as_unavailable
 from middlewares.cluster.keys import Keys
 from middlewares.cluster.lease import LeasedBroadcaster, RestartSafeLease
 from middlewares.cluster.store import RedisInsultStore
-from middlewares.core import InsultError, load_default_insults
+from middlewares.core import load_default_insults
 from middlewares.redis.transport import (
     Ack,
+    Answer,
     ReliableConsumer,
     consume,
-    parse_request,
+    each_message,
+    reply_address,
     reply_ttl,
 )
 from middlewares.runtime import ServiceProcess, StopSignal, service_main
-from middlewares.service import InsultService, error_reply
+from middlewares.service import InsultService
 from middlewares.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-class _InsultHandler:
-    """Turns claimed requests into acknowledgements carrying their replies."""
+def _answerer(service: InsultService, keys: Keys) -> Answer:
+    """Answers a request with an acknowledgement whose script runs its store operation."""
 
-    def __init__(self, service: InsultService) -> None:
-        self._service = service
-
-    def __call__(self, messages: list[bytes]) -> list[Ack]:
-        return [self._answer(raw) for raw in messages]
-
-    def _answer(self, raw: bytes) -> Ack:
-        request = parse_request(raw)
-        if request is None:
-            return Ack(raw)
-        message, reply_to = request
-        request_id = message.get("id")
-        try:
-            parsed = self._service.parse(message.get("op"), message.get("args", []))
-        except InsultError as error:
-            return Ack(raw, reply_to, error_reply(str(error), id=request_id))
+    def answer(raw: bytes, message: dict[str, Any]) -> Ack:
+        reply_to = reply_address(message, keys)
+        parsed = service.parse_message(message)
         return Ack(
-            raw, reply_to, _reply_prefix(request_id), store_op=parsed.op, store_arg=parsed.insult
+            raw,
+            reply_to,
+            _reply_prefix(message.get("id")),
+            store_op=parsed.op,
+            store_arg=parsed.insult,
         )
+
+    return answer
 
 
 def _reply_prefix(request_id: object) -> bytes:
@@ -99,7 +95,8 @@ def _serve(settings: Settings, node_id: str, stop: StopSignal) -> None:
     broadcaster.start()
     log.info("serving %s, broadcasting on %s", keys.insults.queue, keys.broadcast)
     try:
-        consume(consumer, _InsultHandler(InsultService(store, settings)), stop)
+        answer = _answerer(InsultService(store, settings), keys)
+        consume(consumer, each_message(settings, answer), stop)
     finally:
         # Also hands the lease over, so another node broadcasts without waiting for it
         # to expire.

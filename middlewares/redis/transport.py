@@ -12,6 +12,13 @@ consumer was wrongly thought dead) is still answered exactly once. The same scri
 the number of messages it acknowledged to the consumer's field of the per-node counters
 (:meth:`middlewares.cluster.keys.Keys.counters`), so those counts are exact too. The
 scripts are in ``lua/``.
+
+Every message goes through :func:`~middlewares.messages.handle_message`, so no message
+can crash its consumer. As defence in depth, each queue has a delivery limit: a message
+re-queued from a dying consumer ``settings.delivery_limit`` times is set aside on the
+queue's dead-letter list (:attr:`~middlewares.cluster.keys.QueueKeys.dead`) instead of
+being handed out again, and such a suspect is always handled alone. Answers go only to
+reply lists of the namespace's reply area (:meth:`~middlewares.cluster.keys.Keys.is_reply_key`).
 """
 
 from __future__ import annotations
@@ -25,11 +32,12 @@ from typing import Any
 
 import redis
 
-from middlewares.cluster.keys import QueueKeys
+from middlewares.cluster.keys import Keys, QueueKeys
 from middlewares.cluster.scripts import lua
 from middlewares.core import InsultError
+from middlewares.messages import bad_messages, handle_message
 from middlewares.runtime import StopSignal
-from middlewares.service import decode_request
+from middlewares.service import error_reply
 from middlewares.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -69,18 +77,38 @@ def reply_ttl(settings: Settings) -> int:
     return max(60, int(3 * settings.timeout))
 
 
-def parse_request(raw: bytes) -> tuple[dict[str, Any], str] | None:
-    """A request and the list to answer it on, or None (logged) if it cannot be answered."""
-    try:
-        message = decode_request(raw)
-    except InsultError as error:
-        log.warning("dropped a message that cannot be answered: %s", error)
-        return None
+def reply_address(message: dict[str, Any], keys: Keys, required: bool = True) -> str | None:
+    """The message's ``reply_to``, checked: a key of the namespace's reply area.
+
+    None when it has none and none is ``required``; otherwise raises
+    :class:`~middlewares.core.InsultError`, and :func:`refusal` drops the message.
+    """
     reply_to = message.get("reply_to")
-    if not isinstance(reply_to, str) or not reply_to:
-        log.warning("dropped request id=%r: reply_to must name a list", message.get("id"))
+    if reply_to is None and not required:
         return None
-    return message, reply_to
+    if not keys.is_reply_key(reply_to):
+        raise InsultError(
+            f"reply_to must name a reply list {keys.namespace}:<service>:replies:<id>, "
+            f"got {_clip(reply_to)}"
+        )
+    return reply_to
+
+
+def refusal(raw: bytes, message: dict[str, Any] | None, error: str, keys: Keys) -> Ack:
+    """The acknowledgement of a refused message: ``error`` answered on its ``reply_to``
+    if that is in the reply area, else the message is dropped and logged (bounded)."""
+    reply_to = None if message is None else message.get("reply_to")
+    if message is not None and keys.is_reply_key(reply_to):
+        return Ack(raw, reply_to, error_reply(error, id=message.get("id")))
+    request_id = None if message is None else _clip(message.get("id"))
+    bad_messages.warning("dropped a message that cannot be answered (id %s): %s", request_id, error)
+    return Ack(raw)
+
+
+def _clip(value: object) -> str:
+    """A value for a log line or an error: its repr, at most 80 characters."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:79] + "…"
 
 
 @dataclass(frozen=True)
@@ -131,6 +159,7 @@ class ReliableConsumer:
         self._keys = keys
         self._processing = keys.processing(consumer_id)
         self._heartbeat = keys.heartbeat(consumer_id)
+        self._delivery_limit = settings.delivery_limit
         self._prefetch = prefetch_for(settings)
         self._block = block_seconds(settings)
         self._reply_ttl = reply_ttl
@@ -141,16 +170,18 @@ class ReliableConsumer:
         self._next_beat = 0.0
         self._next_sweep = 0.0
 
-    def start(self) -> None:
+    def start(self, crashed: bool = True) -> None:
         """Load the scripts, re-queue what an earlier life of this consumer held, and
-        announce it alive."""
+        announce it alive.
+
+        What an earlier life held counts towards the delivery limit (it died holding
+        it), unless ``crashed`` is False: this life is only reloading the scripts.
+        """
         self._load_scripts()
         pipe = self._redis.pipeline(transaction=False)
-        self._requeue(pipe, self.consumer_id, force=True)
+        self._requeue(pipe, self.consumer_id, force=True, count=crashed)
         self._beat(pipe)
-        moved = pipe.execute()[0]
-        if moved:
-            log.warning("re-queued %d message(s) held by an earlier %s", moved, self.consumer_id)
+        self._report(pipe.execute()[0], f"an earlier {self.consumer_id}")
 
     def exchange(self, acks: Sequence[Ack]) -> list[bytes]:
         """Acknowledge ``acks`` and claim the next messages, waiting up to a second.
@@ -161,9 +192,11 @@ class ReliableConsumer:
         if time.monotonic() >= self._next_sweep:
             self._sweep()
         results = self._run(lambda pipe: self._claim(pipe, acks))
-        if results is None or results[-2] is None:
+        if results is None:
             return []
-        return [results[-2], *results[-1]]
+        # The script may claim a message that arrived just after BLMOVE gave up.
+        first = [] if results[-2] is None else [results[-2]]
+        return [*first, *results[-1]]
 
     def keep_alive(self) -> None:
         """Refresh the heartbeat if it is due; call it between long-running messages."""
@@ -177,7 +210,7 @@ class ReliableConsumer:
 
         def leave(pipe: redis.client.Pipeline) -> None:
             self._ack(pipe, acks)
-            self._requeue(pipe, self.consumer_id, force=True)
+            self._requeue(pipe, self.consumer_id, force=True, count=False)
             pipe.delete(self._heartbeat)
 
         if self._run(leave) is None:
@@ -189,7 +222,9 @@ class ReliableConsumer:
             self._beat(pipe)
         queue, processing = self._keys.queue, self._processing
         pipe.blmove(queue, processing, self._block, "RIGHT", "LEFT")
-        pipe.evalsha(self._shas["claim"], 2, queue, processing, self._prefetch - 1)
+        pipe.evalsha(
+            self._shas["claim"], 3, queue, processing, self._keys.redeliveries, self._prefetch - 1
+        )
 
     def _run(self, build: Callable[[redis.client.Pipeline], None]) -> list[Any] | None:
         """Execute one pipeline and return its results, or None if Redis had lost the Lua
@@ -206,7 +241,7 @@ class ReliableConsumer:
             return pipe.execute()
         except redis.exceptions.NoScriptError:
             log.warning("Redis lost the Lua scripts; loading them again")
-            self.start()
+            self.start(crashed=False)
             return None
 
     def _load_scripts(self) -> None:
@@ -216,7 +251,7 @@ class ReliableConsumer:
     def _ack(self, pipe: redis.client.Pipeline, acks: Sequence[Ack]) -> None:
         if not acks:
             return
-        keys = [self._processing, self._keys.counters]
+        keys = [self._processing, self._keys.counters, self._keys.redeliveries]
         index: dict[str, int] = {}
 
         def key_index(key: str | None) -> int:
@@ -240,18 +275,40 @@ class ReliableConsumer:
         pipe.set(self._heartbeat, "alive", px=int(HEARTBEAT_TTL * 1000))
         pipe.sadd(self._keys.consumers, self.consumer_id)
 
-    def _requeue(self, pipe: redis.client.Pipeline, consumer_id: str, force: bool) -> None:
+    def _requeue(
+        self, pipe: redis.client.Pipeline, consumer_id: str, force: bool, count: bool
+    ) -> None:
+        """Re-queue what ``consumer_id`` holds (if it is dead, or with ``force``); with
+        ``count``, it died holding it, which counts towards the delivery limit."""
         keys = self._keys
         pipe.evalsha(
             self._shas["requeue"],
-            4,
+            6,
             keys.processing(consumer_id),
             keys.queue,
             keys.heartbeat(consumer_id),
             keys.consumers,
+            keys.redeliveries,
+            keys.dead,
             consumer_id,
             "1" if force else "0",
+            self._delivery_limit if count else 0,
         )
+
+    def _report(self, outcome: list[int], holder: str) -> None:
+        """Log what one re-queue script did with the messages ``holder`` held."""
+        requeued, dead = outcome
+        if requeued > 0:
+            log.warning("re-queued %d message(s) held by %s", requeued, holder)
+        if dead > 0:
+            log.error(
+                "set aside %d message(s) held by %s on %s: they were re-queued from a dying "
+                "consumer %d times",
+                dead,
+                holder,
+                self._keys.dead,
+                self._delivery_limit,
+            )
 
     def _sweep(self) -> None:
         """Re-queue what consumers whose heartbeat expired were holding."""
@@ -265,13 +322,39 @@ class ReliableConsumer:
             return
         pipe = self._redis.pipeline(transaction=False)
         for other in others:
-            self._requeue(pipe, other, force=False)
-        for other, moved in zip(others, pipe.execute(), strict=True):
-            if moved > 0:
-                log.warning("consumer %s is gone; re-queued %d message(s) it held", other, moved)
+            self._requeue(pipe, other, force=False, count=True)
+        for other, outcome in zip(others, pipe.execute(), strict=True):
+            self._report(outcome, f"consumer {other}, which is gone")
 
 
 Handler = Callable[[list[bytes]], list[Ack]]
+
+#: Builds the acknowledgement answering one decoded message (raw bytes, JSON object).
+Answer = Callable[[bytes, dict[str, Any]], Ack]
+
+
+def each_message(
+    settings: Settings, answer: Answer, between: Callable[[], None] | None = None
+) -> Handler:
+    """A handler that runs every claimed message through the one per-message step
+    (:func:`~middlewares.messages.handle_message`): ``answer`` acknowledges it, and
+    anything it raises becomes a :func:`refusal`. ``between`` runs after each message
+    (a heartbeat during long batches)."""
+    keys = Keys(settings.namespace)
+    limits = settings.limits
+
+    def refuse(raw: bytes, message: dict[str, Any] | None, error: str) -> Ack:
+        return refusal(raw, message, error, keys)
+
+    def handle(messages: list[bytes]) -> list[Ack]:
+        acks = []
+        for raw in messages:
+            acks.append(handle_message(raw, limits, answer, refuse))
+            if between is not None:
+                between()
+        return acks
+
+    return handle
 
 
 def consume(consumer: ReliableConsumer, handle: Handler, stop: StopSignal) -> None:

@@ -20,9 +20,10 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 from xmlrpc.server import SimpleXMLRPCRequestHandler, SimpleXMLRPCServer
 
-from middlewares.contract import CannotStart, RetryLater
+from middlewares.contract import CannotStart
 from middlewares.direct.gate import NodeLeaving, RequestGate
 from middlewares.direct.transport import ServedElsewhere
+from middlewares.messages import bad_messages, classify
 from middlewares.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -224,9 +225,8 @@ class RpcServer(socketserver.ThreadingMixIn, SimpleXMLRPCServer):
             return _xml_reply((self._call(method, params),))
         except xmlrpc.client.Fault as fault:
             return _xml_reply(fault)
-        except (TypeError, OverflowError) as error:  # the result cannot be marshalled
-            log.exception("%s returned a result XML-RPC cannot carry", method)
-            return _xml_reply(xmlrpc.client.Fault(INTERNAL_ERROR, f"internal error: {error}"))
+        except Exception as error:  # the result cannot be written (a type, a size, a depth)
+            return _xml_reply(_fault(str(method), error))
 
     @contextlib.contextmanager
     def call_under_way(self) -> Iterator[None]:
@@ -330,18 +330,25 @@ class RpcServer(socketserver.ThreadingMixIn, SimpleXMLRPCServer):
                 connection.shutdown(socket.SHUT_RDWR)
 
 
+#: The fault code of each kind of failure (see :func:`middlewares.messages.classify`).
+_FAULT_CODES = {
+    "refused": INVALID_PARAMS,
+    "retry": APPLICATION_ERROR,
+    "timeout": WAIT_TIMEOUT,
+    "internal": INTERNAL_ERROR,
+}
+
+
 def _fault(method: str, error: Exception) -> xmlrpc.client.Fault:
-    """The fault answering a method that raised ``error``."""
-    if isinstance(error, TimeoutError):  # a wait that got nothing in time
-        return xmlrpc.client.Fault(WAIT_TIMEOUT, str(error))
-    if isinstance(error, RetryLater):  # a full queue, a failing shared store
-        return xmlrpc.client.Fault(APPLICATION_ERROR, str(error))
+    """The fault answering a method that raised ``error``, or whose result could not be
+    written (a RecursionError for a result nested too deeply is a refusal); a bug of the
+    service is logged, bounded."""
     if isinstance(error, ServedElsewhere):
         return xmlrpc.client.Fault(METHOD_NOT_FOUND, str(error))
-    if isinstance(error, ValueError):  # a refused argument, InsultError included
-        return xmlrpc.client.Fault(INVALID_PARAMS, str(error))
-    log.error("%s failed", method, exc_info=error)
-    return xmlrpc.client.Fault(INTERNAL_ERROR, f"internal error: {error}")
+    failure = classify(error)
+    if failure.kind == "internal":
+        bad_messages.error("%s failed: %s", method, failure.message, exc_info=error)
+    return xmlrpc.client.Fault(_FAULT_CODES[failure.kind], failure.message)
 
 
 @contextlib.contextmanager

@@ -1,6 +1,6 @@
 -- Acknowledge claimed messages of a reliable queue and write their answers, atomically.
--- KEYS: processing list, counters hash, then every other key named by an index in ARGV
---       (0: none).
+-- KEYS: processing list, counters hash, redeliveries hash, then every other key named by
+--       an index in ARGV (0: none).
 -- ARGV: reply TTL (s), log length, consumer id, then 8 values per message: raw, reply
 --       key index, reply, log key index, log entry, store key index, store op, store op
 --       argument.
@@ -8,7 +8,8 @@
 -- belongs to its new holder, which answers it instead. A store operation (an
 -- InsultService request) runs here, with the reply, so a crash can never apply an add
 -- without answering it or apply it twice; the counter is raised here for the same
--- reason, so a node's count is exact.
+-- reason, so a node's count is exact. Reply keys were checked by the consumer: they are
+-- in the namespace's reply area (Keys.is_reply_key).
 local function run_store_op(op, key, argument)
   if op == 'add_insult' then
     return redis.call('SADD', key, argument) == 1 and 'true' or 'false'
@@ -21,10 +22,14 @@ local function run_store_op(op, key, argument)
   return cjson.encode(members)
 end
 
+-- Only messages re-queued from a dying consumer have a redelivery count; there are
+-- none most of the time, and then acknowledging costs no digest.
+local counted = redis.call('EXISTS', KEYS[3]) == 1
 local acked = 0
 for i = 4, #ARGV, 8 do
   if redis.call('LREM', KEYS[1], -1, ARGV[i]) == 1 then
     acked = acked + 1
+    if counted then redis.call('HDEL', KEYS[3], redis.sha1hex(ARGV[i])) end
     local reply = ARGV[i + 2]
     local store_key = tonumber(ARGV[i + 5])
     if store_key > 0 then
@@ -32,9 +37,11 @@ for i = 4, #ARGV, 8 do
     end
     local reply_key = tonumber(ARGV[i + 1])
     if reply_key > 0 then
-      -- pcall: a reply_to naming a key of another type must not stop the other acks.
-      redis.pcall('LPUSH', KEYS[reply_key], reply)
-      redis.pcall('EXPIRE', KEYS[reply_key], ARGV[1])
+      -- pcall: a reply key someone made another type must not stop the other acks; and
+      -- the expiry is only set on a list the reply was actually pushed on.
+      if type(redis.pcall('LPUSH', KEYS[reply_key], reply)) == 'number' then
+        redis.call('EXPIRE', KEYS[reply_key], ARGV[1])
+      end
     end
     local log_key = tonumber(ARGV[i + 3])
     if log_key > 0 then
