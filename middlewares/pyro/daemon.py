@@ -8,7 +8,7 @@ bomb grows a process by gigabytes) and ``marshal.loads`` the arguments of a mess
 flagged keep-serialized, whatever serializer it names. Here each daemon's connections
 are kept by a :class:`~middlewares.direct.connections.ConnectionTable` (a cap, a short
 wait for each request, the longest-idle connection closed to make room), and the header
-of every message is read before the daemon sees it: a message that is too large, or
+of every message is read and checked before the daemon reads it: one too large, or
 compressed, or carries any flag but oneway (and, on a handshake, metadata) is refused
 with a clear error, before anything of it is decompressed or deserialized.
 """
@@ -20,7 +20,6 @@ import logging
 import socket
 import struct
 import threading
-import time
 from typing import Any
 
 import Pyro4
@@ -31,10 +30,10 @@ import Pyro4.util
 from Pyro4 import message
 from Pyro4.configuration import config
 from Pyro4.socketserver.threadpoolserver import SocketServer_Threadpool
-from Pyro4.socketutil import SocketConnection
+from Pyro4.socketutil import SocketConnection, receiveData
 
 from middlewares.direct.checks import MAX_MESSAGE_BYTES
-from middlewares.direct.connections import IDLE_TIMEOUT, ConnectionTable, Evicted, ServerBusy
+from middlewares.direct.connections import IDLE_TIMEOUT, ConnectionTable, ServerBusy
 from middlewares.secret import is_secret
 
 log = logging.getLogger(__name__)
@@ -46,16 +45,24 @@ ALLOWED_FLAGS = message.FLAGS_ONEWAY | message.FLAGS_META_ON_CONNECT
 #: the name-server calls that change a registration.
 SECRET_ANNOTATION = "IBSC"
 
-#: Pause between two looks at a header that has only partly arrived.
-_PARTIAL_HEADER_PAUSE = 0.005
-
 _SERPENT = Pyro4.util.get_serializer("serpent")
 
 
+def message_size(header: bytes) -> int | None:
+    """The size of the message after ``header`` (annotations and data), or None when it
+    is not a Pyro4 header of this protocol version (Pyro4 answers that itself)."""
+    tag, version, _, _, _, data_size, _, annotations_size, _, _ = struct.unpack(
+        message.Message.header_format, header
+    )
+    if tag != b"PYRO" or version != Pyro4.constants.PROTOCOL_VERSION:
+        return None
+    return data_size + annotations_size
+
+
 def refusal(header: bytes, max_bytes: int) -> str | None:
-    """Why a message with this (complete, well-formed) header is refused, or None."""
-    fields = struct.unpack(message.Message.header_format, header)
-    flags, size = fields[3], fields[5] + fields[7]  # flags; data size + annotations size
+    """Why a message with this Pyro4 header is refused, or None."""
+    flags = struct.unpack(message.Message.header_format, header)[3]
+    size = message_size(header) or 0
     if size > max_bytes:
         return f"messages are limited to {max_bytes} bytes, this one has {size}"
     if flags & message.FLAGS_COMPRESSED:
@@ -99,13 +106,12 @@ class BoundedServer(SocketServer_Threadpool):
         ).start()
 
     def _serve(self, sock: socket.socket) -> None:
-        connection = SocketConnection(sock)
+        connection = _Connection(sock)
         try:
             self._serve_messages(connection)
         except (OSError, Pyro4.errors.CommunicationError, Pyro4.errors.SecurityError) as error:
+            # Evicted (an OSError) included: closed to make room, nothing of its call ran.
             log.debug("connection ended: %s", error)
-        except Evicted:
-            pass  # closed to make room: nothing of its request ran
         except Exception:
             log.exception("a Pyro4 connection failed")
         finally:
@@ -114,20 +120,18 @@ class BoundedServer(SocketServer_Threadpool):
                 self.daemon._clientDisconnect(connection)
             connection.close()
 
-    def _serve_messages(self, connection: SocketConnection) -> None:
+    def _serve_messages(self, connection: _Connection) -> None:
         handshaken = False
-        while (header := _next_header(connection.sock)) is not None:
-            problem = _malformed(header) or refusal(header, self.max_request_bytes)
-            if problem is None:
-                size = struct.unpack(message.Message.header_format, header)[5]
-            elif problem == "malformed":
-                size = 0  # Pyro4 answers it itself, reading nothing more
-            else:
-                self._refuse(connection, problem)
+        while (header := connection.read_header()) is not None:
+            size = message_size(header)
+            problem = None if size is None else refusal(header, self.max_request_bytes)
+            if problem is not None:
+                self._refuse(connection, problem, readable=size <= self.max_request_bytes)
                 return
             try:
+                # Not Pyro4 (size None): the daemon answers with an error, reading no more.
                 with (
-                    self.table.reading(connection.sock, size),
+                    self.table.reading(connection.sock, size or 0),
                     self.table.running(connection.sock),
                 ):
                     if handshaken:
@@ -136,14 +140,15 @@ class BoundedServer(SocketServer_Threadpool):
                         return
                     handshaken = True
             except ServerBusy as busy:
-                self._refuse(connection, f"{busy}; retry later")
+                self._refuse(connection, f"{busy}; retry later", readable=True)
                 return
 
-    def _refuse(self, connection: SocketConnection, reason: str) -> None:
-        """Read the refused message (bounded by the size check, never decompressed or
-        deserialized), answer it with ``reason``, and let the connection close."""
+    def _refuse(self, connection: _Connection, reason: str, readable: bool) -> None:
+        """Answer the refused message with ``reason`` and let the connection close; a
+        ``readable`` one (within the size limit) is read first, never decompressed or
+        deserialized, so that the answer can carry its sequence number."""
         log.warning("refused a Pyro4 message: %s", reason)
-        if reason.startswith("messages are limited"):
+        if not readable:
             return  # too big to read: closing is the answer, as Pyro4 itself does
         with contextlib.suppress(Exception):
             refused = message.Message.recv(connection, hmac_key=None)
@@ -163,32 +168,29 @@ class BoundedServer(SocketServer_Threadpool):
                 )
 
 
-def _next_header(sock: socket.socket) -> bytes | None:
-    """The next message's header, peeked (still to be read by the daemon); None when
-    the connection closed, was closed to make room, or stayed silent too long."""
-    size = message.Message.header_size
-    deadline = time.monotonic() + IDLE_TIMEOUT
-    while True:
+class _Connection(SocketConnection):
+    """A client connection whose next message header is read (and checked) before the
+    daemon reads the message: its next ``recv`` of a header returns that header."""
+
+    header = b""
+
+    def read_header(self) -> bytes | None:
+        """Read the next message's header; None when the connection closed, was closed
+        to make room, or stayed silent too long."""
         try:
-            header = sock.recv(size, socket.MSG_PEEK)
-        except OSError:
+            self.header = receiveData(self.sock, message.Message.header_size)
+        except (OSError, Pyro4.errors.CommunicationError):
             return None
-        if not header:
-            return None
-        if len(header) == size:
-            return header
-        if time.monotonic() >= deadline:
-            return None
-        time.sleep(_PARTIAL_HEADER_PAUSE)
+        return self.header
 
-
-def _malformed(header: bytes) -> str | None:
-    """"malformed" when Pyro4 would refuse this header itself (not Pyro4, or another
-    protocol version): it answers that with an error and closes."""
-    tag, version = struct.unpack("!4sH", header[:6])
-    if tag != b"PYRO" or version != Pyro4.constants.PROTOCOL_VERSION:
-        return "malformed"
-    return None
+    def recv(self, size: int) -> bytes:
+        """The header read already, then what the socket brings."""
+        if self.header:
+            held, self.header = self.header, b""
+            if len(held) != size:
+                raise Pyro4.errors.ProtocolError("a message header was read in pieces")
+            return held
+        return super().recv(size)
 
 
 def bound(daemon: Pyro4.Daemon, max_request_bytes: int = MAX_MESSAGE_BYTES) -> None:
