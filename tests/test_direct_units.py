@@ -37,13 +37,16 @@ def test_a_full_table_closes_the_longest_idle_and_never_a_busy_one():
     (first, first_client), (second, _), (third, _) = pair(), pair(), pair()
     table.admit(first)
     table.admit(second)
-    with table.running(second):
-        table.admit(third)  # full: the longest idle, first, makes room
-        assert first_client.recv(1) == b""
-        with pytest.raises(Evicted), table.running(first):
-            pass  # closed to make room: its request must not run
-        with table.running(third), pytest.raises(ServerBusy):
-            table.admit(pair()[0])  # both places run calls
+    table.begin(second)
+    table.admit(third)  # full: the longest idle, first, makes room
+    assert first_client.recv(1) == b""
+    with pytest.raises(Evicted):
+        table.begin(first)  # closed to make room: its request must not run
+    table.begin(third)
+    with pytest.raises(ServerBusy):
+        table.admit(pair()[0])  # both places run calls
+    table.end(second)
+    table.admit(pair()[0])  # second waits again: it makes room
 
 
 def test_connections_that_wait_too_long_are_closed_at_the_next_admission():
@@ -56,14 +59,15 @@ def test_connections_that_wait_too_long_are_closed_at_the_next_admission():
     assert stale not in table.connections()
 
 
-def test_the_byte_budget_refuses_one_more_request_but_always_fits_one():
-    table = ConnectionTable(max_bytes=100)
-    a, b = pair()[0], pair()[0]
-    # Alone, even a big one fits; then nothing more does.
-    with table.reading(a, 1000), pytest.raises(ServerBusy), table.reading(b, 1):
-        pass
-    with table.reading(a, 60), table.reading(b, 40):
-        pass
+def test_the_byte_budget_refuses_one_more_big_request_but_always_fits_one():
+    table = ConnectionTable(max_bytes=200_000)
+    table.reserve(300_000)  # alone, even one over the budget fits
+    with pytest.raises(ServerBusy):
+        table.reserve(100_000)
+    table.reserve(100)  # small ones are not counted
+    table.release(300_000)
+    table.reserve(100_000)
+    table.reserve(100_000)
 
 
 # -- the queue ---------------------------------------------------------------------------

@@ -91,8 +91,9 @@ class FrontClient(FilterClient):
                 self._unanswered.pop(task_id, None)
             lost = {t: self._unanswered[t] for t in reply["unknown"] if t in self._unanswered}
             if lost:
-                log.warning("the front lost %d tasks (it restarted); submitting them again",
-                            len(lost))
+                log.warning(
+                    "the front lost %d tasks (it restarted); submitting them again", len(lost)
+                )
                 self._submit(lost)
             if done or time.monotonic() >= deadline:
                 return done

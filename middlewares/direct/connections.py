@@ -17,7 +17,7 @@ a server which connection to close instead:
   longest, so a new client is served at once whatever the idle ones do; only when every
   place is busy running a call is the new one refused;
 - the requests being read and run at once hold at most :data:`MAX_BYTES_IN_FLIGHT`
-  bytes; one more is refused as busy (retry later).
+  bytes (besides small ones); one more is refused as busy (retry later).
 
 A busy connection is never closed, so a call that runs always gets its reply.
 """
@@ -29,7 +29,6 @@ import socket
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
 
 #: Seconds a connection may wait for its next request to arrive in full.
 IDLE_TIMEOUT = 10.0
@@ -39,6 +38,9 @@ MAX_CONNECTIONS = 512
 
 #: Most bytes of requests a server holds at once, read or being read.
 MAX_BYTES_IN_FLIGHT = 64 * 1024 * 1024
+
+#: Requests smaller than this are not counted against MAX_BYTES_IN_FLIGHT.
+SMALL_REQUEST = 64 * 1024
 
 
 class ServerBusy(Exception):
@@ -82,11 +84,14 @@ class ConnectionTable:
         if full:
             raise ServerBusy(f"all {self._max_connections} connections are running calls")
 
-    @contextlib.contextmanager
-    def reading(self, connection: socket.socket, size: int) -> Iterator[None]:
-        """Hold ``size`` bytes of the budget while a request of that size is read and run.
-        Raises :class:`ServerBusy` when the budget is spent, even after closing the
-        connections that waited too long (a slow sender holds budget too)."""
+    def reserve(self, size: int) -> None:
+        """Count ``size`` bytes of a request about to be read against the budget, until
+        :meth:`release`. Raises :class:`ServerBusy` when the budget is spent, even after
+        closing the connections that waited too long (a slow sender holds budget too).
+        Requests under :data:`SMALL_REQUEST` bytes are not counted: a full table of them
+        holds little."""
+        if size < SMALL_REQUEST:
+            return
         with self._lock:
             fits = self._fits(size)
             closing = [] if fits else self._stale()
@@ -96,9 +101,10 @@ class ConnectionTable:
                 fits = self._fits(size)
         if not fits:
             raise ServerBusy(f"requests of {self._max_bytes} bytes are in memory already")
-        try:
-            yield
-        finally:
+
+    def release(self, size: int) -> None:
+        """Give back what :meth:`reserve` counted."""
+        if size >= SMALL_REQUEST:
             with self._lock:
                 self._bytes -= size
 
@@ -110,22 +116,21 @@ class ConnectionTable:
         self._bytes += size
         return True
 
-    @contextlib.contextmanager
-    def running(self, connection: socket.socket) -> Iterator[None]:
-        """Mark ``connection`` busy while its request runs and its reply is written; then
-        it waits again. Raises :class:`Evicted` when it was closed meanwhile: the request
-        must not run, as its reply could not be written."""
+    def begin(self, connection: socket.socket) -> None:
+        """``connection`` is busy from now on: its request runs and its reply is written,
+        until :meth:`end`. Raises :class:`Evicted` when it was closed meanwhile: the
+        request must not run, as its reply could not be written."""
         with self._lock:
             if self._waiting.pop(connection, None) is None:
                 raise Evicted("the connection was closed to make room for another")
             self._busy.add(connection)
-        try:
-            yield
-        finally:
-            with self._lock:
-                if connection in self._busy:
-                    self._busy.discard(connection)
-                    self._waiting[connection] = time.monotonic()
+
+    def end(self, connection: socket.socket) -> None:
+        """The reply is written: ``connection`` waits for its next request."""
+        with self._lock:
+            if connection in self._busy:
+                self._busy.discard(connection)
+                self._waiting[connection] = time.monotonic()
 
     def remove(self, connection: socket.socket) -> None:
         """Forget a connection that has closed."""

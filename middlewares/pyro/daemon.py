@@ -48,21 +48,20 @@ SECRET_ANNOTATION = "IBSC"
 _SERPENT = Pyro4.util.get_serializer("serpent")
 
 
-def message_size(header: bytes) -> int | None:
-    """The size of the message after ``header`` (annotations and data), or None when it
-    is not a Pyro4 header of this protocol version (Pyro4 answers that itself)."""
-    tag, version, _, _, _, data_size, _, annotations_size, _, _ = struct.unpack(
+def header_fields(header: bytes) -> tuple[int, int] | None:
+    """The flags of a message and the size after its header (annotations and data), or
+    None when it is not a Pyro4 header of this protocol version (Pyro4 answers that
+    itself)."""
+    tag, version, _, flags, _, data_size, _, annotations_size, _, _ = struct.unpack(
         message.Message.header_format, header
     )
     if tag != b"PYRO" or version != Pyro4.constants.PROTOCOL_VERSION:
         return None
-    return data_size + annotations_size
+    return flags, data_size + annotations_size
 
 
-def refusal(header: bytes, max_bytes: int) -> str | None:
-    """Why a message with this Pyro4 header is refused, or None."""
-    flags = struct.unpack(message.Message.header_format, header)[3]
-    size = message_size(header) or 0
+def refusal(flags: int, size: int, max_bytes: int) -> str | None:
+    """Why a Pyro4 message with these flags and size is refused, or None."""
     if size > max_bytes:
         return f"messages are limited to {max_bytes} bytes, this one has {size}"
     if flags & message.FLAGS_COMPRESSED:
@@ -123,25 +122,36 @@ class BoundedServer(SocketServer_Threadpool):
     def _serve_messages(self, connection: _Connection) -> None:
         handshaken = False
         while (header := connection.read_header()) is not None:
-            size = message_size(header)
-            problem = None if size is None else refusal(header, self.max_request_bytes)
+            fields = header_fields(header)
+            # Not Pyro4 (None): the daemon answers with an error, reading no more.
+            flags, size = fields or (0, 0)
+            problem = refusal(flags, size, self.max_request_bytes)
             if problem is not None:
                 self._refuse(connection, problem, readable=size <= self.max_request_bytes)
                 return
             try:
-                # Not Pyro4 (size None): the daemon answers with an error, reading no more.
-                with (
-                    self.table.reading(connection.sock, size or 0),
-                    self.table.running(connection.sock),
-                ):
-                    if handshaken:
-                        self.daemon.handleRequest(connection)
-                    elif not self.daemon._handshake(connection):
-                        return
-                    handshaken = True
+                self.table.reserve(size)
             except ServerBusy as busy:
                 self._refuse(connection, f"{busy}; retry later", readable=True)
                 return
+            try:
+                if not self._handle(connection, handshaken):
+                    return
+            finally:
+                self.table.release(size)
+            handshaken = True
+
+    def _handle(self, connection: _Connection, handshaken: bool) -> bool:
+        """Let the daemon read and run one message (the handshake first), the connection
+        busy meanwhile; False when the handshake failed."""
+        self.table.begin(connection.sock)
+        try:
+            if not handshaken:
+                return self.daemon._handshake(connection)
+            self.daemon.handleRequest(connection)
+            return True
+        finally:
+            self.table.end(connection.sock)
 
     def _refuse(self, connection: _Connection, reason: str, readable: bool) -> None:
         """Answer the refused message with ``reason`` and let the connection close; a

@@ -19,20 +19,15 @@ import urllib.parse
 import xmlrpc.client
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
-from xmlrpc.server import SimpleXMLRPCRequestHandler, SimpleXMLRPCServer
+from xmlrpc.server import SimpleXMLRPCServer
 
 from middlewares.contract import CannotStart, RetryLater
 from middlewares.direct.checks import MAX_MESSAGE_BYTES, message_limit
-from middlewares.direct.connections import (
-    IDLE_TIMEOUT,
-    MAX_CONNECTIONS,
-    ConnectionTable,
-    Evicted,
-    ServerBusy,
-)
+from middlewares.direct.connections import MAX_CONNECTIONS, ConnectionTable, ServerBusy
 from middlewares.direct.gate import NodeLeaving, RequestGate
 from middlewares.direct.transport import ServedElsewhere
 from middlewares.settings import Settings
+from middlewares.xmlrpc.handler import RequestHandler
 
 log = logging.getLogger(__name__)
 
@@ -120,98 +115,6 @@ def _xml_reply(value: tuple[object] | xmlrpc.client.Fault) -> bytes:
     return text.replace("\r", "&#13;").encode("utf-8", "xmlcharrefreplace")
 
 
-class _Handler(SimpleXMLRPCRequestHandler):
-    """HTTP/1.1 keep-alive; buffered writes and no Nagle (set by the base class), so a
-    reply leaves in one segment without waiting for a delayed ACK.
-
-    The body is read only once its Content-Length is known to be a number within the
-    server's limit and the server's budget of bytes in memory has room for it.
-    """
-
-    protocol_version = "HTTP/1.1"
-    # Never gzip replies: on loopback compression costs CPU and saves nothing.
-    encode_threshold = None
-    # Every read and write of a connection: a silent one frees its thread after this.
-    timeout = IDLE_TIMEOUT
-    server: RpcServer
-
-    def is_rpc_path_valid(self) -> bool:
-        return self.path == self.server.rpc_path
-
-    def do_POST(self) -> None:
-        if not self.is_rpc_path_valid():
-            self.report_404()
-            return
-        length = self._content_length()
-        if length is None:
-            return
-        table = self.server.table
-        try:
-            with table.reading(self.connection, length):
-                data = self.rfile.read(length)
-                if len(data) < length:  # the client hung up mid-body
-                    self.close_connection = True
-                    return
-                data = self.decode_request_content(data)
-                if data is None:
-                    return  # refused, and answered
-                with table.running(self.connection), self.server.call_under_way():
-                    self._reply(self.server._marshaled_dispatch(data))
-        except ServerBusy as busy:
-            self._refuse(503, f"{busy}; retry later")
-        except Evicted:
-            self.close_connection = True  # closed to make room: the call did not run
-
-    def _content_length(self) -> int | None:
-        """The body's length, or None once a refusal is sent."""
-        raw = self.headers.get("Content-Length")
-        limit = self.server.max_request_bytes
-        if raw is None:
-            self._refuse(411, "a Content-Length header is required")
-        elif not (raw := raw.strip()).isascii() or not raw.isdigit():
-            self._refuse(400, f"Content-Length must be a number of bytes, got {raw!r}")
-        elif int(raw) > limit:
-            self._refuse(413, f"request bodies are limited to {limit} bytes")
-        else:
-            return int(raw)
-        return None
-
-    def decode_request_content(self, data: bytes) -> bytes | None:
-        """The body, gunzipped if it says so, to no more than the server's limit."""
-        if self.headers.get("Content-Encoding", "identity").lower() != "gzip":
-            return super().decode_request_content(data)
-        try:
-            return xmlrpc.client.gzip_decode(data, max_decode=self.server.max_request_bytes)
-        except ValueError as error:
-            self._refuse(400, f"cannot read the gzip body: {error}")
-            return None
-
-    def _reply(self, body: bytes) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", "text/xml")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def report_404(self) -> None:
-        served = self.server.rpc_path
-        self._refuse(404, f"nothing is served at {self.path}; this port serves {served}")
-
-    def _refuse(self, status: int, message: str) -> None:
-        # The body was not read, so the connection cannot carry another request.
-        body = message.encode()
-        self.close_connection = True
-        self.send_response(status)
-        self.send_header("Content-Type", "text/plain; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s: %s", self.address_string(), format % args)
-
-
 class RpcServer(socketserver.ThreadingMixIn, SimpleXMLRPCServer):
     """An XML-RPC server of ``methods`` at one path, a daemon thread per connection, at
     most ``max_connections`` of them (see :class:`~middlewares.direct.connections.ConnectionTable`:
@@ -252,7 +155,7 @@ class RpcServer(socketserver.ThreadingMixIn, SimpleXMLRPCServer):
         self._signatures = {name: inspect.signature(call) for name, call in methods.items()}
         self._calls_under_way = 0
         self._calls_done = threading.Condition()
-        super().__init__((host, port), _Handler, logRequests=False, allow_none=False)
+        super().__init__((host, port), RequestHandler, logRequests=False, allow_none=False)
 
     @property
     def port(self) -> int:
