@@ -132,7 +132,8 @@ class BoundedServer(SocketServer_Threadpool):
             try:
                 self.table.reserve(size)
             except ServerBusy as busy:
-                self._refuse(connection, f"{busy}; retry later", readable=True)
+                # Reading it to answer would hold what the budget refuses to hold.
+                self._refuse(connection, f"{busy}; retry later", readable=False)
                 return
             try:
                 if not self._handle(connection, handshaken):
@@ -155,11 +156,12 @@ class BoundedServer(SocketServer_Threadpool):
 
     def _refuse(self, connection: _Connection, reason: str, readable: bool) -> None:
         """Answer the refused message with ``reason`` and let the connection close; a
-        ``readable`` one (within the size limit) is read first, never decompressed or
-        deserialized, so that the answer can carry its sequence number."""
+        ``readable`` one (within the limits) is read first, never decompressed or
+        deserialized, so that the answer can carry its sequence number; another is only
+        closed on, as Pyro4 itself does with a message too large."""
         log.warning("refused a Pyro4 message: %s", reason)
         if not readable:
-            return  # too big to read: closing is the answer, as Pyro4 itself does
+            return
         with contextlib.suppress(Exception):
             refused = message.Message.recv(connection, hmac_key=None)
             if refused.type == message.MSG_CONNECT:
