@@ -59,15 +59,16 @@ class QueueFull(RetryLater):
 
 class Journal(Protocol):
     """Where a durable queue keeps every task from its acceptance until its result is
-    collected, so that a restarted front serves them (see :mod:`middlewares.cluster.journal`).
-    A failing journal raises :class:`~middlewares.contract.RetryLater`."""
+    collected, so that a restarted front serves them (see :mod:`middlewares.cluster.journal`)."""
 
     def add(self, tasks: Mapping[str, str]) -> None:
-        """Keep these tasks (id -> text)."""
+        """Keep these tasks (id -> text); raises
+        :class:`~middlewares.contract.RetryLater` when they could not be kept."""
         ...
 
     def remove(self, task_ids: Sequence[str]) -> None:
-        """Forget these tasks: their results were handed out."""
+        """Forget these tasks (their results were handed out); never raises, and may
+        take effect a moment later."""
         ...
 
     def load(self) -> dict[str, str]:
@@ -189,13 +190,7 @@ class TaskQueue:
                 done = self._take(task_ids)
                 unknown = self._unknown(task_ids, done)
         if done and self._journal is not None:
-            try:
-                self._journal.remove(list(done))
-            except RetryLater as error:
-                # Handed out already: a restart would only compute them again, unseen.
-                log.warning(
-                    "could not remove %d collected tasks from the journal: %s", len(done), error
-                )
+            self._journal.remove(list(done))
         return done, unknown
 
     def _unknown(self, task_ids: Sequence[str], done: Mapping[str, str]) -> list[str]:
@@ -356,7 +351,4 @@ class TaskQueue:
             log.warning("dropping %d uncollected results, the oldest", overflow)
             dropped = [self._results.popitem(last=False)[0] for _ in range(overflow)]
             if self._journal is not None:
-                try:
-                    self._journal.remove(dropped)
-                except RetryLater as error:
-                    log.warning("could not remove dropped results from the journal: %s", error)
+                self._journal.remove(dropped)

@@ -147,7 +147,9 @@ def _serve_front(process: ServiceProcess, transport: DirectTransport) -> None:
         journal = None
         if process.args.durable:
             client = stack.enter_context(contextlib.closing(connect(settings)))
-            journal = RedisJournal(client, settings.namespace)
+            journal = stack.enter_context(
+                contextlib.closing(RedisJournal(client, settings.namespace))
+            )
         queue = TaskQueue(
             result_log, expected_workers=process.args.expect_workers, journal=journal
         )
