@@ -104,6 +104,13 @@ class BoundedServer(SocketServer_Threadpool):
             target=self._serve, args=[sock], name="pyro-connection", daemon=True
         ).start()
 
+    def close(self) -> None:
+        """Stop accepting, and end every open connection, as a stopping daemon should."""
+        super().close()
+        for sock in self.table.connections():
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
     def _serve(self, sock: socket.socket) -> None:
         connection = _Connection(sock)
         try:
