@@ -120,11 +120,17 @@ class InMemorySubscribers:
 class SubscriberSet:
     """Subscribers of a direct middleware (XML-RPC, Pyro4), notified in parallel.
 
-    ``notify(address, insult)`` must raise on failure and honour a timeout of its own. A
-    subscriber failing ``max_failures`` broadcasts in a row is dropped; one that hangs
-    costs the others nothing, since each is notified on a pool thread and the round is
-    not waited on beyond ``round_timeout``. The subscribers live in ``registry``: this
-    process's memory by default, Redis for the n-node form.
+    ``notify(address, insult)`` must raise on failure and honour a (short) timeout of its
+    own. A subscriber failing ``max_failures`` broadcasts in a row is dropped; one still
+    busy with the previous broadcast when the next comes has failed that one too, so a
+    hung subscriber is dropped within ``max_failures`` broadcasts however many hang.
+
+    Hung subscribers never delay healthy ones: subscribers whose last delivery (from
+    this process) succeeded are notified on pool threads of their own, so a crowd of new
+    or failing ones, each holding a thread until its timeout, only waits for threads of
+    the other pool. The round is not waited on beyond ``round_timeout``. The
+    subscribers live in ``registry``: this process's memory by default, Redis for the
+    n-node form.
     """
 
     def __init__(
@@ -141,8 +147,10 @@ class SubscriberSet:
         self._registry: SubscriberRegistry = registry or InMemorySubscribers()
         # Local to this process: only its own pool threads can still be busy.
         self._busy: set[Hashable] = set()
+        self._answering: set[Hashable] = set()
         self._lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="notify")
+        self._answering_pool = ThreadPoolExecutor(threads, thread_name_prefix="notify")
+        self._other_pool = ThreadPoolExecutor(threads, thread_name_prefix="notify-unproven")
 
     def add(self, address: Hashable) -> bool:
         """Subscribe ``address``; False if it already was."""
@@ -157,12 +165,21 @@ class SubscriberSet:
         return self._registry.addresses()
 
     def broadcast(self, insult: str) -> None:
-        """Notify every subscriber not still busy with an earlier broadcast."""
+        """Notify every subscriber not still busy with an earlier broadcast; count one
+        still busy as failed."""
         subscribers = self._registry.addresses()
         with self._lock:
-            targets = [a for a in subscribers if a not in self._busy]
-            self._busy.update(targets)
-        futures = [self._pool.submit(self._deliver, address, insult) for address in targets]
+            late = [a for a in subscribers if a in self._busy]
+            targets = [(a, a in self._answering) for a in subscribers if a not in self._busy]
+            self._busy.update(address for address, _ in targets)
+        for address in late:
+            self._record(address, failed=True)
+        futures = [
+            (self._answering_pool if answering else self._other_pool).submit(
+                self._deliver, address, insult
+            )
+            for address, answering in targets
+        ]
         wait(futures, timeout=self._round_timeout)
 
     def _deliver(self, address: Hashable, insult: str) -> None:
@@ -173,14 +190,26 @@ class SubscriberSet:
             failed = True
             log.info("subscriber %s failed: %s", address, error)
         try:
-            if self._registry.record(address, failed, self._max_failures):
-                log.warning("dropped subscriber %s after %d failures", address, self._max_failures)
-        except Exception:
-            log.exception("could not record the delivery to %s", address)
+            self._record(address, failed)
         finally:
             with self._lock:
                 self._busy.discard(address)
 
+    def _record(self, address: Hashable, failed: bool) -> None:
+        with self._lock:
+            if failed:
+                self._answering.discard(address)
+            else:
+                self._answering.add(address)
+        try:
+            if self._registry.record(address, failed, self._max_failures):
+                log.warning("dropped subscriber %s after %d failures", address, self._max_failures)
+                with self._lock:
+                    self._answering.discard(address)
+        except Exception:
+            log.exception("could not record the delivery to %s", address)
+
     def close(self) -> None:
         """Stop the notification threads without waiting for hung subscribers."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._answering_pool.shutdown(wait=False, cancel_futures=True)
+        self._other_pool.shutdown(wait=False, cancel_futures=True)

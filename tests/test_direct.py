@@ -201,21 +201,22 @@ def test_the_directory_lists_live_nodes_and_checks_its_arguments():
             raise ValueError(f"bad address {value!r}")
         return value
 
-    directory = NodeDirectory(check_address, expected_nodes=2)
-    assert directory.register("n1", "node:1") == NODE_HEARTBEAT
+    secret = "s3cret"
+    directory = NodeDirectory(check_address, secret, expected_nodes=2)
+    assert directory.register("n1", secret, "node:1") == NODE_HEARTBEAT
     assert directory.nodes() == [], "nothing is listed until both nodes have arrived"
-    directory.register("n2", "node:2")
+    directory.register("n2", secret, "node:2")
     assert sorted(directory.nodes()) == ["node:1", "node:2"]
     assert {directory.nodes()[0] for _ in range(4)} == {"node:1", "node:2"}, "rotated"
-    assert directory.heartbeat("n1") is True
-    assert directory.deregister("n1") is True
-    assert directory.heartbeat("n1") is False, "a forgotten node must register again"
+    assert directory.heartbeat("n1", secret) is True
+    assert directory.deregister("n1", secret) is True
+    assert directory.heartbeat("n1", secret) is False, "a forgotten node must register again"
     assert directory.nodes() == ["node:2"]
     for bad_id in ["", 7, None, "x" * 101]:
         with pytest.raises(ValueError, match="node id"):
-            directory.register(bad_id, "node:3")
+            directory.register(bad_id, secret, "node:3")
     with pytest.raises(ValueError, match="bad address"):
-        directory.register("n3", "elsewhere")
+        directory.register("n3", secret, "elsewhere")
 
 
 def test_a_startup_barrier_opens_on_arrivals_or_after_its_grace():

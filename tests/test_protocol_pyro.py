@@ -8,6 +8,7 @@ messages are refused or dropped while the service keeps serving.
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -27,6 +28,7 @@ from middlewares.contract import BrokerUnavailable
 from middlewares.launch.deployment import Deployment
 from middlewares.launch.processes import Supervisor
 from middlewares.registry import get_backend
+from middlewares.secret import SECRET_ENV, user_secret
 from middlewares.settings import Settings
 from tests.conftest import Deploy, wait_for
 from tests.worker_protocol import (
@@ -91,6 +93,15 @@ def test_insult_service_refuses_bad_calls_and_keeps_serving(
     assert service.get_insults() == ["after the refusal"]
 
 
+#: Stands for the deployment secret (known once the deployment runs) in the lists below.
+SECRET = "<the deployment secret>"
+
+
+def with_secret(args: tuple) -> list:
+    """``args`` with the deployment secret where :data:`SECRET` stands."""
+    return [user_secret() if arg == SECRET else arg for arg in args]
+
+
 FILTER_REFUSALS = [
     ("submit", ("",), "text is empty"),
     ("submit", (b"bytes",), "text must be a string"),
@@ -103,8 +114,8 @@ FILTER_REFUSALS = [
     ("filter", ("text", 3600), "timeout must be between"),
     ("get_results", (-1,), "limit must be between"),
     ("get_results", ("5",), "limit must be an integer"),
-    ("worker_exchange", ("w", "not a dict", 1, 0), "results must be a dict"),
-    ("worker_exchange", ("w", {}, 0, 0), "max_tasks must be an integer"),
+    ("worker_exchange", ("w", SECRET, "not a dict", 1, 0), "results must be a dict"),
+    ("worker_exchange", ("w", SECRET, {}, 0, 0), "max_tasks must be an integer"),
 ]
 
 
@@ -115,7 +126,7 @@ def test_filter_refuses_bad_calls_and_keeps_serving(
     deploy("filter")
     front = proxy_of(settings, "insult.filter")
     with pytest.raises(ValueError, match=message):
-        getattr(front, method)(*args)
+        getattr(front, method)(*with_secret(args))
     assert front.filter("still feo") == "still CENSORED"
 
 
@@ -298,8 +309,10 @@ def test_a_missing_name_server_is_one_clear_error(settings):
 
 
 @pytest.fixture
-def front_only(settings: Settings) -> Iterator[Pyro4.Proxy]:
+def front_only(settings: Settings, monkeypatch) -> Iterator[Pyro4.Proxy]:
     """A name server and a filter front with no worker: the test plays the workers."""
+    # The test plays the workers: it gives the front a deployment secret of its own.
+    monkeypatch.setenv(SECRET_ENV, secrets.token_urlsafe())
     specs = get_backend("pyro").processes("filter", settings, workers=1)
     supervisor = Supervisor([s for s in specs if "filter_worker" not in s.module])
     supervisor.start()
@@ -318,11 +331,11 @@ def front_only(settings: Settings) -> Iterator[Pyro4.Proxy]:
 
 
 def test_worker_protocol_requeues_a_restarted_workers_tasks(front_only: Pyro4.Proxy):
-    check_a_restarted_workers_tasks_are_requeued(front_only)
+    check_a_restarted_workers_tasks_are_requeued(front_only, os.environ[SECRET_ENV])
 
 
 def test_worker_protocol_requeues_the_tasks_of_a_silent_worker(front_only: Pyro4.Proxy):
-    check_a_silent_workers_tasks_are_requeued(front_only)
+    check_a_silent_workers_tasks_are_requeued(front_only, os.environ[SECRET_ENV])
 
 
 def plain_proxy(uri: str) -> Pyro4.Proxy:
@@ -356,12 +369,12 @@ def test_the_master_lists_nodes_that_each_speak_the_insult_protocol(deploy: Depl
 
 
 MASTER_REFUSALS = [
-    ("register", ("", "PYRO:obj@127.0.0.1:1"), "node id must be a non-empty string"),
-    ("register", (7, "PYRO:obj@127.0.0.1:1"), "node id must be a non-empty string"),
-    ("register", ("n", "PYRONAME:some.name"), "node uri must be a direct PYRO: URI"),
-    ("register", ("n", 42), "node uri must be a PYRO: URI string"),
-    ("heartbeat", (None,), "node id must be a non-empty string"),
-    ("deregister", ("x" * 101,), "node id must be a non-empty string"),
+    ("register", ("", SECRET, "PYRO:obj@127.0.0.1:1"), "node id must be a non-empty string"),
+    ("register", (7, SECRET, "PYRO:obj@127.0.0.1:1"), "node id must be a non-empty string"),
+    ("register", ("n", SECRET, "PYRONAME:some.name"), "node uri must be a direct PYRO: URI"),
+    ("register", ("n", SECRET, 42), "node uri must be a PYRO: URI string"),
+    ("heartbeat", (None, SECRET), "node id must be a non-empty string"),
+    ("deregister", ("x" * 101, SECRET), "node id must be a non-empty string"),
 ]
 
 
@@ -372,7 +385,7 @@ def test_the_master_refuses_bad_calls_and_keeps_serving(
     deploy("insult", nodes=1)
     master = proxy_of(settings, "insult.master")
     with pytest.raises(ValueError, match=message):
-        getattr(master, method)(*args)
+        getattr(master, method)(*with_secret(args))
     assert len(master.nodes()) == 1
 
 
@@ -380,15 +393,16 @@ def test_the_master_drops_a_node_silent_for_three_heartbeats(deploy: Deploy, set
     deploy("insult", nodes=1)
     master = proxy_of(settings, "insult.master")
     fake = "PYRO:fake.node@127.0.0.1:1"
-    assert master.register("fake-node", fake) == pytest.approx(1.0)
+    secret = user_secret()  # the launcher's, as an operator of this user finds it
+    assert master.register("fake-node", secret, fake) == pytest.approx(1.0)
     assert fake in master.nodes()
-    assert master.heartbeat("fake-node") is True
+    assert master.heartbeat("fake-node", secret) is True
     registered_at = time.monotonic()
     assert wait_for(lambda: fake not in master.nodes(), 10)
     assert time.monotonic() - registered_at >= 2.5, "dropped after three missed heartbeats"
-    assert master.heartbeat("fake-node") is False, "it must register again"
-    master.register("leaving-node", fake)
-    assert master.deregister("leaving-node") is True
+    assert master.heartbeat("fake-node", secret) is False, "it must register again"
+    master.register("leaving-node", secret, fake)
+    assert master.deregister("leaving-node", secret) is True
     assert fake not in master.nodes()
     assert len(master.nodes()) == 1, "the real node heartbeats and stays"
 

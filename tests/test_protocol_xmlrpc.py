@@ -12,6 +12,7 @@ import http.client
 import io
 import os
 import re
+import secrets
 import signal
 import socket
 import subprocess
@@ -30,6 +31,7 @@ from middlewares.direct.gate import RequestGate
 from middlewares.launch.deployment import Deployment
 from middlewares.launch.processes import Supervisor
 from middlewares.registry import get_backend
+from middlewares.secret import SECRET_ENV, user_secret
 from middlewares.settings import Settings
 from middlewares.xmlrpc.clients import Remote
 from middlewares.xmlrpc.transport import NODE_LEAVING, RpcServer
@@ -194,6 +196,9 @@ def test_insult_service_refuses_bad_calls_and_keeps_serving(
     assert service.get_insults() == ["after the refusal"]
 
 
+#: Stands for the deployment secret (known once the deployment runs) in the list below.
+SECRET = "<the deployment secret>"
+
 FILTER_REFUSALS = [
     ("submit", ("",), "text is empty"),
     ("submit", (b"bytes",), "text must be a string, got bytes"),
@@ -208,11 +213,16 @@ FILTER_REFUSALS = [
     ("filter", ("text", 3600), "timeout must be between"),
     ("get_results", (-1,), "limit must be between"),
     ("get_results", ("5",), "limit must be an integer"),
-    ("worker_register", ("",), "worker id must be a non-empty string"),
-    ("worker_exchange", ("w", "not a dict", 1, 0), "results must be a dict"),
-    ("worker_exchange", ("w", {}, 0, 0), "max_tasks must be an integer"),
-    ("worker_leave", ("w",), "missing a required argument: 'results'"),
+    ("worker_register", ("", SECRET), "worker id must be a non-empty string"),
+    ("worker_exchange", ("w", SECRET, "not a dict", 1, 0), "results must be a dict"),
+    ("worker_exchange", ("w", SECRET, {}, 0, 0), "max_tasks must be an integer"),
+    ("worker_leave", ("w", SECRET), "missing a required argument: 'results'"),
 ]
+
+
+def with_secret(args: tuple) -> list:
+    """``args`` with the deployment secret where :data:`SECRET` stands."""
+    return [user_secret() if arg == SECRET else arg for arg in args]
 
 
 @pytest.mark.parametrize(("method", "args", "message"), FILTER_REFUSALS)
@@ -222,7 +232,7 @@ def test_filter_refuses_bad_calls_and_keeps_serving(
     deploy("filter")
     front = proxy_of(settings, "filter")
     with pytest.raises(xmlrpc.client.Fault, match=re.escape(message)) as raised:
-        getattr(front, method)(*args)
+        getattr(front, method)(*with_secret(args))
     assert raised.value.faultCode == xmlrpc.client.INVALID_METHOD_PARAMS
     assert front.filter("still feo") == "still CENSORED"
 
@@ -235,8 +245,10 @@ def test_a_filter_that_gets_no_result_in_time_names_its_task(front_only, setting
         front_only.filter("nobody censors me", 0.2)
     assert raised.value.faultCode == -32000
     task_id = re.search(r"task (\S+) got", raised.value.faultString).group(1)
-    front_only.worker_register("late")
-    assert front_only.worker_exchange("late", {}, 10, 1) == [[task_id, "nobody censors me"]]
+    secret = os.environ[SECRET_ENV]
+    front_only.worker_register("late", secret)
+    leased = front_only.worker_exchange("late", secret, {}, 10, 1)
+    assert leased == [[task_id, "nobody censors me"]]
 
 
 # -- HTTP: refusals before XML-RPC, connections, keep-alive ------------------------------
@@ -323,45 +335,59 @@ def test_one_kept_alive_connection_carries_many_calls(deploy: Deploy, settings):
     connection.close()
 
 
-def test_connections_beyond_the_limit_get_503_and_the_others_are_served():
-    server = RpcServer("127.0.0.1", 0, "/t/echo", {"echo": lambda payload: payload}, 2)
+def test_a_new_connection_replaces_an_idle_one_and_gets_503_only_if_all_run_calls():
+    release = threading.Event()
+    running: list[int] = []
+
+    def block() -> bool:
+        running.append(1)
+        return release.wait(10)
+
+    methods = {"echo": lambda payload: payload, "block": block}
+    server = RpcServer("127.0.0.1", 0, "/t/echo", methods, 2)
     server.start()
     address = ("127.0.0.1", server.port)
     call = xmlrpc.client.dumps(("hi",), "echo").encode()
     try:
+        silent = socket.create_connection(address, timeout=10)
         kept = http.client.HTTPConnection(*address, timeout=10)
         assert xmlrpc.client.loads(post(kept, "/t/echo", call).read())[0] == ("hi",)
-        silent = socket.create_connection(address, timeout=10)
-        with socket.create_connection(address, timeout=10) as extra:
-            # Refused at once, before it sends anything.
+        # Full of idle connections: a new one takes the place of the longest idle.
+        extra = http.client.HTTPConnection(*address, timeout=10)
+        assert xmlrpc.client.loads(post(extra, "/t/echo", call).read())[0] == ("hi",)
+        assert silent.recv(1000) == b"", "the longest idle was closed"
+        # Both places running a call: only now is a new connection refused.
+        url = f"http://127.0.0.1:{server.port}/t/echo"
+        callers = [
+            threading.Thread(target=xmlrpc.client.ServerProxy(url, _TimeoutTransport()).block)
+            for _ in range(2)
+        ]
+        for caller in callers:
+            caller.start()
+        assert wait_for(lambda: len(running) == 2, 5)
+        with socket.create_connection(address, timeout=10) as refused:
             answer = b""
-            while chunk := extra.recv(1000):
+            while chunk := refused.recv(1000):
                 answer += chunk
-        assert answer.startswith(b"HTTP/1.1 503") and b"too many connections" in answer
-        assert xmlrpc.client.loads(post(kept, "/t/echo", call).read())[0] == ("hi",)
-        silent.close()  # frees a place, once the server has seen it go
-
-        def served() -> bool:
-            again = http.client.HTTPConnection(*address, timeout=10)
-            try:
-                return post(again, "/t/echo", call).status == 200
-            except OSError:
-                return False
-            finally:
-                again.close()
-
-        assert wait_for(served, 5)
-        kept.close()
+        assert answer.startswith(b"HTTP/1.1 503") and b"running calls" in answer
+        release.set()
+        for caller in callers:
+            caller.join(10)
+        again = http.client.HTTPConnection(*address, timeout=10)
+        assert post(again, "/t/echo", call).status == 200
+        silent.close()
     finally:
+        release.set()
         server.stop()
 
 
 def test_replies_never_contain_nil(front_only, settings):
     connection = http_connection(settings, "filter")
+    secret = os.environ[SECRET_ENV]
     for method, args in [
-        ("worker_register", ("w",)),
-        ("worker_heartbeat", ("w",)),
-        ("worker_leave", ("w", {})),
+        ("worker_register", ("w", secret)),
+        ("worker_heartbeat", ("w", secret)),
+        ("worker_leave", ("w", secret, {})),
     ]:
         body = post(
             connection, path_of(settings, "filter"), xmlrpc.client.dumps(args, method).encode()
@@ -513,8 +539,10 @@ def test_sigterm_stops_the_launcher_front_and_workers_cleanly(backend, settings)
 
 
 @pytest.fixture
-def front_only(settings: Settings) -> Iterator[xmlrpc.client.ServerProxy]:
+def front_only(settings: Settings, monkeypatch) -> Iterator[xmlrpc.client.ServerProxy]:
     """A filter front with no worker."""
+    # The test plays the workers: it gives the front a deployment secret of its own.
+    monkeypatch.setenv(SECRET_ENV, secrets.token_urlsafe())
     specs = get_backend("xmlrpc").processes("filter", settings, workers=1)
     supervisor = Supervisor([s for s in specs if "filter_worker" not in s.module])
     supervisor.start()
@@ -534,11 +562,11 @@ def front_only(settings: Settings) -> Iterator[xmlrpc.client.ServerProxy]:
 
 
 def test_worker_protocol_requeues_a_restarted_workers_tasks(front_only):
-    check_a_restarted_workers_tasks_are_requeued(front_only)
+    check_a_restarted_workers_tasks_are_requeued(front_only, os.environ[SECRET_ENV])
 
 
 def test_worker_protocol_requeues_the_tasks_of_a_silent_worker(front_only):
-    check_a_silent_workers_tasks_are_requeued(front_only)
+    check_a_silent_workers_tasks_are_requeued(front_only, os.environ[SECRET_ENV])
 
 
 # -- the n-node form ---------------------------------------------------------------------
@@ -566,18 +594,20 @@ def test_a_node_registers_heartbeats_and_deregisters_with_the_node_protocol(
     deploy("insult", nodes=1)
     master = proxy_of(settings, "insult")
     stand_in = PlainSubscriber(settings.host)  # any XML-RPC server can be a node's URL
+    secret = user_secret()  # the launcher's, as an operator of this user finds it
     try:
-        assert master.register("stand-in", stand_in.url) == pytest.approx(1.0)
+        assert master.register("stand-in", secret, stand_in.url) == pytest.approx(1.0)
         assert stand_in.url in master.nodes()
-        assert master.heartbeat("stand-in") is True
-        assert master.deregister("stand-in") is True
+        assert master.heartbeat("stand-in", secret) is True
+        assert master.deregister("stand-in", secret) is True
         assert stand_in.url not in master.nodes()
-        assert master.heartbeat("stand-in") is False, "unknown now: it must register again"
+        unknown = master.heartbeat("stand-in", secret)
+        assert unknown is False, "unknown now: it must register again"
         with pytest.raises(xmlrpc.client.Fault) as refused:
-            master.register("bad", "ftp://somewhere/else")
+            master.register("bad", secret, "ftp://somewhere/else")
         assert refused.value.faultCode == xmlrpc.client.INVALID_METHOD_PARAMS
         assert "http://host:port/path" in refused.value.faultString
-        master.register("silent", stand_in.url)
+        master.register("silent", secret, stand_in.url)
         # "silent" never heartbeats: three heartbeat intervals later it is not listed.
         assert wait_for(lambda: stand_in.url not in master.nodes(), 10)
     finally:

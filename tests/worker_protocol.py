@@ -18,36 +18,37 @@ def leases(batch: list[Any]) -> list[tuple[str, str]]:
     return [tuple(lease) for lease in batch]
 
 
-def check_a_restarted_workers_tasks_are_requeued(front: Any) -> None:
+def check_a_restarted_workers_tasks_are_requeued(front: Any, secret: str) -> None:
     """A worker that registers again under its id gives its leases back; the late
     answer of its old incarnation is a duplicate and ignored."""
     ids = front.submit_many(["a tonto", "b tonto"])
-    assert front.worker_register("w1") == pytest.approx(1.0)
-    leased = leases(front.worker_exchange("w1", {}, 10, 1))
+    assert front.worker_register("w1", secret) == pytest.approx(1.0)
+    leased = leases(front.worker_exchange("w1", secret, {}, 10, 1))
     assert sorted(task_id for task_id, _ in leased) == sorted(ids)
     # w1 is killed and restarts under the same id: what it held is queued again.
-    front.worker_register("w1")
-    front.worker_register("w2")
-    again = leases(front.worker_exchange("w2", {}, 10, 1))
-    again += leases(front.worker_exchange("w2", {}, 10, 1))  # w2's fair share was half
+    front.worker_register("w1", secret)
+    front.worker_register("w2", secret)
+    again = leases(front.worker_exchange("w2", secret, {}, 10, 1))
+    again += leases(front.worker_exchange("w2", secret, {}, 10, 1))  # w2's fair share was half
     assert sorted(again) == sorted(leased)
     results = {task_id: text.replace("tonto", "CENSORED") for task_id, text in again}
-    assert front.worker_exchange("w2", results, 10, 0) == []
-    front.worker_leave("w1", {ids[0]: "late duplicate"})
+    assert front.worker_exchange("w2", secret, results, 10, 0) == []
+    front.worker_leave("w1", secret, {ids[0]: "late duplicate"})
     assert front.wait_results(ids, 5) == {ids[0]: "a CENSORED", ids[1]: "b CENSORED"}
     assert front.wait_results(ids, 0) == {}, "each result is handed out once"
     assert front.result(ids[0]) == ""
 
 
-def check_a_silent_workers_tasks_are_requeued(front: Any) -> None:
+def check_a_silent_workers_tasks_are_requeued(front: Any, secret: str) -> None:
     """A worker silent for three heartbeat intervals loses its leases to one that beats."""
     [task_id] = front.submit_many(["silent tonto"])
-    front.worker_register("silent")
-    assert leases(front.worker_exchange("silent", {}, 10, 1)) == [(task_id, "silent tonto")]
-    front.worker_register("alive")
+    front.worker_register("silent", secret)
+    leased = leases(front.worker_exchange("silent", secret, {}, 10, 1))
+    assert leased == [(task_id, "silent tonto")]
+    front.worker_register("alive", secret)
     redelivered: list[tuple[str, str]] = []
     deadline = time.monotonic() + 10
     while not redelivered and time.monotonic() < deadline:
-        front.worker_heartbeat("alive")
-        redelivered = leases(front.worker_exchange("alive", {}, 10, 1))
+        front.worker_heartbeat("alive", secret)
+        redelivered = leases(front.worker_exchange("alive", secret, {}, 10, 1))
     assert redelivered == [(task_id, "silent tonto")]

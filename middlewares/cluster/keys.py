@@ -92,6 +92,12 @@ class Keys:
         """Hash of the requests or tasks each node of ``service`` served, by node id."""
         return f"{self.namespace}:stats:{service}"
 
+    @property
+    def front_tasks(self) -> str:
+        """Hash of task id -> text: the tasks an n-node filter front (XML-RPC, Pyro4)
+        accepted and whose results were not collected yet, its journal."""
+        return f"{self.namespace}:front:tasks"
+
     def shared_state(self) -> list[str]:
         """The keys an n-node deployment of a direct or RabbitMQ middleware leaves."""
         return [
@@ -100,6 +106,7 @@ class Keys:
             self.subscribers,
             self.counters("insult"),
             self.counters("filter"),
+            self.front_tasks,
         ]
 
     # -- the Redis middleware's own lists and channels -----------------------------------

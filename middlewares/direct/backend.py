@@ -34,6 +34,12 @@ class DirectBackend(Backend):
     Shared state lives in Redis (:mod:`middlewares.cluster`).
 
     ``_support_processes`` lists what must run first (Pyro4's name server).
+
+    Every process is restarted when it dies: a coordinator (the master, the front, the
+    name server) fails over instead of taking the deployment down. Nodes keep serving
+    while the master is away and register again when it is back; workers wait for a
+    restarted front. The n-node front keeps its queue in Redis (``--durable``); in the
+    one-node form the clients submit again what a restarted front lost.
     """
 
     #: How this middleware serves and reaches methods.
@@ -69,7 +75,9 @@ class DirectBackend(Backend):
         _check_service(service, SERVICES, "service")
         args = settings.to_args()
         specs = self._support_processes(settings)
-        specs.append(ProcessSpec(f"{self.name}-{service}", self._module(service), args))
+        specs.append(
+            ProcessSpec(f"{self.name}-{service}", self._module(service), args, restart=True)
+        )
         if service == "filter":
             # Unique per launcher and stable across restarts, so a restarted worker
             # reclaims (re-queues) exactly the tasks its killed predecessor held.
@@ -106,9 +114,11 @@ class DirectBackend(Backend):
         _require_redis(settings)
         module = f"{self.package}.master" if service == "insult" else self._module("filter")
         args = [*settings.to_args(), EXPECT_FLAGS[service], str(nodes)]
+        if service == "filter":
+            args.append("--durable")
         return [
             *self._support_processes(settings),
-            ProcessSpec(f"{self.name}-{service}-master", module, args),
+            ProcessSpec(f"{self.name}-{service}-master", module, args, restart=True),
         ]
 
     def cleanup(self, settings: Settings) -> None:

@@ -6,13 +6,51 @@ request gets a clear refusal and never reaches a queue or a directory.
 
 from __future__ import annotations
 
+import secrets
+
+from middlewares.core import Limits
 from middlewares.runtime import MAX_ID_CHARS
+from middlewares.secret import is_secret
 
 #: Longest a client call may block waiting for results.
 MAX_WAIT = 60.0
 
 #: Most texts in one submit_many, task ids in one wait_results, tasks in one pull.
 MAX_BATCH = 10_000
+
+#: Most characters of text in one lease to a worker, or in one reply of results (one
+#: text always goes, whatever its size). On the wire a character takes at most 10 bytes
+#: (XML escapes ``&`` as 5, serpent writes some characters as ``\U0001xxxx``, and a
+#: one-letter insult becomes the 8 of CENSORED), so such a message stays far below
+#: :data:`MAX_MESSAGE_BYTES`.
+BATCH_CHARS = 256 * 1024
+
+#: Largest request a direct server reads (an HTTP body, a Pyro4 message) with the default
+#: text limit: a client sends at most 512 Ki characters in one submit (XML-RPC, 2.5 MiB
+#: once escaped) plus the ids of up to MAX_BATCH texts; anything bigger is refused
+#: before it is read.
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+
+def message_limit(limits: Limits) -> int:
+    """The largest request a direct server reads: :data:`MAX_MESSAGE_BYTES`, or room for
+    one text of ``limits.max_text_bytes`` at 10 bytes a character when that is more."""
+    return max(MAX_MESSAGE_BYTES, 10 * limits.max_text_bytes + 64 * 1024)
+
+
+def new_task_id() -> str:
+    """A task id nobody can guess (128 random bits): whoever knows an id can collect its
+    result, so ids must not be guessable from others."""
+    return secrets.token_urlsafe(16)
+
+
+def check_secret(value: object, expected: str) -> None:
+    """PermissionError unless ``value`` is the deployment secret ``expected``."""
+    if not is_secret(value, expected):
+        raise PermissionError(
+            "wrong deployment secret: only the processes of this deployment may use the "
+            "worker and node protocol"
+        )
 
 
 def check_list(value: object, name: str) -> list[object]:
@@ -56,4 +94,16 @@ def check_results(value: object) -> dict[str, str]:
         isinstance(k, str) and isinstance(v, str) for k, v in value.items()
     ):
         raise ValueError("results must be a dict of task id to censored text")
+    return value
+
+
+def check_tasks(value: object) -> dict[str, object]:
+    """Tasks a client submits under ids of its own: a dict of at most :data:`MAX_BATCH`
+    task ids to texts (the texts are checked by the caller)."""
+    if not isinstance(value, dict):
+        raise ValueError(f"tasks must be a dict of task id to text, got {type(value).__name__}")
+    if len(value) > MAX_BATCH:
+        raise ValueError(f"tasks has {len(value)} items, over the limit of {MAX_BATCH}")
+    for task_id in value:
+        check_id(task_id)
     return value

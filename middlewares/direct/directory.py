@@ -1,9 +1,10 @@
 """The master's side of the direct middlewares' n-node form: which nodes live.
 
-Nodes ``register(node_id, address)`` with the master's :class:`NodeDirectory` and
-``heartbeat(node_id)`` every :data:`NODE_HEARTBEAT` seconds (a node silent for
-:data:`MISSED_HEARTBEATS` is dropped) and ``deregister`` when they stop; clients ask
-``nodes()`` for the live addresses, in an order rotated on every call.
+Nodes ``register(node_id, secret, address)`` with the master's :class:`NodeDirectory`
+and ``heartbeat(node_id, secret)`` every :data:`NODE_HEARTBEAT` seconds (a node silent
+for :data:`MISSED_HEARTBEATS` is dropped) and ``deregister`` when they stop; only a
+process holding the deployment secret can do any of that. Clients ask ``nodes()`` for
+the live addresses, in an order rotated on every call.
 :class:`NodeMembership` is the node's side of that. :class:`StartupBarrier` holds a
 starting deployment's work back until its nodes have arrived.
 """
@@ -17,7 +18,7 @@ import time
 from collections.abc import Callable
 
 from middlewares.contract import MiddlewareError
-from middlewares.direct.checks import check_id
+from middlewares.direct.checks import check_id, check_secret
 from middlewares.direct.transport import Link
 
 log = logging.getLogger(__name__)
@@ -136,32 +137,40 @@ class NodeRegistry:
 class NodeDirectory:
     """The master's remote API, for a transport to expose method by method.
 
-    Arguments are checked here (``ValueError`` names the problem); ``check_address``
-    is the transport's check of a node address (a ``PYRO:`` URI, an ``http://`` URL).
+    Arguments are checked here (``ValueError`` names the problem, ``PermissionError`` a
+    node call without the deployment ``secret``); ``check_address`` is the transport's
+    check of a node address (a ``PYRO:`` URI, an ``http://`` URL).
     With ``expected_nodes`` (a deployment starting N nodes), ``nodes()`` lists none
     until N have registered or :data:`STARTUP_GRACE` passed, so the deployment becomes
     ready with all its nodes and the first client spreads over all of them.
     """
 
-    def __init__(self, check_address: Callable[[object], str], expected_nodes: int = 0) -> None:
+    def __init__(
+        self, check_address: Callable[[object], str], secret: str, expected_nodes: int = 0
+    ) -> None:
         self._check_address = check_address
+        self._secret = secret
         self._registry = NodeRegistry(NODE_HEARTBEAT, MISSED_HEARTBEATS)
         self._barrier = StartupBarrier(expected_nodes, STARTUP_GRACE)
 
-    def register(self, node_id: object, address: object) -> float:
+    def register(self, node_id: object, secret: object, address: object) -> float:
         """A node starts (or restarts, at a new address); returns the heartbeat interval."""
-        node = check_id(node_id, "node id")
+        node = self._node(node_id, secret)
         self._registry.register(node, self._check_address(address))
         self._barrier.arrive(node)
         return NODE_HEARTBEAT
 
-    def heartbeat(self, node_id: object) -> bool:
+    def heartbeat(self, node_id: object, secret: object) -> bool:
         """A node lives; False if the master does not know it (it must register again)."""
-        return self._registry.heartbeat(check_id(node_id, "node id"))
+        return self._registry.heartbeat(self._node(node_id, secret))
 
-    def deregister(self, node_id: object) -> bool:
+    def deregister(self, node_id: object, secret: object) -> bool:
         """A node stops gracefully; False if it was not registered."""
-        return self._registry.remove(check_id(node_id, "node id"))
+        return self._registry.remove(self._node(node_id, secret))
+
+    def _node(self, node_id: object, secret: object) -> str:
+        check_secret(secret, self._secret)
+        return check_id(node_id, "node id")
 
     def nodes(self) -> list[str]:
         """Addresses of the live nodes, rotated on every call ([] while starting)."""
@@ -175,12 +184,19 @@ class NodeDirectory:
 
 
 class NodeMembership:
-    """A node's membership in its master's :class:`NodeDirectory`."""
+    """A node's membership in its master's :class:`NodeDirectory`, proven by the
+    deployment ``secret``.
 
-    def __init__(self, master: Link, node_id: str, address: str) -> None:
+    While the master is away the node keeps serving (clients keep the node list they
+    have); when it comes back (restarted by the launcher, knowing no node) the next
+    heartbeat answers False and the node registers again.
+    """
+
+    def __init__(self, master: Link, node_id: str, address: str, secret: str) -> None:
         self._master = master
         self._node_id = node_id
         self._address = address
+        self._secret = secret
         self._stopped = threading.Event()
         self._beat: threading.Thread | None = None
 
@@ -190,7 +206,9 @@ class NodeMembership:
         deadline = time.monotonic() + wait
         while True:
             try:
-                interval = float(self._master.call("register", self._node_id, self._address))
+                interval = float(
+                    self._master.call("register", self._node_id, self._secret, self._address)
+                )
                 break
             except MiddlewareError:
                 if time.monotonic() >= deadline or stopping():
@@ -203,14 +221,18 @@ class NodeMembership:
         self._beat.start()
 
     def _heartbeat(self, interval: float) -> None:
+        master_away = False
         while not self._stopped.wait(interval):
             try:
-                if not self._master.call("heartbeat", self._node_id):
+                if not self._master.call("heartbeat", self._node_id, self._secret):
                     # Dropped (we were too slow) or a new master: register again.
-                    self._master.call("register", self._node_id, self._address)
+                    self._master.call("register", self._node_id, self._secret, self._address)
                     log.warning("node %s registered again with the master", self._node_id)
+                master_away = False
             except MiddlewareError as error:
-                log.warning("heartbeat to the master failed: %s", error)
+                if not master_away:  # once, not every second while it is away
+                    log.warning("heartbeat to the master failed, still serving: %s", error)
+                master_away = True
 
     def leave(self) -> None:
         """Stop heartbeating and deregister, so clients stop being sent here."""
@@ -218,6 +240,6 @@ class NodeMembership:
         if self._beat is not None:
             self._beat.join()
         try:
-            self._master.call("deregister", self._node_id)
+            self._master.call("deregister", self._node_id, self._secret)
         except MiddlewareError as error:
             log.info("could not deregister from the master (it may be stopping): %s", error)

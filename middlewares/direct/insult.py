@@ -23,8 +23,22 @@ from middlewares.settings import Settings
 
 log = logging.getLogger(__name__)
 
-#: Longest a subscriber may take to acknowledge one broadcast before it counts as failed.
+#: Longest a subscriber may take to acknowledge one broadcast before it counts as failed
+#: (half the broadcast interval when that is shorter).
 NOTIFY_TIMEOUT = 2.0
+
+
+def notify_timeout(settings: Settings) -> float:
+    """How long one ``notify`` call may take: a hung subscriber must have failed before
+    the next broadcast, to be dropped within three."""
+    return min(settings.timeout, NOTIFY_TIMEOUT, settings.broadcast_interval / 2)
+
+
+def round_timeout(settings: Settings) -> float:
+    """How long a broadcaster waits for a round of notifications: never past the next
+    round (or, in the n-node form, the renewal of its lease); a slow subscriber still has
+    :func:`notify_timeout`, on its pool thread."""
+    return min(NOTIFY_TIMEOUT, settings.broadcast_interval / 4)
 
 
 class Inbox:
@@ -174,7 +188,7 @@ class Notifier:
 
     def __init__(self, settings: Settings, connect: Callable[[str, float], Link]) -> None:
         self._connect = connect
-        self._timeout = min(settings.timeout, NOTIFY_TIMEOUT)
+        self._timeout = notify_timeout(settings)
         self._links: dict[str, Link] = {}
         self._lock = threading.Lock()
 

@@ -18,7 +18,7 @@ from middlewares.contract import MiddlewareError
 from middlewares.core import load_default_insults
 from middlewares.direct.directory import NodeMembership
 from middlewares.direct.gate import RequestGate
-from middlewares.direct.insult import NOTIFY_TIMEOUT, Notifier
+from middlewares.direct.insult import Notifier, round_timeout
 from middlewares.runtime import StopSignal
 from middlewares.settings import Settings
 
@@ -67,9 +67,7 @@ def insult_node(settings: Settings, node: str, notifier: Notifier) -> Iterator[I
         counters = NodeCounters(client, namespace, "insult", node, resume=True)
         subscribers = SubscriberSet(
             notifier.notify,
-            # A round must not hold the broadcaster past its next lease renewal; a slow
-            # subscriber still has NOTIFY_TIMEOUT, on its pool thread.
-            round_timeout=min(NOTIFY_TIMEOUT, interval / 4),
+            round_timeout=round_timeout(settings),
             registry=RedisSubscriberRegistry(client, namespace),
         )
         try:

@@ -136,6 +136,10 @@ class NodePool:
             self._resolve_error = error
             return
         self._resolve_error = None
+        if not addresses and self._addresses:
+            # A master that has just restarted lists nobody until its nodes register
+            # again (about a heartbeat): keep calling the nodes known meanwhile.
+            return
         with self._lock:
             gone = [self._links.pop(a) for a in list(self._links) if a not in addresses]
             self._addresses = addresses

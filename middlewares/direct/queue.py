@@ -3,25 +3,31 @@ workers, results waiting to be collected.
 
 Nothing accepted is lost while the front runs: a task pulled by a worker is *leased* to
 it, and goes back to the head of the queue when that worker re-registers under the same
-id (a restarted worker) or misses three heartbeats (a dead or stuck one). A result that
-comes back twice, because a slow worker was presumed dead, is kept once: a task counts
-as done the first time its result arrives.
+id (a restarted worker) or misses three heartbeats (a dead or stuck one). Only the
+worker holding a task's lease can hand in its result; a task counts as done the first
+time its result arrives.
+
+Nothing accepted is lost when the front dies either: with a :class:`Journal` (the n-node
+form keeps one in Redis) every task stays there from its acceptance until its result is
+collected, and a restarted front queues them again; without one, clients submit under
+ids of their own (:meth:`TaskQueue.submit_tasks`) and submit again what a restarted
+front does not know (:meth:`TaskQueue.collect_known` says which).
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 import threading
 import time
-import uuid
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from middlewares.contract import RetryLater
 from middlewares.core import ResultLog
+from middlewares.direct.checks import BATCH_CHARS, new_task_id
 from middlewares.direct.directory import STARTUP_GRACE, StartupBarrier
 
 log = logging.getLogger(__name__)
@@ -51,13 +57,33 @@ class QueueFull(RetryLater):
     """More tasks are waiting than the queue's ``max_outstanding``: retry later."""
 
 
+class Journal(Protocol):
+    """Where a durable queue keeps every task from its acceptance until its result is
+    collected, so that a restarted front serves them (see :mod:`middlewares.cluster.journal`)."""
+
+    def add(self, tasks: Mapping[str, str]) -> None:
+        """Keep these tasks (id -> text); raises
+        :class:`~middlewares.contract.RetryLater` when they could not be kept."""
+        ...
+
+    def remove(self, task_ids: Sequence[str]) -> None:
+        """Forget these tasks (their results were handed out); never raises, and may
+        take effect a moment later."""
+        ...
+
+    def load(self) -> dict[str, str]:
+        """Every task kept, id -> text."""
+        ...
+
+
 class TaskQueue:
     """Queued tasks, tasks leased to workers, and results waiting to be collected.
 
     Thread-safe: every client call and worker call of a front runs on a thread of its own.
     With ``expected_workers`` (the n-node form) nothing is leased until that many workers
     have shown up or :data:`STARTUP_GRACE` passed, so the first worker to start does not
-    take the first second's work alone and the load spreads from the first task.
+    take the first second's work alone and the load spreads from the first task. With a
+    ``journal``, the tasks it holds are queued at once.
     """
 
     def __init__(
@@ -67,8 +93,10 @@ class TaskQueue:
         max_outstanding: int = MAX_OUTSTANDING,
         max_uncollected: int = MAX_UNCOLLECTED,
         expected_workers: int = 0,
+        journal: Journal | None = None,
     ) -> None:
         self._log = result_log
+        self._journal = journal
         self._barrier = StartupBarrier(expected_workers, STARTUP_GRACE)
         self._lease_timeout = lease_timeout
         self._max_outstanding = max_outstanding
@@ -83,51 +111,106 @@ class TaskQueue:
         self._results: OrderedDict[str, str] = OrderedDict()
         self._waiters: dict[str, list[threading.Event]] = {}
         self._closing = False
-        # Ids unique across restarts of the front, so an old id never matches a new task.
-        self._prefix = uuid.uuid4().hex[:8]
-        self._counter = itertools.count(1)
+        if journal is not None:
+            kept = journal.load()
+            self._pending.update(kept)
+            self._holder.update(dict.fromkeys(kept))
+            if kept:
+                log.info("queued again the %d accepted tasks of the journal", len(kept))
 
     # -- clients ---------------------------------------------------------------------
 
     def submit(self, texts: Sequence[str]) -> list[str]:
-        """Queue validated texts; returns their task ids. Raises :class:`QueueFull`."""
+        """Queue validated texts under new ids; returns the ids. Raises :class:`QueueFull`."""
+        ids = [new_task_id() for _ in texts]
+        self._accept(dict(zip(ids, texts, strict=True)))
+        return ids
+
+    def submit_tasks(self, tasks: Mapping[str, str]) -> int:
+        """Queue validated texts under the client's ids; an id the queue holds already
+        (queued, leased, or done and not collected) is a resubmission and not queued
+        again. Returns how many were new. Raises :class:`QueueFull`."""
+        return self._accept(tasks)
+
+    def _accept(self, tasks: Mapping[str, str]) -> int:
         with self._lock:
-            if len(self._holder) + len(texts) > self._max_outstanding:
+            fresh = {t: text for t, text in tasks.items() if not self._holds(t)}
+            if len(self._holder) + len(fresh) > self._max_outstanding:
                 raise QueueFull(
                     f"the filter queue is full ({len(self._holder)} texts wait, limit "
                     f"{self._max_outstanding}); collect results or retry later"
                 )
-            ids = [f"{self._prefix}-{next(self._counter)}" for _ in texts]
-            for task_id, text in zip(ids, texts, strict=True):
-                self._pending[task_id] = text
-                self._holder[task_id] = None
-            self._work_ready.notify(len(ids))
-        return ids
+            if self._journal is None:
+                return self._enqueue(fresh)
+        # Kept before it is queued (and outside the lock: it is a round trip to Redis),
+        # so that an accepted task is never only in this process.
+        if fresh:
+            self._journal.add(fresh)
+        with self._lock:
+            return self._enqueue({t: text for t, text in fresh.items() if not self._holds(t)})
+
+    def _enqueue(self, tasks: Mapping[str, str]) -> int:
+        for task_id, text in tasks.items():
+            self._pending[task_id] = text
+            self._holder[task_id] = None
+        self._work_ready.notify(len(tasks))
+        return len(tasks)
 
     def collect(self, task_ids: Sequence[str], timeout: float) -> dict[str, str]:
-        """Hand out the results of ``task_ids`` that are done, each only once.
+        """Hand out the results of ``task_ids`` that are done, each only once, up to
+        :data:`~middlewares.direct.checks.BATCH_CHARS` characters of them (at least one).
 
         Waits up to ``timeout`` seconds for the first one when none is done yet.
         """
+        return self.collect_known(task_ids, timeout)[0]
+
+    def collect_known(
+        self, task_ids: Sequence[str], timeout: float
+    ) -> tuple[dict[str, str], list[str]]:
+        """:meth:`collect`, and which of the ids not done the queue does not know: never
+        submitted here (the front restarted), collected already, or dropped uncollected."""
+        ready: threading.Event | None = None
         with self._lock:
             done = self._take(task_ids)
-            if done or timeout <= 0:
-                return done
-            ready = threading.Event()
-            for task_id in task_ids:
-                self._waiters.setdefault(task_id, []).append(ready)
-        ready.wait(timeout)
-        with self._lock:
-            for task_id in task_ids:
-                waiting = self._waiters.get(task_id, [])
-                if ready in waiting:
-                    waiting.remove(ready)
-                if not waiting:
-                    self._waiters.pop(task_id, None)
-            return self._take(task_ids)
+            if not done and timeout > 0:
+                ready = threading.Event()
+                for task_id in task_ids:
+                    self._waiters.setdefault(task_id, []).append(ready)
+            else:
+                unknown = self._unknown(task_ids, done)
+        if ready is not None:
+            ready.wait(timeout)
+            with self._lock:
+                for task_id in task_ids:
+                    waiting = self._waiters.get(task_id, [])
+                    if ready in waiting:
+                        waiting.remove(ready)
+                    if not waiting:
+                        self._waiters.pop(task_id, None)
+                done = self._take(task_ids)
+                unknown = self._unknown(task_ids, done)
+        if done and self._journal is not None:
+            self._journal.remove(list(done))
+        return done, unknown
+
+    def _unknown(self, task_ids: Sequence[str], done: Mapping[str, str]) -> list[str]:
+        return [t for t in task_ids if t not in done and not self._holds(t)]
+
+    def _holds(self, task_id: str) -> bool:
+        return task_id in self._holder or task_id in self._results
 
     def _take(self, task_ids: Sequence[str]) -> dict[str, str]:
-        return {t: self._results.pop(t) for t in task_ids if t in self._results}
+        done: dict[str, str] = {}
+        chars = 0
+        for task_id in task_ids:
+            text = self._results.get(task_id)
+            if text is None:
+                continue
+            if done and chars + len(text) > BATCH_CHARS:
+                break  # the rest goes in the next reply
+            done[task_id] = self._results.pop(task_id)
+            chars += len(text)
+        return done
 
     def outstanding(self) -> int:
         """Tasks accepted and not done yet, queued or leased."""
@@ -157,14 +240,15 @@ class TaskQueue:
     def exchange(
         self, worker_id: str, results: dict[str, str], max_tasks: int, wait: float
     ) -> list[tuple[str, str]]:
-        """Record a worker's results, then lease it up to ``max_tasks`` new tasks.
+        """Record a worker's results, then lease it up to ``max_tasks`` new tasks, of at
+        most :data:`~middlewares.direct.checks.BATCH_CHARS` characters (at least one).
 
         Waits up to ``wait`` seconds for work. A worker gets at most its fair share of
         the queue, so a batch does not starve the other workers.
         """
         deadline = time.monotonic() + wait
         with self._lock:
-            self._complete(results)
+            self._complete(worker_id, results)
             self._touch(worker_id)
             while not self._closing and (
                 not self._pending or not self._barrier.arrive(worker_id)
@@ -176,11 +260,16 @@ class TaskQueue:
             worker = self._touch(worker_id)
             share = math.ceil(len(self._pending) / max(1, len(self._workers)))
             batch = []
+            chars = 0
             for _ in range(min(max_tasks, share)):
-                task_id, text = self._pending.popitem(last=False)
+                task_id, text = next(iter(self._pending.items()))
+                if batch and chars + len(text) > BATCH_CHARS:
+                    break  # kept for the next pull, so results fit one message too
+                del self._pending[task_id]
                 self._holder[task_id] = worker_id
                 worker.tasks[task_id] = text
                 batch.append((task_id, text))
+                chars += len(text)
             return batch
 
     def close(self) -> None:
@@ -193,7 +282,7 @@ class TaskQueue:
     def leave(self, worker_id: str, results: dict[str, str]) -> None:
         """A worker stops cleanly: record its last results, re-queue anything left."""
         with self._lock:
-            self._complete(results)
+            self._complete(worker_id, results)
             worker = self._workers.pop(worker_id, None)
             if worker is not None and worker.tasks:
                 self._requeue(worker)
@@ -241,21 +330,25 @@ class TaskQueue:
         self._work_ready.notify(len(worker.tasks))
         worker.tasks.clear()
 
-    def _complete(self, results: dict[str, str]) -> None:
+    def _complete(self, worker_id: str, results: dict[str, str]) -> None:
+        refused = 0
         for task_id, text in results.items():
-            if task_id not in self._holder:
-                continue  # done already: a duplicate from a worker presumed dead
-            holder = self._holder.pop(task_id)
-            if holder is None:
-                del self._pending[task_id]
-            else:
-                self._workers[holder].tasks.pop(task_id, None)
+            if self._holder.get(task_id) != worker_id:
+                # Not leased to this worker: done already, or re-queued when it was
+                # presumed dead, or never its own. Only the lease holder may answer.
+                refused += 1
+                continue
+            del self._holder[task_id]
+            self._workers[worker_id].tasks.pop(task_id, None)
             self._results[task_id] = text
             self._log.append(text)
             for ready in self._waiters.get(task_id, ()):
                 ready.set()
+        if refused:
+            log.info("refused %d results of %s for tasks not leased to it", refused, worker_id)
         overflow = len(self._results) - self._max_uncollected
         if overflow > 0:
             log.warning("dropping %d uncollected results, the oldest", overflow)
-            for _ in range(overflow):
-                self._results.popitem(last=False)
+            dropped = [self._results.popitem(last=False)[0] for _ in range(overflow)]
+            if self._journal is not None:
+                self._journal.remove(dropped)

@@ -17,12 +17,15 @@ transport and the process's name (:data:`PROCESSES`):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from middlewares.broadcast import Broadcaster, SubscriberSet
+from middlewares.cluster.client import connect
+from middlewares.cluster.journal import RedisJournal
 from middlewares.core import InsultStore, ResultLog, load_default_insults
 from middlewares.direct.directory import (
     MISSED_HEARTBEATS,
@@ -33,12 +36,13 @@ from middlewares.direct.directory import (
 )
 from middlewares.direct.front import QueueFront, tend
 from middlewares.direct.gate import RequestGate
-from middlewares.direct.insult import NOTIFY_TIMEOUT, notifier
+from middlewares.direct.insult import notifier, round_timeout
 from middlewares.direct.node import insult_node
 from middlewares.direct.queue import TaskQueue
 from middlewares.direct.transport import DirectTransport, ServedElsewhere
 from middlewares.direct.worker import RECONNECT_WAIT, add_worker_identity, serve_worker
 from middlewares.runtime import NodeIdRule, ServiceProcess, service_main, whole_number
+from middlewares.secret import deployment_secret
 from middlewares.service import InsultService
 
 log = logging.getLogger(__name__)
@@ -65,7 +69,7 @@ def _serve_one_node(process: ServiceProcess, transport: DirectTransport) -> None
     defaults = load_default_insults() if settings.load_defaults else []
     store = InsultStore(defaults, settings.limits)
     notify = notifier(transport, settings)
-    subscribers = SubscriberSet(notify.notify, round_timeout=NOTIFY_TIMEOUT)
+    subscribers = SubscriberSet(notify.notify, round_timeout=round_timeout(settings))
     broadcaster = Broadcaster(
         settings.broadcast_interval, store.random, notify.broadcast_to(subscribers)
     )
@@ -91,10 +95,11 @@ def _serve_node(process: ServiceProcess, transport: DirectTransport, node: str) 
             state.store, settings, state.subscribers, _check_subscriber(transport)
         )
         methods = methods_of(service, InsultService.REMOTE_METHODS)
+        secret = deployment_secret(f"InsultService node {node}")
         master = transport.reach(settings, "master")
         try:
             with transport.serve_node(settings, "insult", methods, state.gate) as server:
-                membership = NodeMembership(master, node, server.address)
+                membership = NodeMembership(master, node, server.address, secret)
                 state.serve(membership, RECONNECT_WAIT, process.stop, settings.timeout)
                 server.leave(settings.timeout)
         finally:
@@ -123,7 +128,9 @@ def master_methods(directory: NodeDirectory) -> dict[str, Callable[..., Any]]:
 
 def _serve_master(process: ServiceProcess, transport: DirectTransport) -> None:
     directory = NodeDirectory(
-        lambda value: transport.check_address(value, "node"), process.args.expect_nodes
+        lambda value: transport.check_address(value, "node"),
+        deployment_secret("the InsultService master"),
+        process.args.expect_nodes,
     )
     with transport.serve(process.settings, "master", master_methods(directory)):
         process.stop.wait()
@@ -134,11 +141,21 @@ def _serve_master(process: ServiceProcess, transport: DirectTransport) -> None:
 
 def _serve_front(process: ServiceProcess, transport: DirectTransport) -> None:
     settings = process.settings
+    secret = deployment_secret("the filter front")
     result_log = ResultLog(settings.result_limit)
-    queue = TaskQueue(result_log, expected_workers=process.args.expect_workers)
-    front = QueueFront(queue, result_log, settings)
-    with transport.serve(settings, "filter", methods_of(front, QueueFront.REMOTE_METHODS)):
-        tend(queue, process.stop)
+    with contextlib.ExitStack() as stack:
+        journal = None
+        if process.args.durable:
+            client = stack.enter_context(contextlib.closing(connect(settings)))
+            journal = stack.enter_context(
+                contextlib.closing(RedisJournal(client, settings.namespace))
+            )
+        queue = TaskQueue(
+            result_log, expected_workers=process.args.expect_workers, journal=journal
+        )
+        front = QueueFront(queue, result_log, settings, secret)
+        with transport.serve(settings, "filter", methods_of(front, QueueFront.REMOTE_METHODS)):
+            tend(queue, process.stop)
 
 
 def echo(payload: object) -> object:
@@ -149,6 +166,16 @@ def echo(payload: object) -> object:
 def _serve_echo(process: ServiceProcess, transport: DirectTransport) -> None:
     with transport.serve(process.settings, "echo", {"echo": echo}):
         process.stop.wait()
+
+
+def _add_front_arguments(parser: argparse.ArgumentParser) -> None:
+    _expect("--expect-workers", "workers")(parser)
+    parser.add_argument(
+        "--durable",
+        action="store_true",
+        help="keep every accepted task in Redis until its result is collected, so that a "
+        "restarted front serves it (the n-node form)",
+    )
 
 
 def _expect(flag: str, what: str) -> Callable[[argparse.ArgumentParser], None]:
@@ -200,7 +227,7 @@ PROCESSES = {
         "filter",
         "Serve the InsultFilter front at {where}; workers do the censoring.",
         "filter --workers N (or --nodes N)",
-        add_arguments=_expect("--expect-workers", "workers"),
+        add_arguments=_add_front_arguments,
     ),
     "filter_worker": _Process(
         serve_worker,

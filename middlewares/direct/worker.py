@@ -16,6 +16,7 @@ from middlewares.contract import BrokerUnavailable, InsultClient, MiddlewareErro
 from middlewares.direct.insult import DirectInsultClient
 from middlewares.direct.transport import DirectTransport, Link
 from middlewares.runtime import ServiceProcess, StopSignal, parse_node_id
+from middlewares.secret import deployment_secret
 from middlewares.service import FilterStep
 from middlewares.settings import Settings
 
@@ -40,12 +41,16 @@ class PullWorker:
     connection on which a thread heartbeats, so the front knows the worker lives even
     while it censors a long batch. ``step`` censors one task (the front has validated
     its text). ``served(n)``, if given, runs each time the front has accepted ``n``
-    results (a node's counter).
+    results (a node's counter). Every call carries the deployment ``secret``.
+
+    A front that dies is waited for (up to :data:`RECONNECT_WAIT`): the worker registers
+    again with the restarted one, which leases it work again.
     """
 
     def __init__(
         self,
         worker_id: str,
+        secret: str,
         stop: StopSignal,
         front: Link,
         heart: Link,
@@ -54,6 +59,7 @@ class PullWorker:
     ) -> None:
         self._served = served
         self._worker_id = worker_id
+        self._secret = secret
         self._stop = stop
         self._front = front
         self._heart = heart
@@ -76,6 +82,7 @@ class PullWorker:
                 tasks = self._front.call(
                     "worker_exchange",
                     self._worker_id,
+                    self._secret,
                     results,
                     WORKER_BATCH,
                     POLL_WAIT,
@@ -84,20 +91,30 @@ class PullWorker:
             except MiddlewareError as error:
                 if self._stop.is_set():
                     break
-                # The batch just leased may be lost in transit: registering again puts
-                # it back in the queue. The results held are handed in again (the front
-                # keeps a result once).
+                # The batch just leased may be lost in transit: leaving and registering
+                # again puts it back in the queue. Leaving hands in the results held, if
+                # the front is the same; a restarted one leased them to nobody and has
+                # them computed again.
                 log.warning("lost the front (%s); reconnecting", error)
+                self._hand_in(results)
+                results = {}
                 self._register(deadline=time.monotonic() + RECONNECT_WAIT)
                 continue
             self._count_served(results)
             results = self._censor_all(tasks)
-        try:
-            self._front.call("worker_leave", self._worker_id, results)
-            self._count_served(results)
-        except MiddlewareError as error:
-            log.warning("could not hand in %d results on leaving: %s", len(results), error)
+        if not self._hand_in(results):
+            log.warning("could not hand in %d results on leaving", len(results))
         log.info("worker %s stopped", self._worker_id)
+
+    def _hand_in(self, results: dict[str, str]) -> bool:
+        """Leave the front with ``results``; False if it could not be reached."""
+        try:
+            self._front.call("worker_leave", self._worker_id, self._secret, results)
+        except MiddlewareError as error:
+            log.debug("could not leave the front: %s", error)
+            return False
+        self._count_served(results)
+        return True
 
     def _count_served(self, results: dict[str, str]) -> None:
         if self._served is not None and results:
@@ -110,7 +127,7 @@ class PullWorker:
         """Register with the front, retrying until ``deadline``; returns the heartbeat."""
         while True:
             try:
-                return float(self._front.call("worker_register", self._worker_id))
+                return float(self._front.call("worker_register", self._worker_id, self._secret))
             except MiddlewareError:
                 if time.monotonic() >= deadline or self._stop.is_set():
                     raise
@@ -120,7 +137,7 @@ class PullWorker:
     def _beat(self, interval: float) -> None:
         while not self._stop.wait(interval):
             try:
-                self._heart.call("worker_heartbeat", self._worker_id)
+                self._heart.call("worker_heartbeat", self._worker_id, self._secret)
             except MiddlewareError as error:
                 log.debug("heartbeat failed: %s", error)
 
@@ -181,6 +198,7 @@ def serve_worker(process: ServiceProcess, transport: DirectTransport) -> None:
             served = stack.enter_context(node_counter(settings, "filter", node)).increment
         worker = PullWorker(
             worker_id,
+            deployment_secret(f"filter worker {worker_id}"),
             process.stop,
             front=transport.reach(settings, "filter"),
             heart=transport.reach(settings, "filter"),

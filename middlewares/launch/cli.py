@@ -17,6 +17,7 @@ from middlewares.launch.brokers import ACTIONS as broker_actions
 from middlewares.launch.processes import ProcessFailed, Supervisor
 from middlewares.registry import MIDDLEWARES, get_backend
 from middlewares.runtime import StopSignal, configure_logging, parse_node_id, run_main
+from middlewares.secret import ensure_secret
 from middlewares.settings import Settings
 
 _PORT_FIELDS = {"insult": "insult_port", "filter": "filter_port", "echo": "echo_port"}
@@ -112,7 +113,9 @@ def join(args: argparse.Namespace) -> int:
 
 
 def supervise(name: str, specs: list[ProcessSpec], settings: Settings) -> int:
-    """Start ``specs``, keep them running until SIGINT/SIGTERM, then stop them all."""
+    """Start ``specs`` with the deployment secret in their environment, keep them running
+    until SIGINT/SIGTERM, then stop them all."""
+    ensure_secret()
     log = configure_logging(name)
     stop = StopSignal()
     supervisor = Supervisor(specs)

@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from middlewares.contract import ProcessSpec
 
@@ -57,6 +57,9 @@ class _Running:
     spec: ProcessSpec
     process: subprocess.Popen[bytes]
     restarts: int = 0
+    started_at: float = field(default_factory=time.monotonic)
+    # Deaths in a row within START_SECONDS of starting: it cannot start (a taken port).
+    failed_starts: int = 0
 
 
 class ProcessFailed(RuntimeError):
@@ -67,13 +70,20 @@ class Supervisor:
     """Keeps the processes of one deployment running until asked to stop.
 
     A process whose spec says ``restart`` is started again when it dies (a SIGKILLed
-    filter worker comes back and recovers what it held), but one that exits with status
-    0 was removed on purpose (SIGTERM to a node) and is let go. Any other process ending
-    ends the deployment, because the service it provided is gone.
+    filter worker comes back and recovers what it held, a killed coordinator comes back
+    and the others reconnect), but one that exits with status 0 was removed on purpose
+    (SIGTERM to a node) and is let go. Any other process ending ends the deployment,
+    because the service it provided is gone; so does one that exits
+    :data:`MAX_FAILED_STARTS` times in a row within :data:`START_SECONDS` of starting,
+    which cannot start at all (its port is taken, its broker is missing).
     """
 
     #: A process that keeps dying is not restarted in a tight loop.
     RESTART_DELAY = 0.5
+    #: A process that dies sooner than this after its start did not start.
+    START_SECONDS = 5.0
+    #: Failed starts in a row after which the deployment gives up.
+    MAX_FAILED_STARTS = 3
 
     def __init__(self, specs: list[ProcessSpec], grace: float = 15.0) -> None:
         self._specs = specs
@@ -98,9 +108,20 @@ class Supervisor:
                 log.info("%s left the deployment", running.spec.name)
                 self._running.remove(running)
                 continue
+            quick = time.monotonic() - running.started_at < self.START_SECONDS
+            if quick and status > 0:  # an exit of its own, not a kill by a signal
+                running.failed_starts += 1
+            else:
+                running.failed_starts = 0
+            if running.failed_starts >= self.MAX_FAILED_STARTS:
+                raise ProcessFailed(
+                    f"{running.spec.name} exited with status {status} "
+                    f"{running.failed_starts} times in a row right after starting"
+                )
             log.warning("%s exited with status %s; restarting it", running.spec.name, status)
             time.sleep(self.RESTART_DELAY)
             running.process = start_process(running.spec)
+            running.started_at = time.monotonic()
             running.restarts += 1
 
     def pids(self) -> dict[str, int]:

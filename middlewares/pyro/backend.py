@@ -4,6 +4,7 @@ when none answers, and the transport the direct middlewares' services run on."""
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable, Iterator
 
 import Pyro4.errors
@@ -26,7 +27,10 @@ from middlewares.pyro.transport import (
     servant,
     serve_hint,
 )
+from middlewares.secret import user_secret
 from middlewares.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 class _Served:
@@ -101,8 +105,9 @@ class PyroBackend(DirectBackend):
 
     name = "pyro"
     transport = PyroTransport()
-    #: Keeps messages far below Pyro4's limit.
-    submit_chunk_chars = 4 * 1024 * 1024
+    #: Even if serpent wrote every character as ten bytes (2.5 MiB), a message with the
+    #: ids of MAX_BATCH tasks stays under the daemons' 4 MiB limit (MAX_MESSAGE_BYTES).
+    submit_chunk_chars = 256 * 1024
 
     def check(self, settings: Settings) -> None:
         """Nothing to check: Pyro4 needs no broker, and a missing name server is started."""
@@ -114,13 +119,17 @@ class PyroBackend(DirectBackend):
         configure()
         super().cleanup(settings)
         try:
-            ns = name_server(settings.with_changes(timeout=min(settings.timeout, 2.0)))
+            ns = name_server(
+                settings.with_changes(timeout=min(settings.timeout, 2.0)), secret=user_secret()
+            )
         except BrokerUnavailable:
             return  # no name server, no names
         try:
             ns.remove(prefix=f"{settings.namespace}.")
         except Pyro4.errors.CommunicationError:
             pass  # it went away meanwhile, and its names with it
+        except Pyro4.errors.NamingError as error:  # another user's name server
+            log.warning("could not remove the names of %s: %s", settings.namespace, error)
         finally:
             ns._pyroRelease()
 
@@ -133,6 +142,7 @@ class PyroBackend(DirectBackend):
                 "pyro-name-server",
                 "middlewares.pyro.name_server",
                 ["-n", settings.host, "-p", str(settings.pyro_ns_port)],
+                restart=True,
             )
         ]
 

@@ -17,6 +17,7 @@ import Pyro4
 import Pyro4.errors
 
 from middlewares.contract import BrokerUnavailable, ServiceError, ServiceTimeout
+from middlewares.pyro.daemon import bounded_daemon
 from middlewares.pyro.transport import (
     SERVER_IDLE_TIMEOUT,
     NotRegistered,
@@ -157,7 +158,7 @@ class SubscriberServer:
 
     def __init__(self, notify: Callable[[object], bool], host: str) -> None:
         configure()
-        self._daemon = Pyro4.Daemon(host=host, port=0)
+        self._daemon = bounded_daemon(host)
         self.address = str(self._daemon.register(BroadcastListener(notify)))
         threading.Thread(
             target=self._daemon.requestLoop, name="subscriber-daemon", daemon=True

@@ -1,8 +1,11 @@
 """Pyro4's own name server, run with this package's configuration (serpent only).
 
-``python -m Pyro4.naming`` would also accept marshal-serialized requests; run through this
-module it accepts serpent alone, like every other process of the package:
-``python -m middlewares.pyro.name_server -n 127.0.0.1 -p 9090``.
+``python -m Pyro4.naming`` would also accept marshal-serialized requests, compressed
+messages and anyone's registrations; run through this module it accepts serpent alone,
+on a daemon bounded like every other of the package (see :mod:`.daemon`), and only the
+processes holding the deployment secret may register or remove names:
+``INSULTBENCH_SECRET=... python -m middlewares.pyro.name_server -n 127.0.0.1 -p 9090``
+(the launcher starts it so).
 
 Two launchers started at once both find no name server and both start one. The one that
 cannot bind the port does not fail its deployment: while another name server answers
@@ -16,10 +19,10 @@ import argparse
 import logging
 import threading
 
-import Pyro4.naming
-
+from middlewares.pyro.daemon import BoundedNameServerDaemon
 from middlewares.pyro.transport import configure, name_server_answers
 from middlewares.runtime import StopSignal, configure_logging, run_main
+from middlewares.secret import deployment_secret
 from middlewares.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -31,11 +34,12 @@ STANDBY_RETRY = 1.0
 def serve(host: str, port: int) -> int:
     """Serve the name server at ``host:port`` until SIGINT or SIGTERM."""
     configure()
+    secret = deployment_secret("the Pyro4 name server")
     stop = StopSignal()
     standing_by = False
     while not stop.is_set():
         try:
-            _, daemon, _ = Pyro4.naming.startNS(host, port, enableBroadcast=False)
+            daemon = BoundedNameServerDaemon(host, port, secret)
         except OSError as error:
             if not name_server_answers(Settings(host=host, pyro_ns_port=port)):
                 log.error("cannot serve on %s:%d: %s", host, port, error)

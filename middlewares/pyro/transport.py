@@ -1,16 +1,18 @@
 """Pyro4 on the wire: configuration, names, the name server and the serving side.
 
-:func:`configure` is the one place Pyro4 is set up (serpent only, thread pool, limits);
+:func:`configure` is the one place Pyro4 is set up (serpent only, limits);
 :func:`publish` serves objects under names of the namespace for as long as a service
 process runs, :func:`running_daemon` serves them unnamed (an n-node node, found through
-its master); :func:`servant` turns a set of methods into one Pyro4 object whose errors
-are builtins serpent can carry. The client side is in :mod:`.clients`.
+its master); both on daemons bounded as :mod:`.daemon` says, and registering names needs
+the deployment secret. :func:`servant` turns a set of methods into one Pyro4 object
+whose errors are builtins serpent can carry. The client side is in :mod:`.clients`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -21,9 +23,13 @@ import Pyro4.constants
 import Pyro4.errors
 
 from middlewares.contract import BrokerUnavailable, CannotStart
+from middlewares.direct.checks import message_limit
+from middlewares.direct.connections import IDLE_TIMEOUT
 from middlewares.direct.gate import NodeLeaving, RequestGate
 from middlewares.direct.transport import ServedElsewhere
 from middlewares.messages import bad_messages, classify
+from middlewares.pyro.daemon import SecretProxy, bounded_daemon
+from middlewares.secret import SECRET_ENV
 from middlewares.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -39,10 +45,11 @@ NAMES = {
 #: Longest ``PYRO:`` URI accepted from a peer (a subscriber, a node); real ones are short.
 MAX_URI_CHARS = 512
 
-#: A daemon closes a client connection that sends nothing for this long (see configure).
-SERVER_IDLE_TIMEOUT = 300.0
-#: Largest Pyro4 message accepted or sent, so one request cannot exhaust memory.
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+#: A daemon closes a client connection that sends nothing for this long.
+SERVER_IDLE_TIMEOUT = IDLE_TIMEOUT
+#: Largest reply a client reads (a daemon reads requests of at most
+#: :func:`~middlewares.direct.checks.message_limit`, see :mod:`.daemon`).
+MAX_REPLY_BYTES = 64 * 1024 * 1024
 #: How long a service waits for the name server the launcher starts next to it.
 NAME_SERVER_WAIT = 15.0
 #: Seconds between two checks that a service's names are still registered.
@@ -56,16 +63,16 @@ def configure() -> None:
 
     Proxies get their own timeout (``settings.timeout``) in :class:`Remote`, so
     ``COMMTIMEOUT`` here only matters to daemons: it is how long a connection may stay
-    silent. Connections are persistent, one pool thread each, so the pool is large.
+    silent. ``MAX_MESSAGE_SIZE`` bounds what a proxy reads; daemons bound requests
+    tighter themselves. Never compress: daemons refuse compressed messages.
     """
     config = Pyro4.config
     config.SERIALIZER = "serpent"
     config.SERIALIZERS_ACCEPTED = {"serpent"}  # never pickle, dill or marshal
+    config.COMPRESSION = False
     config.COMMTIMEOUT = SERVER_IDLE_TIMEOUT
-    config.THREADPOOL_SIZE = 512
-    config.THREADPOOL_SIZE_MIN = 8
     config.SOCK_NODELAY = True
-    config.MAX_MESSAGE_SIZE = MAX_MESSAGE_BYTES
+    config.MAX_MESSAGE_SIZE = MAX_REPLY_BYTES
     config.MAX_RETRIES = 0  # a retried call could run twice; callers decide
     config.REQUIRE_EXPOSE = True
     # Pyro4 logs every connection at INFO, and a proxy logs as an ERROR every failure it
@@ -111,15 +118,20 @@ class NotRegistered(BrokerUnavailable):
     """The name server answers but has no object under the name: that service is not running."""
 
 
-def name_server(settings: Settings, wait: float = 0.0) -> Pyro4.Proxy:
+def name_server(
+    settings: Settings, wait: float = 0.0, secret: str | None = None
+) -> Pyro4.Proxy:
     """A connected proxy of the name server, retrying for up to ``wait`` seconds.
 
-    Raises :class:`BrokerUnavailable` when none answers in time.
+    Its calls carry the deployment secret (``secret``, else the one this process was
+    started with, if any), without which the name server refuses to register or remove
+    a name. Raises :class:`BrokerUnavailable` when none answers in time.
     """
     uri = name_server_uri(settings)
+    secret = secret or os.environ.get(SECRET_ENV)
     deadline = time.monotonic() + wait
     while True:
-        proxy = Pyro4.Proxy(uri)
+        proxy = SecretProxy(uri, secret) if secret else Pyro4.Proxy(uri)
         proxy._pyroTimeout = min(settings.timeout, _NAME_SERVER_TIMEOUT)
         try:
             proxy._pyroBind()
@@ -208,8 +220,9 @@ def publish(settings: Settings, objects: Mapping[str, object]) -> Iterator[Pyro4
     """Serve ``objects`` (by role, e.g. ``filter``) until the block ends.
 
     Waits for the name server, refuses to start when a live object already holds one of
-    the names (a stale one left by a killed process is replaced), and on exit removes the
-    names it registered before shutting the daemon down.
+    the names (a stale one left by a killed process is replaced) or when the name server
+    refuses the registration (no deployment secret), and on exit removes the names it
+    registered before shutting the daemon down.
     """
     registered: dict[str, str] = {}
     with running_daemon(settings) as daemon:
@@ -246,7 +259,7 @@ def running_daemon(settings: Settings) -> Iterator[Pyro4.Daemon]:
     is refused as unknown, and nobody has its URI before it is registered anyway).
     """
     configure()
-    daemon = Pyro4.Daemon(host=settings.host, port=0)
+    daemon = bounded_daemon(settings.host, message_limit(settings.limits))
     try:
         threading.Thread(target=daemon.requestLoop, name="pyro-daemon", daemon=True).start()
         yield daemon
@@ -267,7 +280,13 @@ def _claim(ns: Pyro4.Proxy, name: str, uri: str, settings: Settings) -> None:
         raise NameTaken(
             f"{name} is already served by {existing}; stop that service or pick another --namespace"
         )
-    ns.register(name, uri, safe=False)
+    try:
+        ns.register(name, uri, safe=False)
+    except Pyro4.errors.NamingError as error:
+        raise CannotStart(
+            f"the name server refused to register {name} ({error}); start the service with "
+            f"`python -m middlewares serve`, which gives it the deployment secret ({SECRET_ENV})"
+        ) from None
 
 
 def _answers(uri: Pyro4.URI, settings: Settings) -> bool:

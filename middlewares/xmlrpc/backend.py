@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 
 from middlewares.contract import Profile
 from middlewares.direct.backend import DirectBackend
+from middlewares.direct.checks import message_limit
 from middlewares.direct.gate import RequestGate
 from middlewares.direct.transport import DirectTransport, Methods
 from middlewares.settings import Settings
@@ -62,7 +63,14 @@ class XmlRpcTransport(DirectTransport):
     def serve_node(
         self, settings: Settings, role: str, methods: Methods, gate: RequestGate
     ) -> Iterator[RpcServer]:
-        server = RpcServer(settings.host, 0, service_path(settings, role), methods, gate=gate)
+        server = RpcServer(
+            settings.host,
+            0,
+            service_path(settings, role),
+            methods,
+            gate=gate,
+            max_request_bytes=message_limit(settings.limits),
+        )
         server.start()
         try:
             yield server
@@ -93,9 +101,9 @@ class XmlRpcBackend(DirectBackend):
 
     name = "xmlrpc"
     transport = XmlRpcTransport()
-    #: Even if XML escaping made every character five bytes, a request stays under the
-    #: servers' 64 MiB limit.
-    submit_chunk_chars = 8 * 1024 * 1024
+    #: Even if XML escaping made every character five bytes (2.5 MiB), a request with the
+    #: ids of MAX_BATCH tasks stays under the servers' 4 MiB limit (MAX_MESSAGE_BYTES).
+    submit_chunk_chars = 512 * 1024
 
     def check(self, settings: Settings) -> None:
         """Nothing to check: XML-RPC needs no broker; a service reports a taken port itself."""

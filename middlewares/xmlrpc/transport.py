@@ -1,8 +1,9 @@
 """XML-RPC on the wire: URLs, fault codes and the one server of every XML-RPC process.
 
-:class:`RpcServer` is the server (a thread per connection, HTTP/1.1 keep-alive, no
-Nagle, one path, fault codes that say what went wrong); :func:`serving` runs one for as
-long as a service process lives. The client side is in :mod:`.clients`.
+:class:`RpcServer` is the server (a thread per connection, bounded as
+:mod:`middlewares.direct.connections` says, HTTP/1.1 keep-alive, no Nagle, one path,
+fault codes that say what went wrong); :func:`serving` runs one for as long as a service
+process lives. The client side is in :mod:`.clients`.
 """
 
 from __future__ import annotations
@@ -18,13 +19,16 @@ import urllib.parse
 import xmlrpc.client
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
-from xmlrpc.server import SimpleXMLRPCRequestHandler, SimpleXMLRPCServer
+from xmlrpc.server import SimpleXMLRPCServer
 
 from middlewares.contract import CannotStart
+from middlewares.direct.checks import MAX_MESSAGE_BYTES, message_limit
+from middlewares.direct.connections import MAX_CONNECTIONS, ConnectionTable, ServerBusy
 from middlewares.direct.gate import NodeLeaving, RequestGate
 from middlewares.direct.transport import ServedElsewhere
 from middlewares.messages import bad_messages, classify
 from middlewares.settings import Settings
+from middlewares.xmlrpc.handler import RequestHandler
 
 log = logging.getLogger(__name__)
 
@@ -47,17 +51,12 @@ INTERNAL_ERROR = xmlrpc.client.INTERNAL_ERROR  # -32603: a bug; the service logs
 APPLICATION_ERROR = xmlrpc.client.APPLICATION_ERROR  # -32500: cannot do it now (queue full)
 WAIT_TIMEOUT = -32000  # a call that waits on purpose got nothing in time
 NODE_LEAVING = -32001  # n-node form: this node is leaving; the call did not run
+NOT_AUTHORIZED = -32002  # a worker or node call without the deployment secret
 
-#: A connection on which no request arrives for this long is closed, freeing its thread.
-SERVER_IDLE_TIMEOUT = 300.0
-#: Largest request body accepted; bigger ones get HTTP 413 and the connection is closed.
-MAX_REQUEST_BYTES = 64 * 1024 * 1024
-#: Most connections a server keeps at once (a thread each); more get HTTP 503.
-MAX_CONNECTIONS = 512
 #: Seconds between two checks of a serving thread for a stop request.
 SHUTDOWN_POLL = 0.05
 
-_BUSY_BODY = b"too many connections; retry later\n"
+_BUSY_BODY = b"too many connections running calls; retry later\n"
 _BUSY_REPLY = (
     b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
     b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(_BUSY_BODY), _BUSY_BODY)
@@ -117,50 +116,12 @@ def _xml_reply(value: tuple[object] | xmlrpc.client.Fault) -> bytes:
     return text.replace("\r", "&#13;").encode("utf-8", "xmlcharrefreplace")
 
 
-class _Handler(SimpleXMLRPCRequestHandler):
-    """HTTP/1.1 keep-alive; buffered writes and no Nagle (set by the base class), so a
-    reply leaves in one segment without waiting for a delayed ACK."""
-
-    protocol_version = "HTTP/1.1"
-    # Never gzip replies: on loopback compression costs CPU and saves nothing.
-    encode_threshold = None
-    timeout = SERVER_IDLE_TIMEOUT
-    server: RpcServer
-
-    def is_rpc_path_valid(self) -> bool:
-        return self.path == self.server.rpc_path
-
-    def do_POST(self) -> None:
-        length = self.headers.get("Content-Length", "")
-        if not length.isdigit():
-            self._refuse(411, "a Content-Length header is required")
-        elif int(length) > MAX_REQUEST_BYTES:
-            self._refuse(413, f"request bodies are limited to {MAX_REQUEST_BYTES} bytes")
-        else:
-            with self.server.call_under_way():
-                super().do_POST()
-
-    def report_404(self) -> None:
-        served = self.server.rpc_path
-        self._refuse(404, f"nothing is served at {self.path}; this port serves {served}")
-
-    def _refuse(self, status: int, message: str) -> None:
-        # The body was not read, so the connection cannot carry another request.
-        body = message.encode()
-        self.close_connection = True
-        self.send_response(status)
-        self.send_header("Content-Type", "text/plain; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s: %s", self.address_string(), format % args)
-
-
 class RpcServer(socketserver.ThreadingMixIn, SimpleXMLRPCServer):
-    """An XML-RPC server of ``methods`` at one path, a daemon thread per connection.
+    """An XML-RPC server of ``methods`` at one path, a daemon thread per connection, at
+    most ``max_connections`` of them (see :class:`~middlewares.direct.connections.ConnectionTable`:
+    a new connection takes the place of the one idle longest; only when every one is
+    running a call does it get HTTP 503), and request bodies of at most
+    ``max_request_bytes``.
 
     Every request is answered: a methodResponse, or a fault whose code says what went
     wrong and whose string names the problem (see the fault codes above and
@@ -185,17 +146,17 @@ class RpcServer(socketserver.ThreadingMixIn, SimpleXMLRPCServer):
         methods: Mapping[str, Callable[..., Any]],
         max_connections: int = MAX_CONNECTIONS,
         gate: RequestGate | None = None,
+        max_request_bytes: int = MAX_MESSAGE_BYTES,
     ) -> None:
         self.rpc_path = path
+        self.max_request_bytes = max_request_bytes
+        self.table = ConnectionTable(max_connections)
         self._gate = gate
-        self._max_connections = max_connections
         self._methods = dict(methods)
         self._signatures = {name: inspect.signature(call) for name, call in methods.items()}
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
         self._calls_under_way = 0
         self._calls_done = threading.Condition()
-        super().__init__((host, port), _Handler, logRequests=False, allow_none=False)
+        super().__init__((host, port), RequestHandler, logRequests=False, allow_none=False)
 
     @property
     def port(self) -> int:
@@ -271,21 +232,18 @@ class RpcServer(socketserver.ThreadingMixIn, SimpleXMLRPCServer):
             raise _fault(method, error) from None
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        with self._connections_lock:
-            full = len(self._connections) >= self._max_connections
-            if not full:
-                self._connections.add(request)
-        if full:
-            log.warning("refused a connection: %d are open already", self._max_connections)
+        try:
+            self.table.admit(request)
+        except ServerBusy as busy:
+            log.warning("refused a connection: %s", busy)
             with contextlib.suppress(OSError):
                 request.sendall(_BUSY_REPLY)
-            self.shutdown_request(request)
+            super().shutdown_request(request)
             return
         super().process_request(request, client_address)
 
     def shutdown_request(self, request: Any) -> None:
-        with self._connections_lock:
-            self._connections.discard(request)
+        self.table.remove(request)
         super().shutdown_request(request)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -323,9 +281,7 @@ class RpcServer(socketserver.ThreadingMixIn, SimpleXMLRPCServer):
         Safe to call twice."""
         self.shutdown()
         self.server_close()
-        with self._connections_lock:
-            connections = list(self._connections)
-        for connection in connections:
+        for connection in self.table.connections():
             with contextlib.suppress(OSError):
                 connection.shutdown(socket.SHUT_RDWR)
 
@@ -345,6 +301,8 @@ def _fault(method: str, error: Exception) -> xmlrpc.client.Fault:
     service is logged, bounded."""
     if isinstance(error, ServedElsewhere):
         return xmlrpc.client.Fault(METHOD_NOT_FOUND, str(error))
+    if isinstance(error, PermissionError):  # no deployment secret
+        return xmlrpc.client.Fault(NOT_AUTHORIZED, str(error))
     failure = classify(error)
     if failure.kind == "internal":
         bad_messages.error("%s failed: %s", method, failure.message, exc_info=error)
@@ -362,7 +320,14 @@ def serving(
     :class:`~middlewares.contract.CannotStart` when the port is taken."""
     port = getattr(settings, PORT_FIELDS[role])
     try:
-        server = RpcServer(settings.host, port, service_path(settings, role), methods, gate=gate)
+        server = RpcServer(
+            settings.host,
+            port,
+            service_path(settings, role),
+            methods,
+            gate=gate,
+            max_request_bytes=message_limit(settings.limits),
+        )
     except OSError as error:
         flag = "--" + PORT_FIELDS[role].replace("_", "-")
         raise CannotStart(
