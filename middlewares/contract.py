@@ -151,12 +151,17 @@ class ProcessSpec:
         module: The module to run with ``python -m``.
         args: Its command-line arguments.
         restart: Start it again if it dies while the deployment runs.
+        role: What the process is, so the launcher knows what to cap: ``node`` (a node
+            of the n-node form), ``coordinator`` (its master or filter front),
+            ``support`` (what a coordinator needs, e.g. a name server) or ``service``
+            (the one-node form).
     """
 
     name: str
     module: str
     args: list[str] = field(default_factory=list)
     restart: bool = False
+    role: str = "service"
 
 
 class Backend(ABC):

@@ -773,6 +773,7 @@ class DirectBackend(Backend):
             module,
             [*settings.to_args(), "--node-id", node],
             restart=True,
+            role="node",
         )
 
     def coordinator_processes(
@@ -785,7 +786,7 @@ class DirectBackend(Backend):
         args = [*settings.to_args(), EXPECT_FLAGS[service], str(nodes)]
         return [
             *self._support_processes(settings),
-            ProcessSpec(f"{self.name}-{service}-master", module, args),
+            ProcessSpec(f"{self.name}-{service}-master", module, args, role="coordinator"),
         ]
 
     def cleanup(self, settings: Settings) -> None:

@@ -13,9 +13,11 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from middlewares.contract import ProcessSpec
+from middlewares.launch.cpu_cap import Placement
 
 _PR_SET_PDEATHSIG = 1
 log = logging.getLogger("supervisor")
@@ -31,10 +33,18 @@ def _die_with_parent() -> None:
         pass
 
 
-def start_process(spec: ProcessSpec) -> subprocess.Popen[bytes]:
-    """Start one process of a deployment; its output goes to this process's stderr."""
-    command = [sys.executable, "-m", spec.module, *spec.args]
-    return subprocess.Popen(command, stdout=sys.stderr, preexec_fn=_die_with_parent)
+def start_process(
+    spec: ProcessSpec, placement: Placement | None = None
+) -> subprocess.Popen[bytes]:
+    """Start one process of a deployment; its output goes to this process's stderr.
+    ``placement`` says how to start it under a CPU cap."""
+    placement = placement or Placement()
+    command = placement.command([sys.executable, "-m", spec.module, *spec.args])
+    process = subprocess.Popen(
+        command, stdout=sys.stderr, preexec_fn=_die_with_parent, env=placement.environment()
+    )
+    placement.started(process, spec.name)
+    return process
 
 
 def stop_processes(processes: list[subprocess.Popen[bytes]], grace: float) -> None:
@@ -75,15 +85,22 @@ class Supervisor:
     #: A process that keeps dying is not restarted in a tight loop.
     RESTART_DELAY = 0.5
 
-    def __init__(self, specs: list[ProcessSpec], grace: float = 15.0) -> None:
+    def __init__(
+        self,
+        specs: list[ProcessSpec],
+        grace: float = 15.0,
+        place: Callable[[ProcessSpec], Placement | None] | None = None,
+    ) -> None:
         self._specs = specs
         self._grace = grace
+        # How each process is started under its CPU cap (every start, restarts too).
+        self._place = place or (lambda spec: None)
         self._running: list[_Running] = []
 
     def start(self) -> None:
         """Start every process, in order."""
         for spec in self._specs:
-            self._running.append(_Running(spec, start_process(spec)))
+            self._running.append(_Running(spec, start_process(spec, self._place(spec))))
             log.info("started %s (pid %d)", spec.name, self._running[-1].process.pid)
 
     def check(self) -> None:
@@ -100,7 +117,7 @@ class Supervisor:
                 continue
             log.warning("%s exited with status %s; restarting it", running.spec.name, status)
             time.sleep(self.RESTART_DELAY)
-            running.process = start_process(running.spec)
+            running.process = start_process(running.spec, self._place(running.spec))
             running.restarts += 1
 
     def pids(self) -> dict[str, int]:

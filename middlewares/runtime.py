@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable
 
 from middlewares.contract import BrokerUnavailable
+from middlewares.launch.throttle import ThrottleError, throttle_from_environment
 
 #: Longest node, worker or task id: ids end up in key, queue and registered names.
 MAX_ID_CHARS = 100
@@ -81,7 +82,15 @@ def run_main(main: Callable[[], int | None]) -> None:
 
     An unreachable broker is the one error a user can fix themselves, so it becomes one
     line naming the URL and the fix, with exit status 2, instead of a traceback.
+
+    A process the launcher capped with ``--cap-method self`` starts throttling itself
+    here, before its main function runs (see :mod:`middlewares.launch.throttle`).
     """
+    try:
+        throttle_from_environment()
+    except ThrottleError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
     try:
         status = main()
     except BrokerUnavailable as error:

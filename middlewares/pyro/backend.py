@@ -56,6 +56,7 @@ class PyroBackend(DirectBackend):
                 "pyro-name-server",
                 "middlewares.pyro.name_server",
                 ["-n", settings.host, "-p", str(settings.pyro_ns_port)],
+                role="support",
             )
         ]
 

@@ -71,6 +71,7 @@ class RedisBackend(Backend):
             _MODULES[service],
             [*settings.to_args(), "--node-id", node],
             restart=True,
+            role="node",
         )
 
     def insult_client(self, settings: Settings) -> RedisInsultClient:

@@ -1,0 +1,1 @@
+"""Launching a deployment's processes: CPU caps that make each node a machine of fixed capacity."""
