@@ -169,6 +169,16 @@ class Backend(ABC):
 
     #: Name used on command lines: xmlrpc, pyro, redis or rabbitmq.
     name: str
+    #: The broker server every request crosses (``redis`` or ``rabbitmq``, as named in
+    #: ``stress.sampler.BROKER_PROCESSES``); None for a direct middleware.
+    broker: str | None = None
+
+    def path_brokers(self, service: str) -> tuple[str, ...]:
+        """The broker servers each request of ``service`` crosses in the n-node form: the
+        middleware's own, and Redis for the InsultService, whose store every n-node form
+        keeps there. Harnesses watch their CPU to find what limits a run."""
+        wanted = [self.broker, "redis" if service == "insult" else None]
+        return tuple(dict.fromkeys(b for b in wanted if b))
 
     @abstractmethod
     def check(self, settings: Settings) -> None:

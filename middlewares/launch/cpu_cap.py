@@ -121,14 +121,19 @@ def fraction_or_zero(text: str) -> float:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def add_arguments(parser: argparse.ArgumentParser, node_cpu: Callable[[str], object]) -> None:
-    """Add ``--node-cpu`` (parsed by ``node_cpu``), ``--coordinator-cpu`` and ``--cap-method``."""
+def add_arguments(
+    parser: argparse.ArgumentParser,
+    node_cpu: Callable[[str], object],
+    node_default: str = "0, uncapped",
+) -> None:
+    """Add ``--node-cpu`` (parsed by ``node_cpu``; ``node_default`` says what happens
+    without it), ``--coordinator-cpu`` and ``--cap-method``."""
     parser.add_argument(
         "--node-cpu",
         type=node_cpu,
         metavar="FRACTION",
         help="hold every node process to FRACTION of one core, e.g. 0.25, so each node "
-        "is a machine of fixed capacity (0: uncapped)",
+        f"is a machine of fixed capacity (default: {node_default})",
     )
     parser.add_argument(
         "--coordinator-cpu",

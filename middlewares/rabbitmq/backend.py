@@ -39,6 +39,7 @@ class RabbitMqBackend(Backend):
     """InsultService, InsultFilter workers and echo, all talking through one RabbitMQ broker."""
 
     name = "rabbitmq"
+    broker = "rabbitmq"
 
     def check(self, settings: Settings) -> None:
         """Raise BrokerUnavailable unless the broker accepts a connection."""

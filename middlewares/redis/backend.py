@@ -31,6 +31,7 @@ class RedisBackend(Backend):
     """
 
     name = "redis"
+    broker = "redis"
 
     def check(self, settings: Settings) -> None:
         """Raise BrokerUnavailable unless a Redis of version 6.2 or newer answers."""
