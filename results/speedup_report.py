@@ -264,12 +264,12 @@ def _below_target(points: pd.DataFrame, cores: int) -> str:
             & (points["service"] == row["service"])
             & (points["nodes"] == 1)
         ]
+        cause = (
+            f"; limited by {limited_by(row, cores)}" if row.get("bottleneck") else ""
+        ) + (_node_cost_change(base.iloc[0], row) if not base.empty else "")
         lines.append(
             f"- {row['middleware']} {row['service']}: S({row['nodes']}) = "
-            f"{row['speedup_mean']:.2f}, below {target}; limited by "
-            f"{limited_by(row, cores)}"
-            + (_node_cost_change(base.iloc[0], row) if not base.empty else "")
-            + "."
+            f"{row['speedup_mean']:.2f}, below {target}{cause}."
         )
     if not lines:
         targets = ", ".join(f"S({n}) >= {t}" for n, t in SPEEDUP_TARGETS.items())
