@@ -55,6 +55,7 @@ def test_each_method_holds_a_busy_process_to_a_quarter_core(method, tmp_path):
     process = start_process(spec, capper.placement(spec))
     try:
         assert wait_for(ready.exists, 20), "the busy process never started"
+        assert len(os.sched_getaffinity(process.pid)) == 1, "a node is a one-core machine"
         watched = psutil.Process(process.pid)
         cpu_start, wall_start = sum(watched.cpu_times()[:2]), time.monotonic()
         time.sleep(MEASURED_S)  # the measurement window itself

@@ -2,7 +2,11 @@
 
 ``--node-cpu FRACTION`` holds every node process of the n-node form to FRACTION of one
 core, so that a node is a machine of fixed capacity whatever the host; a node that
-starts processes of its own shares its cap with them (cgroup methods).
+starts processes of its own shares its cap with them (cgroup methods). Every capped
+process is also pinned to one CPU (round-robin over this process's CPUs), as on a
+one-core machine: a quota alone would let a threaded server (XML-RPC, Pyro4) run its
+threads on two cores at once and spend much of its quota handing the GIL from core to
+core, which made one node cost up to three times as much CPU per request as three.
 ``--coordinator-cpu FRACTION`` does the same for the coordinating processes (the
 master, the filter front, the name server), which are uncapped by default. Clients and
 brokers are never capped: the launcher does not start them.
@@ -207,11 +211,13 @@ def choose_method(requested: str, cgroup_root: Path | None = None) -> MethodChoi
 @dataclass(frozen=True)
 class Placement:
     """How one process is started so that its cap holds: a command prefix, extra
-    environment, and a step right after it started (moving it into its cgroup)."""
+    environment, the CPU it is pinned to, and a step right after it started (moving it
+    into its cgroup)."""
 
     prefix: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
     attach: Callable[[int], None] | None = None
+    cpu: int | None = None
 
     def command(self, command: list[str]) -> list[str]:
         """The command line to run."""
@@ -223,10 +229,11 @@ class Placement:
 
     def started(self, process: subprocess.Popen[bytes], name: str) -> None:
         """Apply the cap to the process just started; kill it if that fails."""
-        if self.attach is None:
-            return
         try:
-            self.attach(process.pid)
+            if self.cpu is not None:
+                os.sched_setaffinity(process.pid, {self.cpu})
+            if self.attach is not None:
+                self.attach(process.pid)
         except OSError as error:
             process.kill()
             process.wait()
@@ -242,6 +249,8 @@ class CpuCapper:
     def __init__(self, caps: CpuCaps, choice: MethodChoice) -> None:
         self.caps = caps
         self.method = choice.method
+        self._cpus = sorted(os.sched_getaffinity(0))
+        self._pinned: dict[str, int] = {}
         self._tree: CgroupTree | None = None
         if choice.method in ("cgroup-v1", "cgroup-v2"):
             kind = V1 if choice.method == "cgroup-v1" else V2
@@ -258,13 +267,16 @@ class CpuCapper:
         fraction = self.caps.fraction_for(spec)
         if not fraction:
             return None
+        # One CPU per capped process, round-robin and kept across restarts: a node is a
+        # one-core machine, whose threads never run on two cores at once.
+        cpu = self._pinned.setdefault(spec.name, self._cpus[len(self._pinned) % len(self._cpus)])
         if self.method == "self":
-            return Placement(env={SELF_CAP_ENV: f"{fraction:g}"})
+            return Placement(env={SELF_CAP_ENV: f"{fraction:g}"}, cpu=cpu)
         if self.method == "systemd":
-            return Placement(prefix=tuple(systemd_scope_prefix(fraction)))
+            return Placement(prefix=tuple(systemd_scope_prefix(fraction)), cpu=cpu)
         assert self._tree is not None
         directory = self._tree.cgroup_for(spec.name, fraction)
-        return Placement(attach=functools.partial(CgroupTree.attach, directory))
+        return Placement(attach=functools.partial(CgroupTree.attach, directory), cpu=cpu)
 
     def describe(self) -> str:
         """One line for the log: what is capped, how and where."""
@@ -272,7 +284,7 @@ class CpuCapper:
         coordinator = f"{self.caps.coordinator:g}" if self.caps.coordinator else "uncapped"
         return (
             f"cpu caps: nodes {self.caps.node or 'uncapped'}, coordinators {coordinator} "
-            f"(fractions of one core), held by {self.method}{where}"
+            f"(fractions of one core, each pinned to one CPU), held by {self.method}{where}"
         )
 
     def close(self) -> None:
