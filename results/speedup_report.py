@@ -333,20 +333,30 @@ def _service_limits(line: pd.DataFrame, cores: int) -> str:
     speedups = ", ".join(
         f"S({int(r.nodes)}) = {r.speedup_mean:.2f}" for r in line.itertuples() if r.nodes > 1
     )
-    text = f"{speedups}. At N = {n}, {limited_by(widest, cores)}."
+    text = f"{speedups}; at N = {n}, {limited_by(widest, cores)}."
     costs = per_operation_us(first)
     if not costs or int(first["nodes"]) != 1:
         return text
+    rate = first["throughput_ops_s"]
     listed = ", ".join(f"{kind} {us:,.0f} µs" for kind, us in costs.items())
-    needed = n * first["throughput_ops_s"] * sum(costs.values()) / 1e6
+    needed = n * rate * sum(costs.values()) / 1e6
     text += (
-        f" One operation at N = 1 ({first['throughput_ops_s']:,.0f}/s) cost {listed}: "
-        f"S({n}) = {n} would need {needed:.2f} of the {cores} cores"
-        + (" (more than the machine can give)." if needed > 0.9 * cores else ".")
+        f" At N = 1 ({rate:,.0f}/s) one operation cost {listed} of CPU. S({n}) = {n} "
+        f"would need {needed:.2f} cores in all (the machine has {cores})"
     )
-    coordinator = _short(first.get("coordinator_process"))
-    if coordinator and costs.get(coordinator, 0) < 0.05 * sum(costs.values()):
-        text += f" {coordinator} is not on the request path (under 5% of the cost)."
+    # A single process every operation crosses (a front, a broker) bounds S by itself.
+    shared = {k: us for k, us in costs.items() if k not in ("the nodes", "the clients")}
+    alone = {k: n * rate * us / 1e4 for k, us in shared.items()}
+    over = {k: pct for k, pct in alone.items() if pct > 100}
+    if over:
+        text += ", and " + " and ".join(
+            f"{kind} alone {pct:.0f}% of a core" for kind, pct in over.items()
+        ) + ": one process that every operation crosses bounds the speedup."
+    else:
+        text += "."
+    quiet = [k for k, pct in alone.items() if pct < 5 and not k.startswith("the ")]
+    if quiet:
+        text += f" {', '.join(quiet)}: not on the request path (under 5% of a core)."
     widest_costs = per_operation_us(widest)
     if widest["speedup_mean"] > SUPERLINEAR * n and widest_costs:
         text += (
