@@ -18,11 +18,14 @@ import pandas as pd
 from middlewares.registry import MIDDLEWARES
 from results import plots
 from results.tables import SPEEDUP_TABLE, render
+from stress.sampler import BROKER_PROCESSES
 
 #: The targets of the speedup study: S(N) at least this much, by N.
 SPEEDUP_TARGETS = {2: 1.8, 3: 2.5}
 #: A speedup this far above N is called superlinear.
 SUPERLINEAR = 1.05
+#: Columns holding the CPU of every process of a broker, in % of one core.
+BROKER_TOTALS = {f"{broker}_cpu_pct" for broker in BROKER_PROCESSES}
 #: The printed table without the process columns, which the bottleneck table shows.
 MAIN_TABLE = [c for c in SPEEDUP_TABLE if c[0] not in ("limited_by", "bottleneck_cpu_pct")]
 
@@ -180,7 +183,9 @@ def _variant(
         _images(plots.speedup_vs_nodes(points, figures), directory, "speedup"),
         render(points, MAIN_TABLE, markdown=True),
         "What limited each point (CPU in % of one core; the machine in % of all its "
-        f"{cores} cores; a saturated process is at 90% or more of what it may use):\n\n"
+        f"{cores} cores; a saturated process is at 90% or more of what it may use; "
+        "everything else is the machine's CPU spent outside this run's processes, "
+        "e.g. by other people's work on a shared machine):\n\n"
         + _bottleneck_table(points, cores),
         _below_target(points, cores),
     ]
@@ -230,11 +235,23 @@ def limited_by(row: Any, cores: int) -> str:
     return f"architecture: {process} at {_pct(cpu)}% of {_pct(limit)}%"
 
 
+def everything_else_pct(row: Any, cores: int) -> float:
+    """CPU, in % of one core, that the machine spent on none of the run's processes
+    (the deployment, the clients, the brokers): other people's work, the kernel."""
+    ours = [row.get("service_cpu_pct"), row.get("loadgen_cpu_pct")]
+    ours += [row.get(c) for c in row.index if c.endswith("_cpu_pct") and c in BROKER_TOTALS]
+    busy = row.get("machine_cpu_pct")
+    if busy is None or pd.isna(busy):
+        return math.nan
+    return max(0.0, busy * cores - sum(v for v in ours if v is not None and not pd.isna(v)))
+
+
 def _bottleneck_table(points: pd.DataFrame, cores: int) -> str:
     lines = [
         "| middleware | service | N | S(N) | limited by | node CPU % each (cap) | "
-        "coordinator CPU % | broker CPU % | busiest client % | machine % |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "coordinator CPU % | broker CPU % | busiest client % | machine % | "
+        "everything else, % of a core |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for _, row in points.iterrows():
         cap = f"{100 * row['node_cpu']:.0f}" if row["node_cpu"] else "none"
@@ -248,7 +265,8 @@ def _bottleneck_table(points: pd.DataFrame, cores: int) -> str:
             f"| {row['middleware']} | {row['service']} | {row['nodes']} | "
             f"{row['speedup_mean']:.2f} | {limited_by(row, cores)} | "
             f"{_pct(row.get('node_cpu_mean_pct'))} ({cap}) | {coordinator} | {brokers or '-'} | "
-            f"{_pct(row.get('loadgen_cpu_max_pct'))} | {_pct(row.get('machine_cpu_pct'))} |"
+            f"{_pct(row.get('loadgen_cpu_max_pct'))} | {_pct(row.get('machine_cpu_pct'))} | "
+            f"{_pct(everything_else_pct(row, cores))} |"
         )
     return "\n".join(lines)
 

@@ -185,11 +185,7 @@ def _process_summary(group: pd.DataFrame) -> dict[str, Any]:
     """CPU of nodes, coordinator and brokers, and the bottleneck most repeats had."""
     summary: dict[str, Any] = {}
     for column in group.columns:
-        if column.endswith("_cpu_max_pct") or column in (
-            "node_cpu_mean_pct",
-            "loadgen_cpu_pct",
-            "machine_cpu_pct",
-        ):
+        if column.endswith("_pct") and not column.startswith(("bottleneck", "spread")):
             summary[column] = group[column].mean()
     for column in ("coordinator_process", "brokers"):
         if column in group:
