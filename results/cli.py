@@ -25,7 +25,7 @@ PROFILES = {
         "stress": ["--clients", "1,4", "--duration", "3", "--warmup", "1", "--repeat", "1"],
         "speedup": [
             "--service", "filter", "--nodes", "1,2,3", "--node-cpu", "auto", "--work-ms", "0,5",
-            "--tasks", "0,auto", "--duration", "2", "--warmup", "0.5", "--repeat", "1",
+            "--tasks", "0,auto", "--duration", "1.5", "--warmup", "0.5", "--repeat", "1",
         ],
         "calibrate": "0.5",
     },
