@@ -190,14 +190,17 @@ def speedup_vs_nodes(speedup: pd.DataFrame, directory: Path) -> list[Path]:
         axes = figure.subplots()
         nodes = sorted(data["nodes"].unique())
         axes.plot(nodes, nodes, color="black", linestyle="--", linewidth=1, label="ideal S(N) = N")
-        for middleware in _ordered(data["middleware"]):
+        middlewares = _ordered(data["middleware"])
+        for number, middleware in enumerate(middlewares):
             line = data[data["middleware"] == middleware].sort_values("nodes")
             spread = [
                 line["speedup_mean"] - line["speedup_min"],
                 line["speedup_max"] - line["speedup_mean"],
             ]
+            # A small sideways offset per middleware keeps overlapping error bars apart.
+            offset = 0.03 * (number - (len(middlewares) - 1) / 2)
             axes.errorbar(
-                line["nodes"],
+                line["nodes"] + offset,
                 line["speedup_mean"],
                 yerr=spread if line["repeats"].max() > 1 else None,
                 marker="o",
@@ -244,7 +247,9 @@ def per_node_load(loads: pd.DataFrame, directory: Path) -> list[Path]:
             f"load per node at N = {nodes}",
             fontsize=10,
         )
-        axes.legend(fontsize=8)
+        # Room above the bars for the legend, so it never hides one.
+        axes.set_ylim(0, 1.35 * max(data["share"].max(), 1 / nodes))
+        axes.legend(fontsize=8, loc="upper center", ncol=nodes + 1)
         axes.grid(alpha=0.3, axis="y")
         slug = variant_slug(node_cpu, work_ms, fixed_work)
         paths.append(_save(figure, directory, f"nodes-{service}-{slug}"))
