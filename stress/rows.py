@@ -61,7 +61,7 @@ def summarise_run(
         "work_ms": settings.work_ms,
         "work_kind": settings.work_kind,
         "tasks": plan.workload.tasks,
-        "duration_s": round(window, 3),
+        "duration_s": round(window, 6),
         "warmup_s": plan.warmup,
         "sent": total("sent"),
         "completed": total("completed"),

@@ -106,7 +106,7 @@ def test_auto_falls_back_to_self_with_a_one_line_notice(tmp_path):
     assert "\n" not in choice.notice
     assert "throttle themselves" in choice.notice
     assert str(not_a_cgroup) in choice.notice
-    with pytest.raises(CpuCapError, match="use --cap-method self"):
+    with pytest.raises(CpuCapError, match="--cap-method cgroup cannot work here"):
         choose_method("cgroup", cgroup_root=not_a_cgroup)
     assert list(not_a_cgroup.iterdir()) == [], "the probe left something behind"
 

@@ -202,10 +202,12 @@ def choose_method(requested: str, cgroup_root: Path | None = None) -> MethodChoi
             notice=f"cpu cap: no usable cgroup ({'; '.join(reasons)}); "
             "capped processes throttle themselves (--cap-method self)",
         )
-    raise CpuCapError(
-        f"--cap-method {requested} cannot work here ({'; '.join(reasons)}); "
-        "run as root or with a delegated cgroup, or use --cap-method self"
+    fix = (
+        "use another --cap-method, e.g. auto"
+        if os.geteuid() == 0
+        else "run as root or with a delegated cgroup, or use --cap-method self"
     )
+    raise CpuCapError(f"--cap-method {requested} cannot work here ({'; '.join(reasons)}); {fix}")
 
 
 @dataclass(frozen=True)
