@@ -2,10 +2,11 @@
 
 - ``python -m results all --profile quick`` runs the stress study (both services and the
   echo baseline on every middleware) and the speedup study (the filter on 1/2/3 nodes,
-  each node held to a fraction of one core: timed, fixed work, and the secondary variant
-  with 5 ms of simulated work) into one directory, then writes its figures and
-  ``REPORT.md``. ``--profile full`` gives report quality (both services' speedups, three
-  repeats; about 100 minutes on 2 cores) and by default writes into ``results/``.
+  each node held to a fraction of one core, and the secondary variant with 5 ms of
+  simulated work) into one directory, then writes its figures and ``REPORT.md``.
+  ``--profile full`` gives report quality (both services, fixed work as well as timed
+  runs, three repeats; about 100 minutes on 2 cores) and by default writes into
+  ``results/``.
 - ``python -m results report [DIR]`` redraws the figures and ``REPORT.md`` of ``DIR``
   from its CSV and JSON files, and prints the summary tables; nothing is measured.
 """
@@ -25,7 +26,7 @@ PROFILES = {
         "stress": ["--clients", "1,4", "--duration", "3", "--warmup", "1", "--repeat", "1"],
         "speedup": [
             "--service", "filter", "--nodes", "1,2,3", "--node-cpu", "auto", "--work-ms", "0,5",
-            "--tasks", "0,auto", "--duration", "1.5", "--warmup", "0.5", "--repeat", "1",
+            "--duration", "2", "--warmup", "0.5", "--repeat", "1",
         ],
         "calibrate": "0.5",
     },
