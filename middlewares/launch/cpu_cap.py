@@ -290,10 +290,15 @@ class CpuCapper:
         )
 
     def close(self) -> None:
-        """Remove what the method created (the cgroup tree); safe to call twice."""
-        if self._tree is not None:
-            self._tree.close()
-            self._tree = None
+        """Remove what the method created (the cgroup tree); safe to call twice. A tree
+        that cannot be removed is reported in one line; the next launcher removes it."""
+        tree, self._tree = self._tree, None
+        if tree is None:
+            return
+        try:
+            tree.close()
+        except OSError as error:
+            print(f"warning: could not remove {tree.directory}: {error}", file=sys.stderr)
 
 
 def open_capper(caps: CpuCaps) -> CpuCapper | None:
