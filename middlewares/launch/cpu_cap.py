@@ -46,7 +46,7 @@ from middlewares.launch.cgroups import (
     probe_systemd,
     systemd_scope_prefix,
 )
-from middlewares.launch.throttle import SELF_CAP_ENV, ThrottleError, parse_fraction
+from middlewares.launch.throttle import SELF_CAP_ENV
 
 #: Every value of ``--cap-method``.
 CAP_METHODS = ("auto", "cgroup", "self", "cgroup-v2", "cgroup-v1", "systemd")
@@ -117,12 +117,15 @@ class CpuCaps:
 
 def fraction_or_zero(text: str) -> float:
     """argparse type: a fraction of one core in (0, 1], or 0 for no cap."""
-    if text.strip() in ("0", "0.0"):
-        return 0.0
     try:
-        return parse_fraction(text, "the cap")
-    except ThrottleError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give a fraction of one core in (0, 1], e.g. 0.25, or 0 for no cap"
+        )
+    return value
 
 
 def add_arguments(
