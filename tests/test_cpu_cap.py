@@ -205,3 +205,14 @@ def _answers(settings: Settings) -> bool:
             return isinstance(client.random_insult(), str)
     except (MiddlewareError, OSError):
         return False
+
+
+def test_capped_processes_are_spread_over_the_cpus_and_keep_theirs_on_restart():
+    capper = CpuCapper(CpuCaps(node=0.25, method="self"), choose_method("self"))
+    nodes = [ProcessSpec(f"node-{n}", "m", role="node") for n in range(3)]
+    cpus = [capper.placement(spec).cpu for spec in nodes]
+    available = sorted(os.sched_getaffinity(0))
+    assert cpus == [available[n % len(available)] for n in range(3)]
+    assert capper.placement(nodes[1]).cpu == cpus[1], "a restarted node keeps its CPU"
+    assert capper.placement(nodes[0]).env == {"INSULTBENCH_SELF_CPU_CAP": "0.25"}
+    assert capper.placement(ProcessSpec("front", "m", role="coordinator")) is None
