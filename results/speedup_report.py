@@ -18,6 +18,7 @@ import pandas as pd
 from middlewares.registry import MIDDLEWARES
 from results import plots
 from results.tables import SPEEDUP_TABLE, render
+from stress.bottleneck import SATURATED
 from stress.sampler import BROKER_PROCESSES
 
 #: The targets of the speedup study: S(N) at least this much, by N.
@@ -365,11 +366,14 @@ def _service_limits(line: pd.DataFrame, cores: int) -> str:
     # A single process every operation crosses (a front, a broker) bounds S by itself.
     shared = {k: us for k, us in costs.items() if k not in ("the nodes", "the clients")}
     alone = {k: n * rate * us / 1e4 for k, us in shared.items()}
-    over = {k: pct for k, pct in alone.items() if pct > 100}
+    over = {k: pct for k, pct in alone.items() if pct >= 100 * SATURATED}
     if over:
         text += ", and " + " and ".join(
             f"{kind} alone {pct:.0f}% of a core" for kind, pct in over.items()
-        ) + ": one process that every operation crosses bounds the speedup."
+        ) + (
+            ": a single process that every operation crosses, at or beyond what one "
+            "core gives, bounds the speedup whatever the machine."
+        )
     else:
         text += "."
     quiet = [k for k, pct in alone.items() if pct < 5 and not k.startswith("the ")]
