@@ -166,7 +166,11 @@ VARIANT_KEYS = ["node_cpu", "work_ms", "fixed_work"]
 def variant_label(node_cpu: float, work_ms: float, fixed_work: bool) -> str:
     """In words: how the nodes were capped, their simulated work, and the mode."""
     cap = f"nodes capped at {node_cpu:g} core" if node_cpu else "uncapped nodes"
-    work = f", {work_ms:g} ms sleep per request" if work_ms else ", no simulated work"
+    work = (
+        f", {work_ms:g} ms sleep per request (secondary variant)"
+        if work_ms
+        else ", no simulated work"
+    )
     return cap + work + (", fixed work" if fixed_work else "")
 
 

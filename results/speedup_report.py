@@ -176,8 +176,6 @@ def _variant(
     title = title[0].upper() + title[1:]
     if headline and node_cpu and not work_ms:
         title += " (the headline)"
-    elif work_ms:
-        title += " (secondary: simulated work)"
     figures = directory / "figures"
     parts = [
         f"### {title}",
