@@ -159,12 +159,17 @@ class ProcessSpec:
         module: The module to run with ``python -m``.
         args: Its command-line arguments.
         restart: Start it again if it dies while the deployment runs.
+        role: What the process is, so the launcher knows what to cap: ``node`` (a node
+            of the n-node form), ``coordinator`` (its master or filter front),
+            ``support`` (what a coordinator needs, e.g. a name server) or ``service``
+            (the one-node form).
     """
 
     name: str
     module: str
     args: list[str] = field(default_factory=list)
     restart: bool = False
+    role: str = "service"
 
 
 #: The process names of Redis: the n-node form of every middleware keeps its shared state
@@ -209,6 +214,14 @@ class Backend(ABC):
     name: str
     #: What harnesses and reports show of it.
     profile: Profile
+
+    def broker_processes(self, service: str, nodes: bool) -> tuple[str, ...]:
+        """Names of the broker server processes each request of ``service`` crosses (the
+        n-node form with ``nodes``): the middleware's own broker, and Redis where the
+        n-node form keeps state a request touches (the InsultService's store). Harnesses
+        sample their CPU to tell what limits a run."""
+        shared = SHARED_STATE_PROCESSES if nodes and service == "insult" else ()
+        return tuple(dict.fromkeys((*self.profile.broker_processes, *shared)))
 
     @abstractmethod
     def check(self, settings: Settings) -> None:

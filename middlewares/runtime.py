@@ -28,6 +28,7 @@ from typing import Literal
 from middlewares import settings as settings_module
 from middlewares.contract import BrokerUnavailable, CannotStart
 from middlewares.settings import Settings
+from middlewares.throttle import ThrottleError, throttle_from_environment
 
 #: Longest node, worker or task id: ids end up in key, queue and registered names.
 MAX_ID_CHARS = 100
@@ -113,7 +114,15 @@ def run_main(main: Callable[[], int | None]) -> None:
     An unreachable broker is the one error a user can fix themselves, so it becomes one
     line naming the URL and the fix, with exit status 2, instead of a traceback; a
     service that cannot start says why in one line, with exit status 1.
+
+    A process the launcher capped with ``--cap-method self`` starts throttling itself
+    here, before its main function runs (see :mod:`middlewares.throttle`).
     """
+    try:
+        throttle_from_environment()
+    except ThrottleError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
     try:
         status = main()
     except BrokerUnavailable as error:

@@ -1,10 +1,12 @@
 """``python -m results``: the whole comparison, or its report redrawn from files.
 
 - ``python -m results all --profile quick`` runs the stress study (both services and the
-  echo baseline on every middleware) and the speedup study (the filter on 1/2/3 nodes)
-  into one directory, then writes its figures and ``REPORT.md``. ``--profile full`` gives
-  report quality (both services' speedups, 0 and 5 ms of simulated work, three repeats;
-  about 90 minutes on 2 cores) and by default writes into ``results/``.
+  echo baseline on every middleware) and the speedup study (the filter on 1/2/3 nodes,
+  each node held to a fraction of one core, and the secondary variant with 5 ms of
+  simulated work) into one directory, then writes its figures and ``REPORT.md``.
+  ``--profile full`` gives report quality (both services, fixed work as well as timed
+  runs, three repeats; about 100 minutes on 2 cores) and by default writes into
+  ``results/``.
 - ``python -m results report [DIR]`` redraws the figures and ``REPORT.md`` of ``DIR``
   from its CSV and JSON files, and prints the summary tables; nothing is measured.
 """
@@ -23,16 +25,16 @@ PROFILES = {
     "quick": {
         "stress": ["--clients", "1,4", "--duration", "3", "--warmup", "1", "--repeat", "1"],
         "speedup": [
-            "--service", "filter", "--nodes", "1,2,3", "--work-ms", "5", "--duration", "3",
-            "--warmup", "1", "--repeat", "1",
+            "--service", "filter", "--nodes", "1,2,3", "--node-cpu", "auto", "--work-ms", "0,5",
+            "--duration", "2", "--warmup", "0.5", "--repeat", "1",
         ],
         "calibrate": "0.5",
     },
     "full": {
         "stress": ["--clients", "1,2,4,8", "--duration", "10", "--warmup", "2", "--repeat", "3"],
         "speedup": [
-            "--service", "all", "--nodes", "1,2,3", "--work-ms", "0,5", "--duration", "10",
-            "--warmup", "2", "--repeat", "3",
+            "--service", "all", "--nodes", "1,2,3", "--node-cpu", "auto", "--work-ms", "0,5",
+            "--tasks", "0,auto", "--duration", "10", "--warmup", "2", "--repeat", "3",
         ],
         "calibrate": "2",
     },
@@ -50,15 +52,15 @@ def build_parser() -> argparse.ArgumentParser:
         "all",
         help="run the stress and speedup studies, then write the report",
         description="Run the stress study (insult and filter services plus the echo "
-        "baseline, every middleware) and the speedup study (1, 2 and 3 nodes; the filter "
-        "in the quick profile, both services in the full one) into one directory, then "
-        "draw the figures and write REPORT.md there.",
+        "baseline, every middleware) and the speedup study (1, 2 and 3 nodes, each held to "
+        "a fraction of one core; the filter in the quick profile, both services in the "
+        "full one) into one directory, then draw the figures and write REPORT.md there.",
     )
     everything.add_argument(
         "--profile",
         choices=sorted(PROFILES),
         default="quick",
-        help="quick: about 5 minutes on 2 cores; full: report quality, about 90 minutes "
+        help="quick: about 5 minutes on 2 cores; full: report quality, about 100 minutes "
         "(default: quick)",
     )
     everything.add_argument(

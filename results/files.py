@@ -22,6 +22,8 @@ from typing import Any
 
 import pandas as pd
 
+from stress.sampler import BROKER_PROCESSES
+
 SCHEMA_VERSION = 1
 STUDIES = ("stress", "speedup")
 
@@ -68,8 +70,29 @@ STRESS_COLUMNS = (
     "started_at",
 )
 
-#: What the speedup study adds: how N nodes were deployed, and S(N) = X(N) / X(1).
-SPEEDUP_EXTRA = ("node_form", "speedup")
+#: What the speedup study adds: how N nodes were deployed and capped (fractions of one
+#: core, 0 when uncapped, and the method that held the cap), the fixed work (0: a window
+#: of ``duration_s``; otherwise ``duration_s`` is the time the work took), S(N) = X(N) /
+#: X(1), the CPU of the busiest node, coordinator and broker processes (percent of one
+#: core), the brokers on the request path, and what limited the run (stress.bottleneck).
+SPEEDUP_EXTRA = (
+    "node_form",
+    "node_cpu",
+    "coordinator_cpu",
+    "cap_method",
+    "tasks",
+    "speedup",
+    "node_cpu_max_pct",
+    "node_cpu_mean_pct",
+    "coordinator_process",
+    "coordinator_cpu_max_pct",
+    "brokers",
+    *(f"{broker}_cpu_max_pct" for broker in BROKER_PROCESSES),
+    "bottleneck",
+    "bottleneck_process",
+    "bottleneck_cpu_pct",
+    "bottleneck_limit_pct",
+)
 
 #: The columns the issue requires; reading a file without them is an error.
 REQUIRED_COLUMNS = (

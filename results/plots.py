@@ -159,45 +159,77 @@ def cpu_breakdown(summary: pd.DataFrame, directory: Path) -> list[Path]:
     return paths
 
 
+#: What tells one speedup study variant from another: its figures are drawn apart.
+VARIANT_KEYS = ["node_cpu", "work_ms", "fixed_work"]
+
+
+def variant_label(node_cpu: float, work_ms: float, fixed_work: bool) -> str:
+    """In words: how the nodes were capped, their simulated work, and the mode."""
+    cap = f"nodes capped at {node_cpu:g} core" if node_cpu else "uncapped nodes"
+    work = (
+        f", {work_ms:g} ms sleep per request (secondary variant)"
+        if work_ms
+        else ", no simulated work"
+    )
+    return cap + work + (", fixed work" if fixed_work else "")
+
+
+def variant_slug(node_cpu: float, work_ms: float, fixed_work: bool) -> str:
+    """The file-name part of a variant: ``0ms``, ``0ms-cpu0.25``, ``0ms-cpu0.25-fixed``."""
+    cap = f"-cpu{node_cpu:g}" if node_cpu else ""
+    return f"{work_ms:g}ms{cap}" + ("-fixed" if fixed_work else "")
+
+
+def _variants(frame: pd.DataFrame) -> Any:
+    """Groups of ``frame`` by service and variant."""
+    return frame.groupby(["service", *VARIANT_KEYS])
+
+
 def speedup_vs_nodes(speedup: pd.DataFrame, directory: Path) -> list[Path]:
-    """Per service and simulated work: S(N) per middleware with the spread of the
-    repeats as error bars, and the ideal S(N) = N."""
+    """Per service and variant: S(N) per middleware, with the ideal S(N) = N, and the
+    range of the repeats as error bars when there was more than one repeat."""
     paths = []
-    for (service, work_ms), data in speedup.groupby(["service", "work_ms"]):
+    for (service, node_cpu, work_ms, fixed_work), data in _variants(speedup):
         figure = Figure(figsize=(6, 4.5))
         axes = figure.subplots()
         nodes = sorted(data["nodes"].unique())
         axes.plot(nodes, nodes, color="black", linestyle="--", linewidth=1, label="ideal S(N) = N")
-        for middleware in _ordered(data["middleware"]):
+        middlewares = _ordered(data["middleware"])
+        for number, middleware in enumerate(middlewares):
             line = data[data["middleware"] == middleware].sort_values("nodes")
+            spread = [
+                line["speedup_mean"] - line["speedup_min"],
+                line["speedup_max"] - line["speedup_mean"],
+            ]
+            # A small sideways offset per middleware keeps overlapping error bars apart.
+            offset = 0.03 * (number - (len(middlewares) - 1) / 2)
             axes.errorbar(
-                line["nodes"],
+                line["nodes"] + offset,
                 line["speedup_mean"],
-                yerr=[
-                    line["speedup_mean"] - line["speedup_min"],
-                    line["speedup_max"] - line["speedup_mean"],
-                ],
+                yerr=spread if line["repeats"].max() > 1 else None,
                 marker="o",
                 capsize=3,
                 color=COLOURS.get(middleware),
                 label=middleware,
             )
         axes.set_xlabel("nodes")
-        axes.set_ylabel("speedup S(N) = X(N) / X(1)")
+        measure = "T(1) / T(N), fixed work" if fixed_work else "X(N) / X(1)"
+        axes.set_ylabel(f"speedup S(N) = {measure}")
         axes.set_xticks(nodes)
         axes.set_ylim(bottom=0)
-        axes.set_title(f"{service}, {work_ms:g} ms simulated work per request")
+        axes.set_title(f"{service}: {variant_label(node_cpu, work_ms, fixed_work)}", fontsize=10)
         axes.grid(alpha=0.3)
         axes.legend(fontsize=8)
-        paths.append(_save(figure, directory, f"speedup-{service}-{work_ms:g}ms"))
+        slug = variant_slug(node_cpu, work_ms, fixed_work)
+        paths.append(_save(figure, directory, f"speedup-{service}-{slug}"))
     return paths
 
 
 def per_node_load(loads: pd.DataFrame, directory: Path) -> list[Path]:
-    """Per service and work: each node's share of the work at the largest N, per
+    """Per service and variant: each node's share of the work at the largest N, per
     middleware; an even spread puts every bar at 1/N."""
     paths = []
-    for (service, work_ms), data in loads.groupby(["service", "work_ms"]):
+    for (service, node_cpu, work_ms, fixed_work), data in _variants(loads):
         middlewares = _ordered(data["middleware"])
         figure = Figure(figsize=(6.5, 4))
         axes = figure.subplots()
@@ -214,8 +246,15 @@ def per_node_load(loads: pd.DataFrame, directory: Path) -> list[Path]:
         axes.set_xticks([i + width * (nodes - 1) / 2 for i in range(len(middlewares))])
         axes.set_xticklabels(middlewares)
         axes.set_ylabel(f"share of the {data['measure'].iloc[0]}")
-        axes.set_title(f"{service}, {work_ms:g} ms work: load per node at N = {nodes}")
-        axes.legend(fontsize=8)
+        axes.set_title(
+            f"{service}, {variant_label(node_cpu, work_ms, fixed_work)}:\n"
+            f"load per node at N = {nodes}",
+            fontsize=10,
+        )
+        # Room above the bars for the legend, so it never hides one.
+        axes.set_ylim(0, 1.35 * max(data["share"].max(), 1 / nodes))
+        axes.legend(fontsize=8, loc="upper center", ncol=nodes + 1)
         axes.grid(alpha=0.3, axis="y")
-        paths.append(_save(figure, directory, f"nodes-{service}-{work_ms:g}ms"))
+        slug = variant_slug(node_cpu, work_ms, fixed_work)
+        paths.append(_save(figure, directory, f"nodes-{service}-{slug}"))
     return paths

@@ -17,6 +17,7 @@ import pandas as pd
 from middlewares.registry import MIDDLEWARES
 from results import plots
 from results.files import read_document
+from results.speedup_report import node_loads, speedup_section
 from results.tables import (
     SPEEDUP_TABLE,
     STRESS_TABLE,
@@ -25,11 +26,10 @@ from results.tables import (
     summarise_speedup,
     with_baseline,
 )
-from stress.runner import LOADGEN_CPU_LIMIT_PCT
+from stress.rows import LOADGEN_CPU_LIMIT_PCT
 
 #: Targets of the issue, checked on every report.
 BASELINE_TARGET_PCT = 70.0
-SPEEDUP_TARGETS = {2: 1.8, 3: 2.5}
 SPREAD_TARGET_PCT = 10.0
 #: A process this busy is saturated: it is what limits the run.
 SATURATED_PCT = 85.0
@@ -106,62 +106,6 @@ def load(directory: Path) -> ResultsData:
     )
 
 
-def node_loads(runs: list[dict[str, Any]]) -> pd.DataFrame:
-    """Each node's share of the work in the runs with the most nodes.
-
-    A node's share is its share of the requests served, from the per-node counters the
-    n-node form publishes. When a run could not read them it is its share of the
-    CPU seconds of the node processes, recognised as the role (``python -m`` module)
-    that runs exactly N times in an N-node deployment.
-    """
-    records = []
-    for run in runs:
-        row = run["row"]
-        if row["nodes"] < 2:
-            continue
-        shares = _counter_shares(run) or _cpu_shares(run)
-        if shares is None:
-            continue
-        measure, values = shares
-        total = sum(values)
-        for number, value in enumerate(values, 1):
-            records.append(
-                {
-                    "middleware": row["middleware"],
-                    "service": row["service"],
-                    "work_ms": row["work_ms"],
-                    "nodes": row["nodes"],
-                    "repeat": row["repeat"],
-                    "node": number,
-                    "share": value / total if total else math.nan,
-                    "measure": measure,
-                }
-            )
-    frame = pd.DataFrame(records)
-    if frame.empty:
-        return frame
-    widest = frame.groupby(["middleware", "service", "work_ms"])["nodes"].transform("max")
-    return frame[frame["nodes"] == widest]
-
-
-def _counter_shares(run: dict[str, Any]) -> tuple[str, list[float]] | None:
-    counters = run["detail"].get("node_counters") or {}
-    if len(counters) != run["row"]["nodes"]:
-        return None
-    return "requests served (node counters)", [counters[node] for node in sorted(counters)]
-
-
-def _cpu_shares(run: dict[str, Any]) -> tuple[str, list[float]] | None:
-    by_role: dict[str, list[dict[str, Any]]] = {}
-    for process in run["detail"].get("processes", {}).get("service", []):
-        by_role.setdefault(process["role"], []).append(process)
-    nodes = [group for group in by_role.values() if len(group) == run["row"]["nodes"]]
-    if not nodes:
-        return None
-    chosen = sorted(nodes[0], key=lambda p: p["pid"])
-    return "node processes' CPU time", [p["cpu_s"] for p in chosen]
-
-
 def print_summary(directory: Path, studies: tuple[str, ...] = ("stress", "speedup")) -> None:
     """Print the summary tables of ``studies`` found in ``directory``."""
     data = load(directory)
@@ -186,8 +130,10 @@ def build_report(directory: Path) -> Path:
             _baseline(data),
             _ranking(data),
         ]
-    if not data.speedup_summary.empty:
-        sections.append(_speedup(data, figures))
+    if data.speedup and not data.speedup_summary.empty:
+        sections.append(
+            speedup_section(data.speedup, data.speedup_summary, data.node_loads, directory)
+        )
     sections.append(_trust(data))
     report = directory / "REPORT.md"
     report.write_text("\n\n".join(s for s in sections if s).rstrip() + "\n", encoding="utf-8")
@@ -568,80 +514,6 @@ def _ranking(data: ResultsData) -> str:
             + "\n".join(measured)
         )
     return "\n\n".join(parts)
-
-
-def _speedup(data: ResultsData, figures: Path) -> str:
-    summary = data.speedup_summary
-    parts = ["## Speedup with 1, 2 and 3 nodes"]
-    config = data.speedup["config"]
-    parts.append(
-        f"Every N gets the same offered load: {config['offered_load']}. "
-        f"S(N) = X(N) / X(1), each N paired with the 1-node run of the same repeat; the "
-        f"error bars span the repeats ({config['repeat']}). Simulated work per request: "
-        f"{config['work_kind']}."
-    )
-    parts.append(_images(plots.speedup_vs_nodes(summary, figures), data.directory, "speedup"))
-    parts.append(render(summary, SPEEDUP_TABLE, markdown=True))
-    parts.append(_speedup_targets(summary))
-    parts.append(_without_work(summary, int(data.speedup["environment"].get("cpu_count") or 1)))
-    if not data.node_loads.empty:
-        parts.append(
-            "### Load per node\n\nShare of the work done by each node at the largest N: "
-            "its share of the requests served when the deployment publishes per-node "
-            "counters, otherwise its share of the node processes' CPU time (the y axis "
-            "says which).\n\n"
-            + _images(
-                plots.per_node_load(data.node_loads, figures), data.directory, "per-node load"
-            )
-        )
-    return "\n\n".join(parts)
-
-
-def _without_work(summary: pd.DataFrame, cores: int) -> str:
-    """Why the speedup without simulated work is what it is, if it was measured."""
-    widest = summary[(summary["work_ms"] == 0) & (summary["nodes"] == summary["nodes"].max())]
-    if widest.empty or widest["nodes"].iloc[0] < 2:
-        return ""
-    low = widest.sort_values("speedup_mean").iloc[0]
-    high = widest.sort_values("speedup_mean").iloc[-1]
-    n = int(low["nodes"])
-    return (
-        f"With no simulated work, S({n}) runs from {low['speedup_mean']:.2f} "
-        f"({low['middleware']} {low['service']}) to {high['speedup_mean']:.2f} "
-        f"({high['middleware']} {high['service']}). The nodes share this machine's {cores} "
-        "cores with the clients, the broker and the coordinator, so a node adds a process, "
-        "not CPU, and every node adds its own connections and polling. On the XML-RPC and "
-        "Pyro4 filters the one front (one Python process) also splits a short queue into "
-        "smaller batches as workers are added, so it handles more requests per task. The "
-        "speedup appears once each node's own capacity is the limit, as with simulated work."
-    )
-
-
-def _speedup_targets(summary: pd.DataFrame) -> str:
-    lines = []
-    worked = summary[(summary["service"] == "filter") & (summary["work_ms"] > 0)]
-    for row in worked.itertuples():
-        target = SPEEDUP_TARGETS.get(int(row.nodes))
-        if target is None:
-            continue
-        if row.repeats < 2:
-            spread, spread_ok = "n/a (1 repeat)", True
-        else:
-            spread = f"{row.speedup_spread_pct:.1f}%"
-            spread_ok = row.speedup_spread_pct < SPREAD_TARGET_PCT
-        ok = row.speedup_mean >= target and spread_ok
-        lines.append(
-            f"| {row.middleware} | {row.work_ms:g} | {row.nodes} | {row.speedup_mean:.2f} | "
-            f"{target} | {spread} | {'meets' if ok else 'MISSES'} |"
-        )
-    if not lines:
-        return ""
-    return (
-        "Targets for the filter with simulated work: S(2) >= 1.8 and S(3) >= 2.5, with a "
-        f"spread of S across repeats under {SPREAD_TARGET_PCT:.0f}%.\n\n"
-        "| middleware | work ms | N | S(N) | target | spread | verdict |\n"
-        "|---|---|---|---|---|---|---|\n" + "\n".join(lines)
-    )
 
 
 def _trust(data: ResultsData) -> str:

@@ -146,13 +146,25 @@ SPEEDUP_KEYS = [
     "clients",
     "work_ms",
     "work_kind",
+    "tasks",
+    "node_cpu",
+    "coordinator_cpu",
+    "cap_method",
 ]
+#: What a speedup row of an older file lacks, and what it meant then.
+SPEEDUP_DEFAULTS = {"tasks": 0, "node_cpu": 0.0, "coordinator_cpu": 0.0, "cap_method": "none"}
+
+
+def complete_speedup_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` with the columns older speedup files lack (uncapped, duration-based)."""
+    return [{**SPEEDUP_DEFAULTS, **row} for row in rows]
 
 
 def add_speedup(rows: list[dict[str, Any]]) -> None:
     """Set ``speedup`` = X(N) / X(1) on every row, pairing each run with the 1-node run of
     the same repeat (runs of one repeat are interleaved, so slow drift of the machine
-    cancels out). NaN when that 1-node run is missing or completed nothing."""
+    cancels out). With fixed work X = tasks / T, so this is T(1) / T(N). NaN when that
+    1-node run is missing or completed nothing."""
     single = {
         (*(r[k] for k in SPEEDUP_KEYS), r["repeat"]): r["throughput_ops_s"]
         for r in rows
@@ -163,12 +175,40 @@ def add_speedup(rows: list[dict[str, Any]]) -> None:
         row["speedup"] = round(row["throughput_ops_s"] / base, 3) if base else math.nan
 
 
+def _most_common(values: pd.Series) -> str:
+    present = values.dropna().astype(str)
+    present = present[present != ""]
+    return present.mode().iloc[0] if len(present) else ""
+
+
+def _process_summary(group: pd.DataFrame) -> dict[str, Any]:
+    """CPU of nodes, coordinator and brokers, and the bottleneck most repeats had."""
+    summary: dict[str, Any] = {}
+    for column in group.columns:
+        if column.endswith("_pct") and not column.startswith(("bottleneck", "spread")):
+            summary[column] = group[column].mean()
+    for column in ("coordinator_process", "brokers"):
+        if column in group:
+            summary[column] = _most_common(group[column])
+    if "bottleneck" in group:
+        kind = _most_common(group["bottleneck"])
+        same = group[group["bottleneck"].astype(str) == kind]
+        summary["bottleneck"] = kind
+        summary["bottleneck_process"] = _most_common(same["bottleneck_process"])
+        summary["bottleneck_cpu_pct"] = same["bottleneck_cpu_pct"].mean()
+        summary["bottleneck_limit_pct"] = same["bottleneck_limit_pct"].mean()
+        process = str(summary["bottleneck_process"]).removeprefix("middlewares.")
+        named = kind in ("architecture", "capacity")
+        summary["limited_by"] = f"{kind}: {process}" if named else kind
+    return summary
+
+
 def summarise_speedup(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """One row per curve point: S(N) over the repeats (mean, min, max, std) and the
-    spread of the repeats' throughputs."""
+    """One row per curve point: S(N) over the repeats (mean, min, max, std), the spread
+    of the repeats' throughputs, the processes' CPU and what limited the runs."""
     if not rows:
         return pd.DataFrame()
-    frame = pd.DataFrame(rows)
+    frame = pd.DataFrame(complete_speedup_rows(rows))
     points = []
     for key, group in frame.groupby([*SPEEDUP_KEYS, "nodes"], sort=True, dropna=False):
         rates = group["throughput_ops_s"]
@@ -177,6 +217,7 @@ def summarise_speedup(rows: list[dict[str, Any]]) -> pd.DataFrame:
         points.append(
             {
                 **dict(zip([*SPEEDUP_KEYS, "nodes"], key, strict=True)),
+                "fixed_work": bool(group["tasks"].iloc[0]),
                 "node_form": ",".join(sorted(set(group["node_form"]))),
                 "repeats": len(group),
                 "throughput_ops_s": mean,
@@ -190,6 +231,7 @@ def summarise_speedup(rows: list[dict[str, Any]]) -> pd.DataFrame:
                 else 0.0,
                 "p99_ms": group["p99_ms"].max(),
                 "service_cpu_pct": group["service_cpu_pct"].mean(),
+                **_process_summary(group),
                 "trusted": bool(group["trusted"].all()),
                 "flags": ";".join(sorted({f for f in ";".join(group["flags"]).split(";") if f})),
             }
@@ -197,7 +239,7 @@ def summarise_speedup(rows: list[dict[str, Any]]) -> pd.DataFrame:
     order = {name: index for index, name in enumerate(MIDDLEWARES)}
     frame = pd.DataFrame(points)
     return frame.sort_values(
-        ["middleware", "service", "work_ms", "nodes"],
+        ["middleware", "service", "tasks", "node_cpu", "work_ms", "nodes"],
         key=lambda column: column.map(order) if column.name == "middleware" else column,
         ignore_index=True,
     )
@@ -207,16 +249,18 @@ def summarise_speedup(rows: list[dict[str, Any]]) -> pd.DataFrame:
 SPEEDUP_TABLE = [
     ("middleware", "middleware", 0),
     ("service", "service", 0),
+    ("node_cpu", "node cap", 2),
     ("work_ms", "work ms", 1),
+    ("tasks", "tasks", 0),
     ("nodes", "nodes", 0),
-    ("node_form", "deployed as", 0),
     ("throughput_ops_s", "ops/s", 0),
     ("spread_pct", "spread %", 1),
     ("speedup_mean", "S(N)", 2),
     ("speedup_min", "S min", 2),
     ("speedup_max", "S max", 2),
-    ("p99_ms", "worst p99 ms", 2),
-    ("service_cpu_pct", "service CPU %", 0),
+    ("node_cpu_mean_pct", "node CPU %", 0),
+    ("limited_by", "limited by", 0),
+    ("bottleneck_cpu_pct", "its CPU %", 0),
     ("trusted", "trusted", 0),
     ("flags", "flags", 0),
 ]

@@ -2,14 +2,20 @@
 
 Example::
 
-    python -m speedup --middleware all --service filter --nodes 1,2,3 --repeat 3 \\
-        --duration 10 --work-ms 0,5 --work-kind sleep
+    python -m speedup --middleware all --service all --nodes 1,2,3 --node-cpu 0.25 \\
+        --duration 5 --repeat 3
+
+Every node is a machine of fixed capacity: its process is held to ``--node-cpu`` of one
+core (by a cgroup, or by throttling itself), so N nodes add N times that capacity on any
+host, and what else limits the deployment (a front, a master, a broker) shows up. By
+default the cap is chosen so that all nodes together use at most 40% of the machine.
 
 Every N is measured with the same offered load (the same client processes and tasks in
 flight), through the same measurement code as ``python -m stress``. Runs of one repeat
 are interleaved over N, and S(N) pairs each N with the 1-node run of the same repeat.
-``--work-ms`` adds a simulated service time per request so that node capacity, not the
-shared 2-core machine, is what the nodes add.
+``--tasks M`` measures fixed work instead: M operations as fast as the deployment
+allows, S = T(1) / T(N). ``--work-ms`` adds a simulated service time per request, a
+secondary variant (sleeping costs no CPU, so it scales on any machine).
 """
 
 from __future__ import annotations
@@ -18,10 +24,17 @@ import argparse
 import sys
 from typing import Any
 
+import psutil
+
 from middlewares import settings as settings_module
+from middlewares.launch import cpu_cap
+from middlewares.launch.cpu_cap import CpuCapError, CpuCaps
 from middlewares.launch.deployment import Deployment
+from middlewares.registry import get_backend
 from middlewares.settings import Settings
 from results.tables import add_speedup, summarise_speedup
+from speedup.fixed_work import AUTO, FALLBACK_TASKS, AutoTasks, tasks_list
+from stress.bottleneck import add_bottlenecks
 from stress.cli import config_of
 from stress.options import (
     add_common_arguments,
@@ -32,6 +45,7 @@ from stress.options import (
     select_middlewares,
 )
 from stress.runner import DeployFactory, RunPlan
+from stress.sampler import BROKER_PROCESSES
 from stress.study import Cell, conclude, default_out, run_study
 from stress.workload import Workload
 
@@ -39,11 +53,21 @@ from stress.workload import Workload
 #: clients keep 4 x window tasks in flight; the InsultService is request/response, so it
 #: needs more clients to keep 3 nodes busy.
 DEFAULT_CLIENTS = {"filter": 4, "insult": 8}
+#: Filter tasks in flight per client when --window is not given.
+DEFAULT_WINDOW = 64
 
 
-def start_nodes(middleware: str, service: str, settings: Settings, nodes: int) -> Deployment:
-    """The one place that knows how an N-node deployment is started: the n-node form."""
-    return Deployment(middleware, service, settings, nodes=nodes)
+def start_nodes(
+    middleware: str, service: str, settings: Settings, nodes: int, caps: CpuCaps | None = None
+) -> Deployment:
+    """The one place that knows how an N-node deployment is started: the n-node form,
+    each node held to ``caps``."""
+    return Deployment(middleware, service, settings, nodes=nodes, caps=caps)
+
+
+def node_cpu_option(text: str) -> float | str:
+    """argparse type of ``--node-cpu``: ``auto``, 0 (uncapped) or a fraction of a core."""
+    return "auto" if text.strip() == "auto" else cpu_cap.fraction_or_zero(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,8 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Measure the speedup S(N) = X(N) / X(1) of each service on 1..N nodes "
         "under the same offered load. Every run starts its own deployment in a fresh "
         "namespace on free ports, and deletes the namespace afterwards.",
-        epilog="Example: python -m speedup --middleware all --service filter --nodes 1,2,3 "
-        "--duration 3 --repeat 1 --work-ms 5",
+        epilog="Example: python -m speedup --middleware all --service all --nodes 1,2,3 "
+        "--node-cpu 0.25 --duration 5 --repeat 3",
         # --work-ms below takes a list and replaces the single-valued settings flag.
         conflict_handler="resolve",
     )
@@ -79,20 +103,40 @@ def build_parser() -> argparse.ArgumentParser:
         help="filter workload (default: pipelined, how a work queue is used)",
     )
     add_common_arguments(parser, "speedup")
+    cpu_cap.add_arguments(
+        parser,
+        node_cpu_option,
+        "auto: all nodes together at most 40%% of the machine's cores; 0: uncapped",
+    )
+    # Enough tasks in flight that at N = 3 every node still finds a full batch (16) in
+    # the queue, so a node's cost per task does not grow with N for want of work.
+    parser.set_defaults(node_cpu="auto", window=DEFAULT_WINDOW)
+    parser.add_argument(
+        "--tasks",
+        type=tasks_list,
+        default=[0],
+        help="fixed work: M filter tasks or InsultService requests as fast as the deployment "
+        "allows, timed from the first submit to the last confirmed result, S = T(1) / T(N); "
+        "auto: M = what one node completed in the timed window (so T(1) is about "
+        "--duration); 0 is the duration-based mode; 0,auto runs both (default: 0)",
+    )
     parser.add_argument(
         "--work-ms",
         type=float_list,
-        default=[0.0, 5.0],
-        help="simulated service time per request in ms, one study per value (default: 0,5)",
+        default=[0.0],
+        help="simulated service time per request in ms, one study per value; a secondary "
+        "variant, since sleeping costs a node no CPU (default: 0)",
     )
     return parser
 
 
-def workload_for(service: str, args: argparse.Namespace) -> Workload:
-    """The workload that loads ``service`` in this study."""
+def workload_for(service: str, args: argparse.Namespace, tasks: int = 0) -> Workload:
+    """The workload that loads ``service`` in this study (``tasks``: fixed work)."""
     if service == "filter" and args.filter_mode == "pipelined":
-        return Workload("filter", mode="pipelined", window=args.window, rate=args.rate)
-    return Workload(service, mix=args.mix, rate=args.rate)
+        return Workload(
+            "filter", mode="pipelined", window=args.window, rate=args.rate, tasks=tasks
+        )
+    return Workload(service, mix=args.mix, rate=args.rate, tasks=tasks)
 
 
 def services(args: argparse.Namespace) -> list[str]:
@@ -100,47 +144,95 @@ def services(args: argparse.Namespace) -> list[str]:
     return ["insult", "filter"] if args.service == "all" else [args.service]
 
 
-def deployment(middleware: str, service: str, nodes: int) -> DeployFactory:
-    """Starts ``service`` on ``middleware`` with ``nodes`` nodes."""
+def deployment(middleware: str, service: str, nodes: int, caps: CpuCaps) -> DeployFactory:
+    """Starts ``service`` on ``middleware`` with ``nodes`` nodes held to ``caps``."""
 
     def deploy(settings: Settings) -> Deployment:
-        return start_nodes(middleware, service, settings, nodes)
+        return start_nodes(middleware, service, settings, nodes, caps)
 
     return deploy
 
 
+def resolve_caps(args: argparse.Namespace) -> tuple[CpuCaps, str]:
+    """The caps of every run, with ``auto`` resolved, and a line saying what they are.
+
+    The method is resolved here, once, so every run uses (and records) the same one."""
+    cores = psutil.cpu_count() or 1
+    node = args.node_cpu
+    chosen = ""
+    if node == "auto":
+        node = cpu_cap.default_node_fraction(max(args.nodes), cores)
+        chosen = (
+            f" (auto: {max(args.nodes)} nodes x {node:g} <= "
+            f"{cpu_cap.NODES_SHARE_OF_MACHINE:.0%} of {cores} cores)"
+        )
+    if not (node or args.coordinator_cpu):
+        return CpuCaps(), "node capacity: uncapped (nodes share the machine's cores)"
+    choice = cpu_cap.choose_method(args.cap_method)
+    if choice.notice:
+        print(choice.notice, file=sys.stderr)
+    where = f" ({choice.where})" if choice.where else ""
+    coordinators = f", coordinators {args.coordinator_cpu:g}" if args.coordinator_cpu else ""
+    return CpuCaps(node, args.coordinator_cpu, choice.method), (
+        f"node capacity: {node:g} of one core per node{chosen}{coordinators}; "
+        f"held by {choice.method}{where}"
+    )
+
+
 def plan_cells(
-    args: argparse.Namespace, settings: Settings, middlewares: list[str], chosen: list[str]
+    args: argparse.Namespace,
+    settings: Settings,
+    middlewares: list[str],
+    chosen: list[str],
+    caps: CpuCaps,
 ) -> list[Cell]:
     """Every run: repeats outermost, N innermost, so each repeat's S(N) compares runs
     taken moments apart."""
     cells = []
+    method = caps.method if caps.any else "none"
+    auto_tasks = AutoTasks()
     for repeat in range(1, args.repeat + 1):
         for middleware in middlewares:
             for service in chosen:
-                workload = workload_for(service, args)
                 clients = args.clients or DEFAULT_CLIENTS[service]
-                for work_ms in args.work_ms:
+                extra = {
+                    "node_form": "nodes",
+                    "node_cpu": caps.node,
+                    "coordinator_cpu": caps.coordinator,
+                    "cap_method": method,
+                    "brokers": ",".join(
+                        group
+                        for group, names in BROKER_PROCESSES.items()
+                        if set(names) & set(get_backend(middleware).broker_processes(service, True))
+                    ),
+                }
+                for work_ms, tasks in curves(args):
+                    auto = tasks == AUTO
+                    workload = workload_for(service, args, FALLBACK_TASKS if auto else int(tasks))
                     for nodes in args.nodes:
                         plan = RunPlan(
-                            middleware,
-                            workload,
-                            clients,
-                            repeat,
-                            args.duration,
-                            args.warmup,
-                            nodes=nodes,
+                            middleware, workload, clients, repeat, args.duration, args.warmup, nodes
                         )
                         cells.append(
                             Cell(
                                 plan,
-                                deployment(middleware, service, nodes),
+                                deployment(middleware, service, nodes, caps),
                                 backend_factory(middleware),
                                 settings.with_changes(work_ms=work_ms),
-                                extra={"node_form": "nodes"},
+                                extra=extra,
+                                resolve=auto_tasks if auto else None,
                             )
                         )
     return cells
+
+
+def curves(args: argparse.Namespace) -> list[tuple[float, int | str]]:
+    """(simulated work in ms, fixed work) of every curve of one service: each
+    ``--work-ms`` timed (when ``--tasks`` has 0), then each fixed work without simulated
+    work. With simulated work a node's capacity is 1 / work by construction, which the
+    timed runs already show; and ``auto`` needs the timed runs first."""
+    timed = [(work_ms, 0) for work_ms in args.work_ms] if 0 in args.tasks else []
+    return timed + [(0.0, tasks) for tasks in args.tasks if tasks != 0]
 
 
 def offered_load(args: argparse.Namespace, chosen: list[str]) -> str:
@@ -160,8 +252,9 @@ def offered_load(args: argparse.Namespace, chosen: list[str]) -> str:
 
 
 def finalize(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Add the ``speedup`` column and the per-point summary for the JSON."""
+    """Add the ``speedup`` and bottleneck columns and the per-point summary for the JSON."""
     add_speedup(rows)
+    add_bottlenecks(rows)
     return {"speedup_summary": summarise_speedup(rows).to_dict("records")}
 
 
@@ -178,10 +271,19 @@ def main(argv: list[str] | None = None) -> None:
         settings = settings_module.from_args(args)
     except ValueError as error:
         parser.error(str(error))
+    if any(args.tasks) and args.rate:
+        parser.error("--tasks is sent as fast as possible; it cannot go with --rate")
+    if any(args.tasks) and 0.0 not in args.work_ms:
+        parser.error("--tasks measures fixed work without simulated work: add 0 to --work-ms")
     chosen = services(args)
     middlewares = select_middlewares(args.middleware, settings)
     out = args.out or default_out("speedup")
-    cells = plan_cells(args, settings, middlewares, chosen)
+    try:
+        caps, capacity = resolve_caps(args)
+    except CpuCapError as error:
+        parser.error(str(error))
+    cells = plan_cells(args, settings, middlewares, chosen, caps)
+    print(capacity)
     print(
         f"speedup: {len(cells)} runs of {args.warmup:g}+{args.duration:g} s "
         f"({', '.join(middlewares)}; nodes {', '.join(map(str, args.nodes))}; "
@@ -194,6 +296,10 @@ def main(argv: list[str] | None = None) -> None:
         services=chosen,
         offered_load=offered_load(args, chosen),
         work_kind=settings.work_kind,
+        node_cpu=caps.node,
+        coordinator_cpu=caps.coordinator,
+        cap_method=caps.method if caps.any else "none",
+        node_capacity=capacity,
     )
     outcome = run_study(
         "speedup",

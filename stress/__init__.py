@@ -5,6 +5,7 @@
 - :mod:`stress.histogram`: per-process HDR histograms, merged.
 - :mod:`stress.sampler`: CPU and memory of services, clients and brokers.
 - :mod:`stress.runner`: one run, from deployment to tidy row, cleaned up whatever happens.
+- :mod:`stress.rows`: a run's row, its flags, and the flags of repeats that disagree.
 - :mod:`stress.study`: many runs with progress, incremental files and clean stops.
 - :mod:`stress.calibrate`: how fast the load generator itself is.
 - :mod:`stress.cli`: ``python -m stress``.

@@ -27,6 +27,9 @@ class NoProcesses:
     def worker_pids(self) -> list[int]:
         return []
 
+    def node_pids(self) -> list[int]:
+        return []
+
 
 @contextmanager
 def no_deployment(settings: Settings) -> Iterator[Deployed]:

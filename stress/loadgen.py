@@ -8,34 +8,38 @@ histogram, which is sent back encoded and merged by the coordinator.
 
 The schedule is three ``time.monotonic()`` instants (start, end of warm-up, end), which
 every process on the machine reads from the same clock.
+
+In fixed-work mode (``workload.tasks``) each client does its share of the operations
+after the warm-up, as fast as the service allows, and reports when it sent the first
+and when it got the last confirmed reply; ``end`` is then only a deadline.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import random
 import signal
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.sharedctypes import SynchronizedArray
 from typing import Any
 
 from middlewares.contract import Backend, FilterClient
 from middlewares.settings import Settings
-from stress.histogram import encode, new_histogram, record_seconds
+from stress.histogram import encode
+from stress.tally import Tally
 from stress.workload import ADD_POOL, ECHO_PAYLOAD, Workload, expected_censored
 
 #: How often a client publishes its live counters and looks for a stop request.
 TICK_S = 0.1
 #: Pause after a failed operation, so a broken connection does not become a busy loop.
 ERROR_BACKOFF_S = 0.01
-#: How many error messages of each process are kept for the report.
-ERROR_SAMPLES = 3
-#: Slots per client in the live counter array: completed, failed.
-LIVE_SLOTS = 2
+#: Slots per client in the live counter array: completed, failed, finished (fixed work).
+LIVE_SLOTS = 3
 
 
 @dataclass(frozen=True)
@@ -58,62 +62,6 @@ class ClientSpec:
     settings: Settings
     workload: Workload
     seed: int
-
-
-@dataclass
-class Tally:
-    """What one client saw. Window counts cover ``[warm_end, end)``; totals cover the
-    whole run including warm-up and the final drain.
-
-    An operation is *completed* when its reply arrived and was right, and counted in the
-    window by the time it completed, so throughput is work the service finished within
-    the window. ``sent`` counts the operations issued within the window.
-    """
-
-    warm_end: float
-    end: float
-    sent: int = 0
-    completed: int = 0
-    errors: int = 0
-    timeouts: int = 0
-    sent_total: int = 0
-    confirmed_total: int = 0
-    failed_total: int = 0
-    error_samples: list[str] = field(default_factory=list)
-    histogram: Any = field(default_factory=new_histogram)
-
-    def in_window(self, instant: float) -> bool:
-        """Whether ``instant`` lies in the measurement window."""
-        return self.warm_end <= instant < self.end
-
-    def issued(self, instant: float, count: int = 1) -> None:
-        """``count`` operations were sent at ``instant``."""
-        self.sent_total += count
-        if self.in_window(instant):
-            self.sent += count
-
-    def confirmed(self, started: float, done: float) -> None:
-        """The service's right reply to an operation started at ``started`` arrived."""
-        self.confirmed_total += 1
-        if self.in_window(done):
-            self.completed += 1
-            record_seconds(self.histogram, done - started)
-
-    def failed(self, instant: float, error: BaseException | str, count: int = 1) -> None:
-        """``count`` operations failed (an error answer, a wrong reply, a lost link)."""
-        self.failed_total += count
-        if self.in_window(instant):
-            if isinstance(error, TimeoutError):
-                self.timeouts += count
-            else:
-                self.errors += count
-        self.note(error)
-
-    def note(self, error: BaseException | str) -> None:
-        """Keep the first few error messages for the report."""
-        if len(self.error_samples) < ERROR_SAMPLES:
-            text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
-            self.error_samples.append(text)
 
 
 def operation_stream(
@@ -159,6 +107,10 @@ class _Live:
         self._array[self._base] = tally.confirmed_total
         self._array[self._base + 1] = tally.failed_total
 
+    def finish(self) -> None:
+        """Say this client has done its share of a fixed amount of work."""
+        self._array[self._base + 2] = 1
+
 
 def run_sync(
     next_operation: Iterator[Callable[[], bool]],
@@ -167,8 +119,10 @@ def run_sync(
     rate_per_client: float,
     should_stop: Callable[[], bool],
     live: _Live,
+    limit: int = 0,
 ) -> None:
-    """One operation at a time until the window ends, then finish the one in flight.
+    """One operation at a time until the window ends, then finish the one in flight;
+    with a ``limit``, stop as well once that many operations were sent.
 
     In an open loop, operation ``k`` is due at ``start + k / rate``; its latency counts
     from that intended instant, so a service that falls behind is charged for the time
@@ -184,6 +138,8 @@ def run_sync(
             if should_stop():
                 return
             next_tick = now + TICK_S
+        if limit and tally.sent_total >= limit:
+            return
         if interval:
             if next_due >= tally.end:
                 return
@@ -220,8 +176,10 @@ def run_pipelined(
     timeout: float,
     should_stop: Callable[[], bool],
     live: _Live,
+    limit: int = 0,
 ) -> None:
-    """Keep up to ``window`` filter tasks in flight until the window ends, then drain.
+    """Keep up to ``window`` filter tasks in flight until the window ends (or, with a
+    ``limit``, until that many were sent), then drain.
 
     New tasks go out in one ``submit_many`` call per batch; ``wait`` returns as soon as
     any pending task is done. A task without a result after ``timeout`` seconds counts
@@ -243,11 +201,13 @@ def run_pipelined(
                 return
             _expire(pending, now - timeout, tally, now)
             next_tick = now + TICK_S
-        sending = now < tally.end
+        sending = now < tally.end and not (limit and tally.sent_total >= limit)
         if not sending and (not pending or now >= drain_deadline):
             break
         batch: list[tuple[float, str]] = []
         free = workload.window - len(pending) if sending else 0
+        if limit:
+            free = min(free, limit - tally.sent_total)
         if interval:
             while len(batch) < free and next_due <= now and next_due < tally.end:
                 batch.append((next_due, next(texts)))
@@ -337,6 +297,11 @@ def client_main(
     stop.wait(ready_timeout)
 
 
+def share_of(tasks: int, clients: int, index: int) -> int:
+    """Client ``index``'s part of ``tasks`` operations split as evenly as possible."""
+    return tasks // clients + (1 if index < tasks % clients else 0)
+
+
 def _measure(
     spec: ClientSpec,
     client: Any,
@@ -345,27 +310,46 @@ def _measure(
     stop: Any,
 ) -> dict[str, Any]:
     start, warm_end, end = schedule[:]
-    tally = Tally(warm_end=warm_end, end=end)
+    workload = spec.workload
     rng = random.Random(spec.seed)
-    rate = spec.workload.rate / spec.clients
+    rate = workload.rate / spec.clients
     live = _Live(live_array, spec.index)
+    stream = operation_stream(workload, client, rng) if workload.mode == "sync" else None
+
+    def run(tally: Tally, begin: float, limit: int = 0) -> None:
+        if stream is None:
+            timeout = spec.settings.timeout
+            run_pipelined(
+                workload, client, rng, tally, begin, rate, timeout, stop.is_set, live, limit
+            )
+        else:
+            run_sync(stream, tally, begin, rate, stop.is_set, live, limit)
+
     # Clients start at the same instant; the warm-up absorbs the first connections' cost.
     time.sleep(max(0.0, start - time.monotonic()))
-    if spec.workload.mode == "pipelined":
-        run_pipelined(
-            spec.workload,
-            client,
-            rng,
-            tally,
-            start,
-            rate,
-            spec.settings.timeout,
-            stop.is_set,
-            live,
-        )
-    else:
-        stream = operation_stream(spec.workload, client, rng)
-        run_sync(stream, tally, start, rate, stop.is_set, live)
+    if not workload.tasks:
+        tally = Tally(warm_end=warm_end, end=end)
+        run(tally, start)
+        return _report(tally)
+    # Fixed work: warm up and drain what is in flight, then send this client's share as
+    # fast as the service allows, counting only those operations.
+    warm = Tally(warm_end=warm_end, end=warm_end)
+    if warm_end > start:
+        run(warm, start)
+    begin = time.monotonic()
+    tally = Tally(warm_end=begin, end=end)
+    run(tally, begin, share_of(workload.tasks, spec.clients, spec.index))
+    live.finish()
+    report = _report(tally)
+    for key in ("sent_total", "confirmed_total", "failed_total"):
+        report[key] += getattr(warm, key)
+    return report
+
+
+def _report(tally: Tally) -> dict[str, Any]:
+    def instant(value: float) -> float | None:
+        return value if math.isfinite(value) else None
+
     return {
         "sent": tally.sent,
         "completed": tally.completed,
@@ -376,4 +360,6 @@ def _measure(
         "failed_total": tally.failed_total,
         "error_samples": tally.error_samples,
         "histogram": encode(tally.histogram),
+        "first_issued": instant(tally.first_issued),
+        "last_confirmed": instant(tally.last_confirmed),
     }

@@ -90,7 +90,7 @@ def add_common_arguments(parser: argparse.ArgumentParser, study: str) -> None:
         "--window",
         type=positive(int),
         default=16,
-        help="filter tasks in flight per client in pipelined mode (default: 16)",
+        help="filter tasks in flight per client in pipelined mode (default: %(default)s)",
     )
     parser.add_argument(
         "--mix",

@@ -29,25 +29,21 @@ from typing import Any, Protocol
 from middlewares.contract import Backend, MiddlewareError
 from middlewares.launch.deployment import node_counters
 from middlewares.settings import Settings
-from stress.histogram import encode, merge, summary_ms
 from stress.loadgen import LIVE_SLOTS, ClientSpec, client_main
+from stress.rows import Collected, summarise_run
 from stress.sampler import ResourceSampler, broker_pids, descendants
 from stress.workload import Workload
 
 log = logging.getLogger("stress")
 
-#: A load-generating process this busy may be what limits the run.
-LOADGEN_CPU_LIMIT_PCT = 90.0
-#: Repeats whose throughputs differ by more than this fraction of their mean are suspect.
-REPEAT_SPREAD_LIMIT = 0.10
-#: An open loop that completes less than this share of its offered rate did not keep up.
-RATE_SUSTAINED_SHARE = 0.95
 #: Seconds between two progress updates and memory samples.
 SAMPLE_INTERVAL_S = 0.5
 #: Extra seconds, beyond the client timeout, a client process gets to hand in its report.
 REPORT_GRACE_S = 15.0
 #: How long clients get to start and connect.
 READY_TIMEOUT_S = 60.0
+#: Fixed work that takes longer than this is stopped and flagged as unfinished.
+FIXED_WORK_LIMIT_S = 300.0
 
 #: Clients are forked from a clean server process that has the load generator imported,
 #: which starts them much faster than ``spawn`` and without the hazards of a bare fork.
@@ -60,6 +56,10 @@ class Deployed(Protocol):
 
     def worker_pids(self) -> list[int]:
         """Pids of the service's processes."""
+        ...
+
+    def node_pids(self) -> list[int]:
+        """Pids of the service's node processes (those started with ``--node-id``)."""
         ...
 
 
@@ -98,8 +98,9 @@ class RunPlan:
     def describe(self) -> str:
         """A one-line label for progress output."""
         nodes = f" nodes={self.nodes}" if self.nodes != 1 else ""
+        tasks = f" tasks={self.workload.tasks}" if self.workload.tasks else ""
         return (
-            f"{self.middleware} {self.workload.label} clients={self.clients}{nodes} "
+            f"{self.middleware} {self.workload.label} clients={self.clients}{nodes}{tasks} "
             f"repeat={self.repeat}"
         )
 
@@ -158,7 +159,7 @@ def run_once(
     finally:
         with _ignoring_ctrl_c():
             _cleanup(backend_factory, settings)
-    row, detail = _summarise(plan, settings, outcome, dead_letters)
+    row, detail = summarise_run(plan, settings, outcome, dead_letters)
     row["started_at"] = started_at
     detail["node_counters"] = counters
     return RunResult(row, detail)
@@ -184,21 +185,13 @@ def read_node_counters(settings: Settings, service: str) -> dict[str, int]:
         return {}
 
 
-@dataclass
-class _Outcome:
-    reports: list[dict[str, Any]]
-    lost: list[int]
-    usage: dict[str, Any]
-    machine_cpu_pct: float
-
-
 def _drive(
     plan: RunPlan,
     settings: Settings,
     deployment: Deployed,
     backend_factory: Callable[[], Backend],
     progress: ProgressCallback | None,
-) -> _Outcome:
+) -> Collected:
     reports = _CONTEXT.Queue()
     go = _CONTEXT.Event()
     stop = _CONTEXT.Event()
@@ -225,22 +218,24 @@ def _drive(
         collected: dict[int, dict[str, Any]] = {}
         _wait_ready(plan.clients, reports, processes, collected)
         start = time.monotonic() + 0.05
-        schedule[:] = [start, start + plan.warmup, start + plan.warmup + plan.duration]
+        window = FIXED_WORK_LIMIT_S if plan.workload.tasks else plan.duration
+        schedule[:] = [start, start + plan.warmup, start + plan.warmup + window]
         go.set()
         sampler = ResourceSampler(
             {
                 "service": lambda: descendants(deployment.worker_pids()),
+                "nodes": lambda: descendants(deployment.node_pids()),
                 "clients": lambda: [p.pid for p in processes if p.pid is not None],
                 "redis": lambda: broker_pids("redis"),
                 "rabbitmq": lambda: broker_pids("rabbitmq"),
             }
         )
-        _watch(schedule[:], sampler, live, plan.clients, progress)
+        _watch(schedule[:], sampler, live, plan.clients, progress, bool(plan.workload.tasks))
         usage, machine = sampler.end()
         deadline = schedule[2] + settings.timeout + REPORT_GRACE_S
         _collect(plan.clients, reports, deadline, collected)
         lost = sorted(set(range(plan.clients)) - set(collected))
-        return _Outcome(
+        return Collected(
             reports=[collected[i] for i in sorted(collected)],
             lost=lost,
             usage=usage,
@@ -288,29 +283,39 @@ def _watch(
     live: Any,
     clients: int,
     progress: ProgressCallback | None,
+    fixed_work: bool = False,
 ) -> None:
-    """Sleep through the run, starting the sampler at the end of warm-up."""
+    """Sleep through the run, starting the sampler at the end of warm-up; with fixed
+    work, only until every client has done its share."""
     start, warm_end, end = schedule
     total = end - start
     begun = False
     last_count, last_time = 0, time.monotonic()
-    while (now := time.monotonic()) < end:
+
+    def finished() -> bool:
+        return fixed_work and all(live[i * LIVE_SLOTS + 2] for i in range(clients))
+
+    while (now := time.monotonic()) < end and not finished():
         if not begun and now >= warm_end:
             sampler.begin()
             begun = True
         elif begun:
             sampler.sample()
         count = sum(live[i * LIVE_SLOTS] for i in range(clients))
-        rate = (count - last_count) / max(1e-9, now - last_time)
+        # Fixed work restarts each client's count after the warm-up: never show a dip.
+        rate = max(0.0, count - last_count) / max(1e-9, now - last_time)
         last_count, last_time = count, now
         if progress is not None:
             progress(max(0.0, now - start), total, rate)
         next_stop = warm_end if not begun else end
-        time.sleep(max(0.0, min(SAMPLE_INTERVAL_S, next_stop - time.monotonic())))
+        # Fixed work ends when the clients say so: look more often than we sample.
+        interval = SAMPLE_INTERVAL_S / 10 if fixed_work and begun else SAMPLE_INTERVAL_S
+        time.sleep(max(0.0, min(interval, next_stop - time.monotonic())))
     if not begun:
         sampler.begin()
     if progress is not None:
-        progress(total, total, 0.0)
+        done = time.monotonic() - start if fixed_work else total
+        progress(done, done, 0.0)
 
 
 def _collect(
@@ -364,108 +369,3 @@ def _ignoring_ctrl_c() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
-
-
-def _summarise(
-    plan: RunPlan, settings: Settings, outcome: _Outcome, dead_letters: dict[str, int]
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    reports = [r for r in outcome.reports if "fatal" not in r]
-    fatal = [f"client {r['index']}: {r['fatal']}" for r in outcome.reports if "fatal" in r]
-
-    def total(key: str) -> int:
-        return sum(r[key] for r in reports)
-
-    histogram = merge(r["histogram"] for r in reports)
-    usage = outcome.usage
-    row: dict[str, Any] = {
-        "middleware": plan.middleware,
-        "service": plan.workload.service,
-        "mode": plan.workload.mode,
-        "loop": plan.workload.loop,
-        "window": plan.workload.window,
-        "rate": plan.workload.rate,
-        "clients": plan.clients,
-        "nodes": plan.nodes,
-        "repeat": plan.repeat,
-        "work_ms": settings.work_ms,
-        "work_kind": settings.work_kind,
-        "duration_s": plan.duration,
-        "warmup_s": plan.warmup,
-        "sent": total("sent"),
-        "completed": total("completed"),
-        "errors": total("errors"),
-        "timeouts": total("timeouts"),
-        "unconfirmed": total("sent_total") - total("confirmed_total"),
-        "dead_lettered": sum(dead_letters.values()),
-        "throughput_ops_s": round(total("completed") / plan.duration, 1),
-        **{key: round(value, 3) for key, value in summary_ms(histogram).items()},
-        "service_cpu_pct": usage["service"].cpu_pct,
-        "service_cpu_max_pct": usage["service"].cpu_max_pct,
-        "service_rss_mb": usage["service"].rss_mb,
-        "redis_cpu_pct": usage["redis"].cpu_pct,
-        "rabbitmq_cpu_pct": usage["rabbitmq"].cpu_pct,
-        "loadgen_cpu_pct": usage["clients"].cpu_pct,
-        "loadgen_cpu_max_pct": usage["clients"].cpu_max_pct,
-        "machine_cpu_pct": outcome.machine_cpu_pct,
-        "namespace": settings.namespace,
-    }
-    flags = run_flags(row, outcome.lost, fatal)
-    row["trusted"] = not flags
-    row["flags"] = ";".join(flags)
-    detail = {
-        "histogram": encode(histogram),
-        "processes": {
-            group: [vars(p) for p in group_usage.processes]
-            for group, group_usage in usage.items()
-            if group in ("service", "clients")
-        },
-        "error_samples": sorted({e for r in reports for e in r["error_samples"]})[:10] + fatal,
-        "clients": [
-            {k: r[k] for k in ("index", "pid", "sent", "completed", "errors", "timeouts")}
-            for r in reports
-        ],
-        "settings": settings.as_dict(),
-        "dead_letters": dead_letters,
-    }
-    return row, detail
-
-
-def run_flags(row: dict[str, Any], lost: list[int], fatal: list[str]) -> list[str]:
-    """Why a run's figures should not be trusted; empty when there is no reason."""
-    flags = []
-    if lost:
-        flags.append(f"clients-lost={len(lost)}")
-    if fatal:
-        flags.append(f"clients-failed={len(fatal)}")
-    if row["loadgen_cpu_max_pct"] >= LOADGEN_CPU_LIMIT_PCT:
-        flags.append(f"loadgen-cpu={row['loadgen_cpu_max_pct']:.0f}%")
-    if row["unconfirmed"]:
-        flags.append(f"unconfirmed={row['unconfirmed']}")
-    if row.get("dead_lettered"):
-        flags.append(f"dead-lettered={row['dead_lettered']}")
-    if row["completed"] == 0:
-        flags.append("nothing-completed")
-    if row["rate"] and row["throughput_ops_s"] < RATE_SUSTAINED_SHARE * row["rate"]:
-        flags.append("rate-not-sustained")
-    return flags
-
-
-def flag_repeat_spread(rows: list[dict[str, Any]], keys: tuple[str, ...]) -> None:
-    """Flag every row whose group of repeats (same ``keys``) varies by more than 10%.
-
-    The spread is (max - min) / mean of the throughputs; it is stored in
-    ``repeat_spread`` on every row so tables and plots can show it.
-    """
-    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
-    for row in rows:
-        groups.setdefault(tuple(row[k] for k in keys), []).append(row)
-    for group in groups.values():
-        rates = [r["throughput_ops_s"] for r in group]
-        mean = sum(rates) / len(rates)
-        spread = (max(rates) - min(rates)) / mean if mean > 0 else 0.0
-        for row in group:
-            row["repeat_spread"] = round(spread, 3)
-            if len(group) > 1 and spread > REPEAT_SPREAD_LIMIT:
-                flags = [f for f in row["flags"].split(";") if f and not f.startswith("repeat-")]
-                row["flags"] = ";".join([*flags, f"repeat-spread={100 * spread:.0f}%"])
-                row["trusted"] = False

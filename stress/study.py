@@ -27,12 +27,12 @@ from results.files import write_study
 from results.report import build_report, print_summary
 from stress.calibrate import calibrate
 from stress.environment import collect_environment
+from stress.rows import flag_repeat_spread
 from stress.runner import (
     DeployFactory,
     RunFailed,
     RunPlan,
     RunResult,
-    flag_repeat_spread,
     isolated_settings,
     run_once,
 )
@@ -52,6 +52,10 @@ GROUP_KEYS = (
     "nodes",
     "work_ms",
     "work_kind",
+    "tasks",
+    "node_cpu",
+    "coordinator_cpu",
+    "cap_method",
 )
 
 
@@ -65,6 +69,8 @@ class Cell:
         backend_factory: Returns the middleware's backend (picklable, for the clients).
         settings: Base settings; the run gets its own namespace and ports from them.
         extra: Columns the study adds to the run's row (e.g. ``node_form``).
+        resolve: Called just before the run with the rows measured so far; returns the
+            cell to run instead (e.g. with an amount of work sized from earlier runs).
     """
 
     plan: RunPlan
@@ -72,6 +78,7 @@ class Cell:
     backend_factory: Callable[[], Backend]
     settings: Settings
     extra: dict[str, Any] = field(default_factory=dict)
+    resolve: Callable[[Cell, list[dict[str, Any]]], Cell] | None = None
 
 
 @dataclass
@@ -129,7 +136,8 @@ def run_study(
             _say(f"calibrating the load generator ({calibration_s:g} s per workload)")
             document["loadgen_calibration"] = calibrate(settings, calibration_s)
         bar = tqdm(total=len(cells), desc=study, unit="run", file=sys.stderr, disable=None)
-        for number, cell in enumerate(cells, 1):
+        for number, planned in enumerate(cells, 1):
+            cell = planned.resolve(planned, rows) if planned.resolve else planned
             label = f"[{number}/{len(cells)}] {cell.plan.describe()}"
             bar.set_postfix_str(cell.plan.describe())
             try:

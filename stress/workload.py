@@ -92,6 +92,9 @@ class Workload:
         mix: InsultService operations and their relative weights.
         rate: Offered load in operations per second over all clients; 0 means a closed
             loop (each client sends as fast as replies come back).
+        tasks: Fixed work: this many operations over all clients, sent as fast as the
+            service allows and timed from the first sent to the last confirmed; 0 means
+            a measurement window of fixed duration.
     """
 
     service: str
@@ -99,6 +102,7 @@ class Workload:
     window: int = 1
     mix: tuple[tuple[str, float], ...] = DEFAULT_MIX
     rate: float = 0.0
+    tasks: int = 0
 
     def __post_init__(self) -> None:
         if self.service not in SERVICES:
@@ -113,6 +117,10 @@ class Workload:
             raise ValueError(f"window must be at least 1, got {self.window}")
         if self.rate < 0:
             raise ValueError(f"rate must not be negative, got {self.rate}")
+        if self.tasks < 0:
+            raise ValueError(f"tasks must not be negative, got {self.tasks}")
+        if self.tasks and self.rate:
+            raise ValueError("fixed work is sent as fast as possible: give tasks or a rate")
 
     @property
     def loop(self) -> str:

@@ -30,16 +30,11 @@ from stress import runner
 from stress.calibrate import NoProcesses
 from stress.cli import build_parser, client_counts
 from stress.histogram import encode, merge, new_histogram, record_seconds, summary_ms
-from stress.loadgen import Tally, operation_stream, run_pipelined, run_sync
-from stress.runner import (
-    RunFailed,
-    RunPlan,
-    flag_repeat_spread,
-    isolated_settings,
-    run_flags,
-    run_once,
-)
+from stress.loadgen import operation_stream, run_pipelined, run_sync
+from stress.rows import flag_repeat_spread, run_flags
+from stress.runner import RunFailed, RunPlan, isolated_settings, run_once
 from stress.study import Cell, run_study
+from stress.tally import Tally
 from stress.workload import Workload, parse_mix
 
 # --- histograms -------------------------------------------------------------------
@@ -269,11 +264,13 @@ def test_runs_are_flagged_for_a_busy_load_generator_and_unconfirmed_operations()
         "completed": 10,
         "rate": 0.0,
         "throughput_ops_s": 5.0,
+        "tasks": 0,
     }
     assert run_flags(row, lost=[], fatal=[]) == ["loadgen-cpu=97%", "unconfirmed=3"]
     healthy = {**row, "loadgen_cpu_max_pct": 40.0, "unconfirmed": 0}
     assert run_flags(healthy, lost=[], fatal=[]) == []
     assert run_flags({**healthy, "rate": 100.0}, [], []) == ["rate-not-sustained"]
+    assert run_flags({**healthy, "tasks": 12}, [], []) == ["unfinished=2"]
     assert run_flags(healthy, lost=[1], fatal=["client 0: boom"]) == [
         "clients-lost=1",
         "clients-failed=1",
@@ -461,4 +458,20 @@ def test_ctrl_c_keeps_what_was_measured(tmp_path, settings):
     outcome = run_study("stress", [], cells, tmp_path, {}, settings, calibration_s=0)
     assert outcome.interrupted and len(outcome.rows) == 1
     assert json.loads(outcome.json.read_text())["interrupted"] is True
+    assert not _client_processes()
+
+
+def test_fixed_work_does_exactly_the_tasks_and_times_them(settings):
+    row = _run("instant", settings, clients=3, tasks=600).row
+    assert row["tasks"] == 600 and row["completed"] == 600
+    assert row["unconfirmed"] == 0 and row["trusted"]
+    assert 0 < row["duration_s"] < 30
+    assert row["throughput_ops_s"] == pytest.approx(600 / row["duration_s"], rel=0.01)
+    assert not _client_processes()
+
+
+def test_pipelined_fixed_work_drains_its_window(settings):
+    row = _run("instant", settings, clients=2, service="filter", mode="pipelined",
+               window=8, tasks=301).row  # fmt: skip
+    assert row["completed"] == 301 and row["unconfirmed"] == 0
     assert not _client_processes()

@@ -8,7 +8,7 @@ import socket
 
 from middlewares.cluster.client import connect
 from middlewares.cluster.store import delete_shared_state
-from middlewares.contract import Backend, ProcessSpec
+from middlewares.contract import SHARED_STATE_PROCESSES, Backend, ProcessSpec
 from middlewares.direct.client import DirectEchoClient, FrontClient
 from middlewares.direct.insult import DirectInsultClient
 from middlewares.direct.transport import DirectTransport, Link
@@ -104,6 +104,7 @@ class DirectBackend(Backend):
             module,
             [*settings.to_args(), "--node-id", node],
             restart=True,
+            role="node",
         )
 
     def coordinator_processes(
@@ -118,8 +119,15 @@ class DirectBackend(Backend):
             args.append("--durable")
         return [
             *self._support_processes(settings),
-            ProcessSpec(f"{self.name}-{service}-master", module, args, restart=True),
+            ProcessSpec(
+                f"{self.name}-{service}-master", module, args, restart=True, role="coordinator"
+            ),
         ]
+
+    def broker_processes(self, service: str, nodes: bool) -> tuple[str, ...]:
+        """Redis in the n-node form, for both services: the InsultService's store, and
+        the filter front's journal of accepted tasks."""
+        return SHARED_STATE_PROCESSES if nodes else ()
 
     def cleanup(self, settings: Settings) -> None:
         """Delete the n-node form's keys from Redis, if it answers. Everything else lives

@@ -13,7 +13,9 @@ import uuid
 
 from middlewares import settings as settings_module
 from middlewares.contract import SERVICES, BrokerUnavailable, ProcessSpec
+from middlewares.launch import cpu_cap
 from middlewares.launch.brokers import ACTIONS as broker_actions
+from middlewares.launch.cpu_cap import CpuCaps
 from middlewares.launch.processes import ProcessFailed, Supervisor
 from middlewares.registry import MIDDLEWARES, get_backend
 from middlewares.runtime import StopSignal, configure_logging, parse_node_id, run_main
@@ -53,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="XML-RPC: this service's port; Pyro4: the name server's port",
     )
+    cpu_cap.add_arguments(serve, cpu_cap.fraction_or_zero)
     settings_module.add_arguments(serve)
     join = commands.add_parser(
         "join",
@@ -66,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     join.add_argument(
         "--node-id", type=parse_node_id, help="the node's id (default: a new random one)"
     )
+    cpu_cap.add_arguments(join, cpu_cap.fraction_or_zero)
     settings_module.add_arguments(join)
     commands.add_parser("check", help="say which brokers and servers are reachable")
     brokers = commands.add_parser(
@@ -87,10 +91,17 @@ def _settings(args: argparse.Namespace) -> Settings:
     return settings.with_changes(**{field: args.port})
 
 
+def _caps(args: argparse.Namespace) -> CpuCaps:
+    return CpuCaps(args.node_cpu or 0.0, args.coordinator_cpu, args.cap_method)
+
+
 def serve(args: argparse.Namespace) -> int:
     """Run one service until a stop signal; returns the exit status."""
     if args.workers < 1 or (args.nodes is not None and args.nodes < 1):
         print("error: --workers and --nodes must be at least 1", file=sys.stderr)
+        return 2
+    if args.nodes is None and _caps(args).any:
+        print("error: --node-cpu and --coordinator-cpu need --nodes", file=sys.stderr)
         return 2
     settings = _settings(args)
     backend = get_backend(args.middleware)
@@ -99,7 +110,7 @@ def serve(args: argparse.Namespace) -> int:
         specs = backend.processes(args.service, settings, args.workers)
     else:
         specs = backend.cluster_processes(args.service, settings, args.nodes)
-    return supervise(f"serve-{args.middleware}-{args.service}", specs, settings)
+    return supervise(f"serve-{args.middleware}-{args.service}", specs, settings, _caps(args))
 
 
 def join(args: argparse.Namespace) -> int:
@@ -109,17 +120,23 @@ def join(args: argparse.Namespace) -> int:
     backend.check(settings)
     node = args.node_id or f"joined-{uuid.uuid4().hex[:8]}"
     spec = backend.node_process(args.service, settings, node)
-    return supervise(f"join-{args.middleware}-{args.service}", [spec], settings)
+    return supervise(f"join-{args.middleware}-{args.service}", [spec], settings, _caps(args))
 
 
-def supervise(name: str, specs: list[ProcessSpec], settings: Settings) -> int:
-    """Start ``specs`` with the deployment secret in their environment, keep them running
-    until SIGINT/SIGTERM, then stop them all."""
+def supervise(
+    name: str, specs: list[ProcessSpec], settings: Settings, caps: CpuCaps | None = None
+) -> int:
+    """Start ``specs`` (under ``caps``) with the deployment secret in their environment,
+    keep them running until SIGINT/SIGTERM, then stop them all and remove the cgroups
+    the caps needed."""
     ensure_secret()
     log = configure_logging(name)
     stop = StopSignal()
-    supervisor = Supervisor(specs)
+    capper = cpu_cap.open_capper(caps or CpuCaps())
+    supervisor = Supervisor(specs, place=capper.placement if capper else None)
     try:
+        if capper:
+            log.info(capper.describe())
         supervisor.start()
         log.info("namespace %s; Ctrl-C to stop", settings.namespace)
         while not stop.wait(0.2):
@@ -129,6 +146,8 @@ def supervise(name: str, specs: list[ProcessSpec], settings: Settings) -> int:
         return 1
     finally:
         supervisor.stop()
+        if capper:
+            capper.close()
     return 0
 
 

@@ -20,6 +20,7 @@ import psutil
 
 from middlewares.cluster.counters import read_node_counters as node_counters
 from middlewares.contract import Backend, MiddlewareError
+from middlewares.launch.cpu_cap import CpuCaps
 from middlewares.registry import get_backend
 from middlewares.settings import Settings
 
@@ -32,7 +33,8 @@ class Deployment:
     """One running service: ``with Deployment("redis", "filter", settings) as d: ...``.
 
     ``nodes=N`` runs the n-node form; ``join_as=ID`` adds one node with that id to an
-    n-node deployment already running in the same namespace.
+    n-node deployment already running in the same namespace; ``caps`` holds its nodes
+    (and coordinators) to a fraction of one core each.
     """
 
     def __init__(
@@ -44,6 +46,7 @@ class Deployment:
         ready_timeout: float = 30.0,
         nodes: int | None = None,
         join_as: str | None = None,
+        caps: CpuCaps | None = None,
     ) -> None:
         self.middleware = middleware
         self.service = service
@@ -51,6 +54,7 @@ class Deployment:
         self.workers = workers
         self.nodes = nodes
         self.join_as = join_as
+        self.caps = caps or CpuCaps()
         self.ready_timeout = ready_timeout
         self._process: subprocess.Popen[bytes] | None = None
         # Kept open for the deployment's whole life, closed in __exit__.
@@ -60,12 +64,13 @@ class Deployment:
         """The launcher command line this deployment runs (``join`` with ``join_as``)."""
         if self.join_as is not None:
             join = [sys.executable, "-m", "middlewares", "join", self.middleware, self.service]
-            return [*join, "--node-id", self.join_as, *self.settings.to_args()]
+            node = ["--node-id", self.join_as, *self.caps.to_args()]
+            return [*join, *node, *self.settings.to_args()]
         form = ["--workers", str(self.workers)] if self.nodes is None else [
             "--nodes", str(self.nodes)
         ]
         launcher = [sys.executable, "-m", "middlewares", "serve", self.middleware, self.service]
-        return [*launcher, *form, *self.settings.to_args()]
+        return [*launcher, *form, *self.caps.to_args(), *self.settings.to_args()]
 
     def start(self) -> None:
         """Start the launcher and wait until the service answers a request."""

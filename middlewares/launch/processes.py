@@ -13,9 +13,11 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from middlewares.contract import ProcessSpec
+from middlewares.launch.cpu_cap import Placement
 
 _PR_SET_PDEATHSIG = 1
 log = logging.getLogger("supervisor")
@@ -31,10 +33,18 @@ def _die_with_parent() -> None:
         pass
 
 
-def start_process(spec: ProcessSpec) -> subprocess.Popen[bytes]:
-    """Start one process of a deployment; its output goes to this process's stderr."""
-    command = [sys.executable, "-m", spec.module, *spec.args]
-    return subprocess.Popen(command, stdout=sys.stderr, preexec_fn=_die_with_parent)
+def start_process(
+    spec: ProcessSpec, placement: Placement | None = None
+) -> subprocess.Popen[bytes]:
+    """Start one process of a deployment; its output goes to this process's stderr.
+    ``placement`` says how to start it under a CPU cap."""
+    placement = placement or Placement()
+    command = placement.command([sys.executable, "-m", spec.module, *spec.args])
+    process = subprocess.Popen(
+        command, stdout=sys.stderr, preexec_fn=_die_with_parent, env=placement.environment()
+    )
+    placement.started(process, spec.name)
+    return process
 
 
 def stop_processes(processes: list[subprocess.Popen[bytes]], grace: float) -> None:
@@ -85,15 +95,22 @@ class Supervisor:
     #: Failed starts in a row after which the deployment gives up.
     MAX_FAILED_STARTS = 3
 
-    def __init__(self, specs: list[ProcessSpec], grace: float = 15.0) -> None:
+    def __init__(
+        self,
+        specs: list[ProcessSpec],
+        grace: float = 15.0,
+        place: Callable[[ProcessSpec], Placement | None] | None = None,
+    ) -> None:
         self._specs = specs
         self._grace = grace
+        # How each process is started under its CPU cap (every start, restarts too).
+        self._place = place or (lambda spec: None)
         self._running: list[_Running] = []
 
     def start(self) -> None:
         """Start every process, in order."""
         for spec in self._specs:
-            self._running.append(_Running(spec, start_process(spec)))
+            self._running.append(_Running(spec, start_process(spec, self._place(spec))))
             log.info("started %s (pid %d)", spec.name, self._running[-1].process.pid)
 
     def check(self) -> None:
@@ -120,7 +137,7 @@ class Supervisor:
                 )
             log.warning("%s exited with status %s; restarting it", running.spec.name, status)
             time.sleep(self.RESTART_DELAY)
-            running.process = start_process(running.spec)
+            running.process = start_process(running.spec, self._place(running.spec))
             running.started_at = time.monotonic()
             running.restarts += 1
 

@@ -143,6 +143,7 @@ class PyroBackend(DirectBackend):
                 "middlewares.pyro.name_server",
                 ["-n", settings.host, "-p", str(settings.pyro_ns_port)],
                 restart=True,
+                role="support",
             )
         ]
 

@@ -85,6 +85,7 @@ class RabbitMqBackend(Backend):
             _NODE_MODULES[service],
             [*settings.to_args(), "--node-id", node],
             restart=True,
+            role="node",
         )
 
     def insult_client(self, settings: Settings) -> RabbitMqInsultClient:

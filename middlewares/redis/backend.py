@@ -94,6 +94,7 @@ class RedisBackend(Backend):
             _MODULES[service],
             [*settings.to_args(), "--node-id", node],
             restart=True,
+            role="node",
         )
 
     def insult_client(self, settings: Settings) -> RedisInsultClient:
