@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from middlewares.processes import start_process, stop_processes
+from middlewares.launch.processes import start_process, stop_processes
 
 from middlewares.contract import MiddlewareError, ProcessSpec
 from middlewares.launch import cgroups
