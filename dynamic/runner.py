@@ -18,6 +18,7 @@ from dynamic.calibrate import measure_worker_rate
 from dynamic.launcher import DEFAULT_PREFETCH, LocalProcessLauncher
 from dynamic.master import Master, OfferedRate
 from dynamic.policy import PolicyConfig, ScalingPolicy
+from middlewares.rabbitmq.backend import BACKEND as RABBITMQ
 from middlewares.rabbitmq.transport import (
     Names,
     close_quietly,
@@ -25,7 +26,6 @@ from middlewares.rabbitmq.transport import (
     declare_task_queue,
     link_errors_as_unavailable,
 )
-from middlewares.registry import get_backend
 from middlewares.settings import Settings
 
 log = logging.getLogger("dynamic.runner")
@@ -198,7 +198,7 @@ def local_master(
         CalibrationFailed: when one worker cannot be measured.
         BrokerUnavailable: when RabbitMQ cannot be reached.
     """
-    get_backend("rabbitmq").check(settings)
+    RABBITMQ.check(settings)
     launcher = LocalProcessLauncher(settings, options.prefetch)
     observer: RabbitObserver | None = None
     try:
@@ -230,4 +230,4 @@ def local_master(
 def delete_namespace(settings: Settings) -> None:
     """Delete the broker objects of ``settings.namespace``, the workers' report exchange
     included. Nothing of any other namespace is touched."""
-    get_backend("rabbitmq").cleanup(settings)
+    RABBITMQ.cleanup(settings)

@@ -223,6 +223,11 @@ class Backend(ABC):
         shared = SHARED_STATE_PROCESSES if nodes and service == "insult" else ()
         return tuple(dict.fromkeys((*self.profile.broker_processes, *shared)))
 
+    def broker_version(self, settings: Settings) -> str | None:
+        """The version its broker reports (for the record of a study), or a line saying
+        why it cannot be read; None for a middleware without a broker."""
+        return None
+
     @abstractmethod
     def check(self, settings: Settings) -> None:
         """Raise :class:`BrokerUnavailable` unless what the services need is reachable."""

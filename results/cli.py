@@ -14,10 +14,12 @@
 from __future__ import annotations
 
 import argparse
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
-from results.files import ResultsFileError, csv_path
+from results.files import ResultsFileError, csv_path, default_out
 from results.report import build_report, print_summary
 
 #: Each profile as the options it passes to ``python -m stress`` and ``python -m speedup``.
@@ -89,28 +91,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_all(profile: str, out: Path, middleware: str) -> int:
-    """Run both studies of ``profile`` into ``out`` and write the report; exit status."""
-    from speedup.cli import main as speedup_main
-    from stress.cli import main as stress_main
-    from stress.study import default_out
+    """Run both studies of ``profile`` into ``out`` and write the report; exit status.
 
+    Each study runs as its own ``python -m`` process, as a user would run it: this
+    package only reads and draws results, and never imports the measuring code.
+    """
     options = PROFILES[profile]
     out = out or (Path("results") if profile == "full" else default_out("all"))
     common = ["--middleware", middleware, "--out", str(out), "--no-report"]
     status = 0
     studies = (
-        (stress_main, ["--service", "all", "--baseline", "--calibrate", options["calibrate"]]
+        ("stress", ["--service", "all", "--baseline", "--calibrate", options["calibrate"]]
          + options["stress"]),
-        (speedup_main, ["--calibrate", "0"] + options["speedup"]),
+        ("speedup", ["--calibrate", "0"] + options["speedup"]),
     )  # fmt: skip
     for study, argv in studies:
-        try:
-            study([*argv, *common])
-        except SystemExit as exit_info:
-            code = exit_info.code if isinstance(exit_info.code, int) else 1
-            if code in (2, 130):  # bad setup or Ctrl-C: stop here
-                return code
-            status = max(status, code)
+        code = subprocess.run([sys.executable, "-m", study, *argv, *common], check=False).returncode
+        if code in (2, 130, -signal.SIGINT):  # bad setup or Ctrl-C: stop here
+            return 130 if code == -signal.SIGINT else code
+        status = max(status, code)
     print_summary(out)
     print(f"\nreport: {build_report(out)}")
     return status

@@ -17,12 +17,11 @@ import csv
 import json
 import math
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-
-from stress.sampler import BROKER_PROCESSES
 
 SCHEMA_VERSION = 1
 STUDIES = ("stress", "speedup")
@@ -58,8 +57,7 @@ STRESS_COLUMNS = (
     "service_cpu_pct",
     "service_cpu_max_pct",
     "service_rss_mb",
-    "redis_cpu_pct",
-    "rabbitmq_cpu_pct",
+    "broker_cpu_pct",
     "loadgen_cpu_pct",
     "loadgen_cpu_max_pct",
     "machine_cpu_pct",
@@ -73,8 +71,8 @@ STRESS_COLUMNS = (
 #: What the speedup study adds: how N nodes were deployed and capped (fractions of one
 #: core, 0 when uncapped, and the method that held the cap), the fixed work (0: a window
 #: of ``duration_s``; otherwise ``duration_s`` is the time the work took), S(N) = X(N) /
-#: X(1), the CPU of the busiest node, coordinator and broker processes (percent of one
-#: core), the brokers on the request path, and what limited the run (stress.bottleneck).
+#: X(1), the CPU of the busiest node, coordinator and broker process on the requests'
+#: path (percent of one core), and what limited the run (results.bottleneck).
 SPEEDUP_EXTRA = (
     "node_form",
     "node_cpu",
@@ -86,8 +84,8 @@ SPEEDUP_EXTRA = (
     "node_cpu_mean_pct",
     "coordinator_process",
     "coordinator_cpu_max_pct",
-    "brokers",
-    *(f"{broker}_cpu_max_pct" for broker in BROKER_PROCESSES),
+    "broker_process",
+    "broker_cpu_max_pct",
     "bottleneck",
     "bottleneck_process",
     "bottleneck_cpu_pct",
@@ -192,3 +190,9 @@ def read_document(directory: Path, study: str) -> dict[str, Any] | None:
     if document.get("study") != study:
         raise ResultsFileError(f"{path} is not a {study} file")
     return document
+
+
+def default_out(study: str) -> Path:
+    """``results/runs/<study>-<UTC time>``: where a study writes unless told otherwise."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return Path("results") / "runs" / f"{study}-{stamp}"

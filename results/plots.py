@@ -15,8 +15,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from middlewares.registry import MIDDLEWARES
+from results.profiles import profile
 
-COLOURS = {"xmlrpc": "#1b9e77", "pyro": "#d95f02", "redis": "#7570b3", "rabbitmq": "#e7298a"}
 PERCENTILE_STYLES = [
     ("p50_ms", "p50", "-"),
     ("p90_ms", "p90", "--"),
@@ -61,7 +61,7 @@ def throughput_vs_clients(summary: pd.DataFrame, directory: Path) -> list[Path]:
                 yerr=line["throughput_std"],
                 marker="o",
                 capsize=3,
-                color=COLOURS.get(middleware),
+                color=profile(middleware).colour,
                 label=middleware,
             )
             base = echo[echo["middleware"] == middleware].sort_values("clients")
@@ -71,7 +71,7 @@ def throughput_vs_clients(summary: pd.DataFrame, directory: Path) -> list[Path]:
                     base["throughput_ops_s"],
                     linestyle="--",
                     linewidth=1,
-                    color=COLOURS.get(middleware),
+                    color=profile(middleware).colour,
                     label=f"{middleware} echo baseline",
                 )
         axes.set_xlabel("client processes (closed loop)")
@@ -102,7 +102,7 @@ def latency_percentiles(summary: pd.DataFrame, directory: Path) -> list[Path]:
                     linestyle=style,
                     marker="o",
                     markersize=3,
-                    color=COLOURS.get(middleware),
+                    color=profile(middleware).colour,
                     label=label,
                 )
             axes.set_yscale("log")
@@ -209,7 +209,7 @@ def speedup_vs_nodes(speedup: pd.DataFrame, directory: Path) -> list[Path]:
                 yerr=spread if line["repeats"].max() > 1 else None,
                 marker="o",
                 capsize=3,
-                color=COLOURS.get(middleware),
+                color=profile(middleware).colour,
                 label=middleware,
             )
         axes.set_xlabel("nodes")
@@ -258,3 +258,8 @@ def per_node_load(loads: pd.DataFrame, directory: Path) -> list[Path]:
         slug = variant_slug(node_cpu, work_ms, fixed_work)
         paths.append(_save(figure, directory, f"nodes-{service}-{slug}"))
     return paths
+
+
+def markdown_images(paths: list[Path], directory: Path, caption: str) -> str:
+    """Markdown image links to ``paths``, relative to the report's ``directory``."""
+    return "\n\n".join(f"![{caption}]({path.relative_to(directory).as_posix()})" for path in paths)

@@ -2,108 +2,27 @@
 
 Nothing here runs a measurement: everything comes from ``stress.csv/json`` and
 ``speedup.csv/json``, so ``python -m results report <dir>`` redraws a report at any time.
+The stress study's sections are in :mod:`results.stress_report`, the speedup study's in
+:mod:`results.speedup_report`.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
-from middlewares.registry import MIDDLEWARES
-from results import plots
-from results.files import read_document
-from results.speedup_report import node_loads, speedup_section
+from results.data import ResultsData, load
+from results.limits import LOADGEN_CPU_LIMIT_PCT
+from results.speedup_report import speedup_section
+from results.stress_report import baseline_section, ranking_section, stress_section
 from results.tables import (
     SPEEDUP_TABLE,
     STRESS_TABLE,
     render,
-    summarise,
-    summarise_speedup,
-    with_baseline,
 )
-from stress.rows import LOADGEN_CPU_LIMIT_PCT
 
-#: Targets of the issue, checked on every report.
-BASELINE_TARGET_PCT = 70.0
 SPREAD_TARGET_PCT = 10.0
-#: A process this busy is saturated: it is what limits the run.
-SATURATED_PCT = 85.0
-
-MECHANISMS = {
-    "xmlrpc": (
-        "Synchronous request/response over HTTP/1.1 with XML bodies. Each call blocks the "
-        "client for a full round trip, and XML is the costliest encoding of the four to "
-        "build and parse in Python. Client and server are coupled in space (the client "
-        "must know host and port) and in time (the server must be up at the moment of the "
-        "call). Keep-alive connections spare a TCP handshake per call; the HTTP reply is "
-        "the only acknowledgement. The server runs connections on threads of one Python "
-        "process, so under the GIL its throughput stops growing once that process uses "
-        "one core."
-    ),
-    "pyro": (
-        "Remote objects: blocking calls, coupled in time like XML-RPC, but decoupled in "
-        "location by the name server (clients look objects up by name, then talk to them "
-        "directly). Each proxy keeps its connection open, and serpent is a cheaper "
-        "encoding than XML. The server serves connections from a thread pool in one "
-        "Python process, so, as with XML-RPC, the GIL caps it at about one core."
-    ),
-    "redis": (
-        "Indirect communication through lists: a client pushes a JSON request and blocks "
-        "on its own reply list; service processes pop requests. Clients and services "
-        "share only names (decoupled in space) and requests wait in Redis while no "
-        "service runs (decoupled in time). Every operation crosses the broker twice "
-        "(request and reply), each a network round trip. Redis executes commands on one "
-        "thread and does little per command, so the Python processes around it (JSON, "
-        "service logic) are usually what saturates. The filter's reliable-queue pattern "
-        "removes a task only after its result is written: one more command per task, and "
-        "nothing is lost if a worker dies."
-    ),
-    "rabbitmq": (
-        "AMQP messaging: a request is published, routed to a queue, delivered to a "
-        "consumer and acknowledged; the reply returns through the client's reply queue "
-        "with a correlation id. Decoupled in space and time like Redis, with more broker "
-        "work per message (routing, delivery tracking, acknowledgements, a durable task "
-        "queue). Workers ack only after publishing the result and hold a bounded prefetch, "
-        "which is what lets a window of tasks in flight keep workers busy without a round "
-        "trip per task, and what makes a killed worker lose nothing. pika's blocking "
-        "connection handles one stream of frames per client connection."
-    ),
-}
-
-
-@dataclass
-class ResultsData:
-    """What a results directory holds, summarised."""
-
-    directory: Path
-    stress: dict[str, Any] | None
-    stress_summary: pd.DataFrame
-    speedup: dict[str, Any] | None
-    speedup_summary: pd.DataFrame
-    node_loads: pd.DataFrame
-
-
-def load(directory: Path) -> ResultsData:
-    """Read and summarise every study found in ``directory``."""
-    stress = read_document(directory, "stress")
-    speedup = read_document(directory, "speedup")
-    stress_summary = with_baseline(summarise(stress["runs"])) if stress else pd.DataFrame()
-    if stress and not stress_summary.empty:
-        stress_summary.attrs["cpu_count"] = stress["environment"].get("cpu_count")
-    speedup_rows = [run["row"] for run in speedup["runs"]] if speedup else []
-    return ResultsData(
-        directory=directory,
-        stress=stress,
-        stress_summary=stress_summary,
-        speedup=speedup,
-        speedup_summary=summarise_speedup(speedup_rows),
-        node_loads=node_loads(speedup["runs"]) if speedup else pd.DataFrame(),
-    )
 
 
 def print_summary(directory: Path, studies: tuple[str, ...] = ("stress", "speedup")) -> None:
@@ -126,9 +45,9 @@ def build_report(directory: Path) -> Path:
         sections += [
             _method(data),
             _calibration(data),
-            _stress(data, figures),
-            _baseline(data),
-            _ranking(data),
+            stress_section(data, figures),
+            baseline_section(data),
+            ranking_section(data),
         ]
     if data.speedup and not data.speedup_summary.empty:
         sections.append(
@@ -138,14 +57,6 @@ def build_report(directory: Path) -> Path:
     report = directory / "REPORT.md"
     report.write_text("\n\n".join(s for s in sections if s).rstrip() + "\n", encoding="utf-8")
     return report
-
-
-def _relative(path: Path, directory: Path) -> str:
-    return path.relative_to(directory).as_posix()
-
-
-def _images(paths: list[Path], directory: Path, caption: str) -> str:
-    return "\n\n".join(f"![{caption}]({_relative(p, directory)})" for p in paths)
 
 
 def _header(data: ResultsData) -> str:
@@ -176,8 +87,7 @@ def _machine(data: ResultsData) -> str:
         ("Memory", f"{env['memory_gb']} GiB"),
         ("OS", env["platform"]),
         ("Python", f"{env['implementation']} {env['python']}"),
-        ("Redis server", env["redis_server"]),
-        ("RabbitMQ server", env["rabbitmq_server"]),
+        *((f"{label} server", version) for label, version in env.get("brokers", {}).items()),
         ("Libraries", libraries),
         ("Load average at start", ", ".join(map(str, env["load_average"]))),
         ("Commit", commit),
@@ -256,264 +166,6 @@ def _calibration(data: ResultsData) -> str:
             else "**Some figures below may be limited by the load generator itself.**"
         )
     )
-
-
-def _stress(data: ResultsData, figures: Path) -> str:
-    summary = data.stress_summary
-    parts = ["## Single-node throughput and latency"]
-    throughput = {p.stem: p for p in plots.throughput_vs_clients(summary, figures)}
-    latency = {p.stem: p for p in plots.latency_percentiles(summary, figures)}
-    cpu = {p.stem: p for p in plots.cpu_breakdown(summary, figures)}
-    for workload in summary["workload"].unique():
-        slug = plots._slug(workload)
-        images = [
-            m.get(f"{kind}-{slug}")
-            for m, kind in ((throughput, "throughput"), (latency, "latency"), (cpu, "cpu"))
-        ]
-        table = render(
-            summary[summary["workload"] == workload].sort_values(["middleware", "clients"]),
-            STRESS_TABLE,
-            markdown=True,
-        )
-        parts.append(
-            f"### {workload}\n\n"
-            + _images([i for i in images if i], data.directory, workload)
-            + "\n\n"
-            + table
-        )
-    return "\n\n".join(parts)
-
-
-#: The middlewares without a broker: clients call the service's own process.
-DIRECT = {"xmlrpc", "pyro"}
-#: What one operation crosses, by middleware: the reason a service's share of its echo
-#: differs between direct and brokered middlewares.
-PATHS = {
-    "xmlrpc": (
-        "client and server: 1 round trip",
-        "client and front, then front and worker: 2 round trips, both through the front's "
-        "one Python process",
-    ),
-    "pyro": (
-        "client and daemon: 1 round trip",
-        "client and front, then front and worker: 2 round trips, both through the front's "
-        "one Python process",
-    ),
-    "redis": (
-        "client, Redis, service process, Redis, client: 2 round trips through Redis",
-        "the same path (task list, worker, reply list), plus the reliable queue's removal",
-    ),
-    "rabbitmq": (
-        "client, broker, service process, broker, client: publish, deliver, publish, deliver",
-        "the same path (task queue, worker, reply queue), plus the worker's ack",
-    ),
-}
-
-
-def _baseline(data: ResultsData) -> str:
-    summary = data.stress_summary
-    services = summary[summary["vs_echo_pct"].notna()]
-    if services.empty:
-        return (
-            "## Services against their transport\n\nNo echo baseline in this run; "
-            "add `--baseline` to compare each service with its bare transport."
-        )
-    echo = summary[summary["service"] == "echo"]
-    lines = []
-    for workload in services["workload"].unique():
-        for middleware in _order(services["middleware"]):
-            rows = services[
-                (services["workload"] == workload) & (services["middleware"] == middleware)
-            ].sort_values("clients")
-            if rows.empty:
-                continue
-            first = rows.iloc[0]
-            peak = (
-                100
-                * rows["throughput_ops_s"].max()
-                / echo[echo["middleware"] == middleware]["throughput_ops_s"].max()
-            )
-            shares = ", ".join(f"{r.clients}: {r.vs_echo_pct:.0f}%" for r in rows.itertuples())
-            lines.append(
-                f"| {workload} | {middleware} | {shares} | {peak:.0f}% | "
-                f"{_verdict(first['vs_echo_pct'])} | {_verdict(peak)} |"
-            )
-    paths = "\n".join(
-        f"| {m} | {PATHS[m][0]} | {PATHS[m][1]} |" for m in _order(services["middleware"])
-    )
-    return (
-        "## Services against their transport\n\n"
-        "Each service's throughput as a share of the bare echo of the same middleware, with "
-        "the same number of clients, and best against best (each one's highest throughput "
-        f"over the client counts). Target: at least {BASELINE_TARGET_PCT:.0f}%.\n\n"
-        "| workload | middleware | share of echo, by clients | best vs best | "
-        f"at {_clients(services['clients'].min())} | best |\n|---|---|---|---|---|---|\n"
-        + "\n".join(lines)
-        + "\n\nWhat one operation crosses (the echo and the InsultService take the same "
-        "path):\n\n| middleware | echo, InsultService | filter, submit-and-wait |\n"
-        "|---|---|---|\n" + paths + "\n\n" + _path_explanation(services)
-    )
-
-
-def _verdict(share: float) -> str:
-    return "meets" if share >= BASELINE_TARGET_PCT else "MISSES"
-
-
-def _clients(count: float) -> str:
-    return f"{int(count)} client" + ("s" if count != 1 else "")
-
-
-def _path_explanation(summary: pd.DataFrame) -> str:
-    """Why a direct middleware's filter sits further below its echo, if it does here."""
-    direct = summary[summary["middleware"].isin(DIRECT)]
-    filters = direct[(direct["service"] == "filter") & direct["vs_echo_pct"].notna()]
-    if filters.empty or (filters["vs_echo_pct"] >= BASELINE_TARGET_PCT).all():
-        return ""
-    worst = filters.sort_values("vs_echo_pct").iloc[0]
-    echo_best = direct[direct["service"] == "echo"].groupby("middleware")["throughput_ops_s"].max()
-    pipelined = direct[(direct["service"] == "filter") & (direct["mode"] == "pipelined")]
-    batches = ", ".join(
-        f"{m} {100 * rate / echo_best[m]:.0f}%"
-        for m, rate in pipelined.groupby("middleware")["throughput_ops_s"].max().items()
-        if m in echo_best
-    )
-    return (
-        "On a brokered middleware the echo already takes the work queue's path, so its "
-        "filter is compared with like. On a direct middleware the echo is one round trip, "
-        "while a filter task, which must reach a separate worker process, takes two, and the "
-        "front serves both of them in one Python process: with one client the filter "
-        "cannot pass about half of its echo, and with more clients every task still costs "
-        "the front two requests where an echo costs one (here as low as "
-        f"{worst['vs_echo_pct']:.0f}%, {worst['middleware']} with "
-        f"{_clients(worst['clients'])}). That is the price of putting a queue in front of "
-        "workers on a middleware without a broker, not of the censoring"
-        + (
-            f". Once tasks travel in batches (pipelined), the same fronts carry {batches} "
-            "of their echo's best rate."
-            if batches
-            else "."
-        )
-    )
-
-
-def _order(names: Any) -> list[str]:
-    present = set(names)
-    return [m for m in MIDDLEWARES if m in present]
-
-
-def _bottleneck(row: pd.Series, cores: int) -> str:
-    """What the measured CPU says limited one configuration."""
-    findings = []
-    if row["service_cpu_max_pct"] >= SATURATED_PCT:
-        findings.append(
-            f"one service process runs at {row['service_cpu_max_pct']:.0f}% of a core: the "
-            "service is CPU-bound in a single Python process"
-        )
-    broker = 0.0 if math.isnan(row["broker_cpu_pct"]) else row["broker_cpu_pct"]
-    if broker >= SATURATED_PCT:
-        findings.append(f"the broker is saturated ({broker:.0f}% of a core)")
-    if row["machine_cpu_pct"] >= 90:
-        ours = row["loadgen_cpu_pct"] + row["service_cpu_pct"] + broker
-        other = max(0.0, row["machine_cpu_pct"] * cores - ours)
-        broker_part = f", the broker {broker:.0f}%" if broker else ""
-        findings.append(
-            f"the machine is saturated ({row['machine_cpu_pct']:.0f}% of its {cores} cores "
-            f"busy: {int(row['clients'])} clients {row['loadgen_cpu_pct']:.0f}%, the service "
-            f"{row['service_cpu_pct']:.0f}%{broker_part}, everything else {other:.0f}%, in "
-            "% of one core)"
-        )
-    if not findings:
-        findings.append(
-            f"no resource is saturated (machine {row['machine_cpu_pct']:.0f}% busy): "
-            "the clients spend their time waiting for round trips, so throughput is set "
-            "by latency and the number of clients"
-        )
-    return "; ".join(findings)
-
-
-def _explanation(summary: pd.DataFrame, cores: int) -> str:
-    """A few sentences on why the ranking is what it is, conditioned on the data."""
-    sentences = []
-    sync = summary[(summary["mode"] == "sync") & (summary["service"] != "echo")]
-    if not sync.empty and {"direct", "indirect"} <= {
-        "direct" if m in DIRECT else "indirect" for m in sync["middleware"]
-    }:
-        top = sync[sync["clients"] == sync["clients"].min()]
-        best = top.sort_values("throughput_ops_s", ascending=False).iloc[0]["middleware"]
-        if best in DIRECT:
-            sentences.append(
-                "On request/response the direct middlewares lead: a call is one round "
-                "trip between client and service, while through a broker each request "
-                "makes two hops (client to broker to service, and back), each with its own "
-                "system calls, parsing and scheduling."
-            )
-        else:
-            sentences.append(
-                "Here a brokered middleware leads even on request/response: its two hops "
-                "through the broker cost less than the direct server's per-call overhead "
-                "(encoding, HTTP or protocol handling, threads)."
-            )
-    pipelined = summary[summary["mode"] == "pipelined"]
-    gains = []
-    for row in pipelined.itertuples():
-        same = summary[
-            (summary["middleware"] == row.middleware)
-            & (summary["service"] == row.service)
-            & (summary["mode"] == "sync")
-            & (summary["clients"] == row.clients)
-        ]
-        if not same.empty and same.iloc[0]["throughput_ops_s"]:
-            gains.append((row.middleware, row.throughput_ops_s / same.iloc[0]["throughput_ops_s"]))
-    if gains:
-        best_gain = {m: max(g for mm, g in gains if mm == m) for m, _ in gains}
-        listed = ", ".join(f"{m} x{g:.1f}" for m, g in best_gain.items())
-        sentences.append(
-            "With a window of tasks in flight the filter stops paying one round trip per "
-            f"task, and its throughput grows accordingly (best gain over submit-and-wait: "
-            f"{listed}): a work queue is limited by the CPU its messages cost, not by "
-            "latency."
-        )
-    if (summary["machine_cpu_pct"] >= 90).any():
-        sentences.append(
-            f"On this {cores}-core machine, clients, services and brokers compete for the "
-            "same cores, so beyond a few clients the figures measure how much CPU each "
-            "middleware spends per operation, end to end, rather than what its server "
-            "alone could do."
-        )
-    return " ".join(sentences)
-
-
-def _ranking(data: ResultsData) -> str:
-    summary = data.stress_summary
-    cores = int(data.stress["environment"].get("cpu_count") or 1)
-    bullets = []
-    for workload in summary["workload"].unique():
-        rows = summary[summary["workload"] == workload]
-        top = rows[rows["clients"] == rows["clients"].max()].sort_values(
-            "throughput_ops_s", ascending=False
-        )
-        ranking = " > ".join(
-            f"{r.middleware} ({r.throughput_ops_s:,.0f} ops/s)" for r in top.itertuples()
-        )
-        bullets.append(f"- **{workload}** at {int(top['clients'].iloc[0])} clients: {ranking}.")
-    parts = ["## Ranking and what limits each middleware", "\n".join(bullets)]
-    explanation = _explanation(summary, cores)
-    if explanation:
-        parts.append(explanation)
-    for middleware in _order(summary["middleware"]):
-        rows = summary[summary["middleware"] == middleware]
-        measured = []
-        for workload in rows["workload"].unique():
-            line = rows[rows["workload"] == workload]
-            top = line[line["clients"] == line["clients"].max()].iloc[0]
-            measured.append(
-                f"- {workload} at {int(top['clients'])} clients: {_bottleneck(top, cores)}."
-            )
-        parts.append(
-            f"### {middleware}\n\n{MECHANISMS.get(middleware, '')}\n\nMeasured here:\n\n"
-            + "\n".join(measured)
-        )
-    return "\n\n".join(parts)
 
 
 def _trust(data: ResultsData) -> str:

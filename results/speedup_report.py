@@ -17,16 +17,14 @@ import pandas as pd
 
 from middlewares.registry import MIDDLEWARES
 from results import plots
+from results.bottleneck import SATURATED
+from results.plots import markdown_images
 from results.tables import SPEEDUP_TABLE, render
-from stress.bottleneck import SATURATED
-from stress.sampler import BROKER_PROCESSES
 
 #: The targets of the speedup study: S(N) at least this much, by N.
 SPEEDUP_TARGETS = {2: 1.8, 3: 2.5}
 #: A speedup this far above N is called superlinear.
 SUPERLINEAR = 1.05
-#: Columns holding the CPU of every process of a broker, in % of one core.
-BROKER_TOTALS = {f"{broker}_cpu_pct" for broker in BROKER_PROCESSES}
 #: The printed table without the process columns, which the bottleneck table shows.
 MAIN_TABLE = [c for c in SPEEDUP_TABLE if c[0] not in ("limited_by", "bottleneck_cpu_pct")]
 
@@ -179,7 +177,7 @@ def _variant(
     figures = directory / "figures"
     parts = [
         f"### {title}",
-        _images(plots.speedup_vs_nodes(points, figures), directory, "speedup"),
+        markdown_images(plots.speedup_vs_nodes(points, figures), directory, "speedup"),
         render(points, MAIN_TABLE, markdown=True),
         "What limited each point (CPU in % of one core; the machine in % of all its "
         f"{cores} cores; a saturated process is at 90% or more of what it may use; "
@@ -192,13 +190,9 @@ def _variant(
         parts.append(
             "Share of the work done by each node at the largest N (its share of the "
             "requests served, from the per-node counters, warm-up included):\n\n"
-            + _images(plots.per_node_load(loads, figures), directory, "per-node load")
+            + markdown_images(plots.per_node_load(loads, figures), directory, "per-node load")
         )
     return "\n\n".join(p for p in parts if p)
-
-
-def _images(paths: list[Path], directory: Path, caption: str) -> str:
-    return "\n\n".join(f"![{caption}]({p.relative_to(directory).as_posix()})" for p in paths)
 
 
 def _short(process: Any) -> str:
@@ -211,9 +205,10 @@ def _pct(value: Any) -> str:
     return "-" if value is None or pd.isna(value) else f"{value:.0f}"
 
 
-def _brokers(row: Any) -> list[str]:
-    brokers = row.get("brokers")
-    return [b for b in str(brokers).split(",") if b] if isinstance(brokers, str) else []
+def _broker(row: Any) -> str:
+    """The busiest broker process on the requests' path, or "" when none was crossed."""
+    process = row.get("broker_process")
+    return process if isinstance(process, str) else ""
 
 
 def limited_by(row: Any, cores: int) -> str:
@@ -237,8 +232,7 @@ def limited_by(row: Any, cores: int) -> str:
 def everything_else_pct(row: Any, cores: int) -> float:
     """CPU, in % of one core, that the machine spent on none of the run's processes
     (the deployment, the clients, the brokers): other people's work, the kernel."""
-    ours = [row.get("service_cpu_pct"), row.get("loadgen_cpu_pct")]
-    ours += [row.get(c) for c in row.index if c.endswith("_cpu_pct") and c in BROKER_TOTALS]
+    ours = [row.get("service_cpu_pct"), row.get("loadgen_cpu_pct"), row.get("broker_cpu_pct")]
     busy = row.get("machine_cpu_pct")
     if busy is None or pd.isna(busy):
         return math.nan
@@ -259,7 +253,7 @@ def _bottleneck_table(points: pd.DataFrame, cores: int) -> str:
             if _short(row.get("coordinator_process"))
             else "-"
         )
-        brokers = ", ".join(f"{b} {_pct(row.get(f'{b}_cpu_max_pct'))}" for b in _brokers(row))
+        brokers = f"{_broker(row)} {_pct(row.get('broker_cpu_max_pct'))}" if _broker(row) else ""
         lines.append(
             f"| {row['middleware']} | {row['service']} | {row['nodes']} | "
             f"{row['speedup_mean']:.2f} | {limited_by(row, cores)} | "
@@ -320,8 +314,8 @@ def per_operation_us(row: Any) -> dict[str, float]:
     costs = {"the nodes": per_op(row.get("node_cpu_mean_pct", math.nan) * row["nodes"])}
     if _short(row.get("coordinator_process")):
         costs[_short(row["coordinator_process"])] = per_op(row.get("coordinator_cpu_max_pct"))
-    for broker in _brokers(row):
-        costs[f"the {broker} broker"] = per_op(row.get(f"{broker}_cpu_max_pct"))
+    if _broker(row):
+        costs[f"the broker ({_broker(row)})"] = per_op(row.get("broker_cpu_max_pct"))
     costs["the clients"] = per_op(row.get("loadgen_cpu_pct"))
     return costs
 

@@ -14,12 +14,10 @@ from typing import Any
 import pandas as pd
 
 from middlewares.registry import MIDDLEWARES
-from stress.histogram import merge, summary_ms
+from results.histogram import merge, summary_ms
 
 #: A configuration: everything but the repeat number.
 CONFIG_KEYS = ["middleware", "service", "mode", "window", "rate", "clients", "nodes", "work_ms"]
-#: Which broker's CPU matters for which middleware.
-BROKER_COLUMN = {"redis": "redis_cpu_pct", "rabbitmq": "rabbitmq_cpu_pct"}
 
 
 def workload_label(service: str, mode: str, window: int) -> str:
@@ -40,7 +38,6 @@ def summarise(runs: list[dict[str, Any]]) -> pd.DataFrame:
         rates = [r["throughput_ops_s"] for r in rows]
         mean = sum(rates) / len(rates)
         latency = summary_ms(merge(m["detail"]["histogram"] for m in members))
-        broker = BROKER_COLUMN.get(rows[0]["middleware"])
         flags = sorted({f for r in rows for f in (r.get("flags") or "").split(";") if f})
         summary.append(
             {
@@ -55,7 +52,7 @@ def summarise(runs: list[dict[str, Any]]) -> pd.DataFrame:
                 "unconfirmed": sum(r["unconfirmed"] for r in rows),
                 "service_cpu_pct": _mean(r["service_cpu_pct"] for r in rows),
                 "service_cpu_max_pct": max(r["service_cpu_max_pct"] for r in rows),
-                "broker_cpu_pct": _mean(r[broker] for r in rows) if broker else math.nan,
+                "broker_cpu_pct": _mean(r.get("broker_cpu_pct", math.nan) for r in rows),
                 "loadgen_cpu_pct": _mean(r["loadgen_cpu_pct"] for r in rows),
                 "loadgen_cpu_max_pct": max(r["loadgen_cpu_max_pct"] for r in rows),
                 "machine_cpu_pct": _mean(r["machine_cpu_pct"] for r in rows),
@@ -187,7 +184,7 @@ def _process_summary(group: pd.DataFrame) -> dict[str, Any]:
     for column in group.columns:
         if column.endswith("_pct") and not column.startswith(("bottleneck", "spread")):
             summary[column] = group[column].mean()
-    for column in ("coordinator_process", "brokers"):
+    for column in ("coordinator_process", "broker_process"):
         if column in group:
             summary[column] = _most_common(group[column])
     if "bottleneck" in group:

@@ -30,11 +30,11 @@ from middlewares import settings as settings_module
 from middlewares.launch import cpu_cap
 from middlewares.launch.cpu_cap import CpuCapError, CpuCaps
 from middlewares.launch.deployment import Deployment
-from middlewares.registry import get_backend
 from middlewares.settings import Settings
+from results.bottleneck import add_bottlenecks
+from results.files import default_out
 from results.tables import add_speedup, summarise_speedup
 from speedup.fixed_work import AUTO, FALLBACK_TASKS, AutoTasks, tasks_list
-from stress.bottleneck import add_bottlenecks
 from stress.cli import config_of
 from stress.options import (
     add_common_arguments,
@@ -44,9 +44,9 @@ from stress.options import (
     int_list,
     select_middlewares,
 )
-from stress.runner import DeployFactory, RunPlan
-from stress.sampler import BROKER_PROCESSES
-from stress.study import Cell, conclude, default_out, run_study
+from stress.plan import RunPlan
+from stress.runner import DeployFactory
+from stress.study import Cell, conclude, run_study
 from stress.workload import Workload
 
 #: Client processes per run when --clients is not given. The filter is pipelined, so 4
@@ -200,18 +200,20 @@ def plan_cells(
                     "node_cpu": caps.node,
                     "coordinator_cpu": caps.coordinator,
                     "cap_method": method,
-                    "brokers": ",".join(
-                        group
-                        for group, names in BROKER_PROCESSES.items()
-                        if set(names) & set(get_backend(middleware).broker_processes(service, True))
-                    ),
                 }
                 for work_ms, tasks in curves(args):
                     auto = tasks == AUTO
                     workload = workload_for(service, args, FALLBACK_TASKS if auto else int(tasks))
                     for nodes in args.nodes:
                         plan = RunPlan(
-                            middleware, workload, clients, repeat, args.duration, args.warmup, nodes
+                            middleware,
+                            workload,
+                            clients,
+                            repeat,
+                            args.duration,
+                            args.warmup,
+                            nodes,
+                            node_form=True,
                         )
                         cells.append(
                             Cell(

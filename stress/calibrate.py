@@ -17,7 +17,8 @@ from contextlib import contextmanager
 
 from middlewares.registry import STUB, get_backend
 from middlewares.settings import Settings
-from stress.runner import Deployed, RunPlan, isolated_settings, run_once
+from stress.plan import RunPlan
+from stress.runner import Deployed, isolated_settings, run_once
 from stress.workload import Workload
 
 

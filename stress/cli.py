@@ -21,6 +21,7 @@ from typing import Any
 from middlewares import settings as settings_module
 from middlewares.launch.deployment import Deployment
 from middlewares.settings import Settings
+from results.files import default_out
 from stress.options import (
     add_common_arguments,
     backend_factory,
@@ -28,8 +29,9 @@ from stress.options import (
     int_list,
     select_middlewares,
 )
-from stress.runner import DeployFactory, RunPlan
-from stress.study import Cell, conclude, default_out, run_study
+from stress.plan import RunPlan
+from stress.runner import DeployFactory
+from stress.study import Cell, conclude, run_study
 from stress.workload import Workload, format_mix
 
 

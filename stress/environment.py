@@ -9,31 +9,19 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import pika
 import psutil
-import redis
-from pika.adapters.utils.connection_workflow import AMQPConnectorException
 
+from middlewares.registry import MIDDLEWARES, get_backend
 from middlewares.settings import Settings
 
 PROBE_TIMEOUT_S = 3.0
-LIBRARIES = (
-    "Pyro4",
-    "serpent",
-    "redis",
-    "pika",
-    "hdrhistogram",
-    "psutil",
-    "pandas",
-    "matplotlib",
-    "tqdm",
-)
 _REPO = Path(__file__).resolve().parent.parent
 
 
@@ -49,11 +37,29 @@ def collect_environment(settings: Settings) -> dict[str, Any]:
         "cpu_count_physical": psutil.cpu_count(logical=False),
         "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
         "load_average": [round(x, 2) for x in os.getloadavg()],
-        "libraries": {name: _version(name) for name in LIBRARIES},
-        "redis_server": redis_version(settings.redis_url),
-        "rabbitmq_server": rabbitmq_version(settings.amqp_url),
+        "libraries": {name: _version(name) for name in _dependencies()},
+        "brokers": _broker_versions(settings),
         "git": git_state(),
     }
+
+
+def _dependencies() -> list[str]:
+    """The packages insultbench depends on, as its own metadata lists them."""
+    requirements = metadata.requires("insultbench") or []
+    names = (re.split(r"[<>=!~;\[ ]", requirement, maxsplit=1)[0] for requirement in requirements)
+    return [name for name, spec in zip(names, requirements, strict=True) if "extra ==" not in spec]
+
+
+def _broker_versions(settings: Settings) -> dict[str, str]:
+    """The version each broker reports, by the label of the middleware it serves."""
+    versions = {}
+    probe = settings.with_changes(timeout=PROBE_TIMEOUT_S)
+    for name in MIDDLEWARES:
+        backend = get_backend(name)
+        version = backend.broker_version(probe)
+        if version is not None:
+            versions[backend.profile.label] = version
+    return versions
 
 
 def _version(package: str) -> str:
@@ -71,41 +77,6 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
-
-
-def redis_version(url: str) -> str:
-    """The version Redis reports in ``INFO server``."""
-    try:
-        client = redis.Redis.from_url(
-            url, socket_timeout=PROBE_TIMEOUT_S, socket_connect_timeout=PROBE_TIMEOUT_S
-        )
-        try:
-            return str(client.info("server")["redis_version"])
-        finally:
-            client.close()
-    except (redis.RedisError, OSError, KeyError) as error:
-        return f"unavailable: {error}"
-
-
-def rabbitmq_version(url: str) -> str:
-    """The version RabbitMQ announces when a connection opens."""
-    parameters = pika.URLParameters(url)
-    parameters.socket_timeout = PROBE_TIMEOUT_S
-    parameters.blocked_connection_timeout = PROBE_TIMEOUT_S
-    parameters.connection_attempts = 1
-    parameters.stack_timeout = PROBE_TIMEOUT_S
-    try:
-        connection = pika.BlockingConnection(parameters)
-    # A port that accepts TCP but never speaks AMQP raises a connector error, not AMQPError.
-    except (pika.exceptions.AMQPError, AMQPConnectorException, OSError) as error:
-        return f"unavailable: {type(error).__name__} {error}"
-    try:
-        # pika keeps the broker's Connection.Start properties on the underlying connection.
-        properties = connection._impl.server_properties or {}
-        version = properties.get("version", b"unknown")
-        return version.decode() if isinstance(version, bytes) else str(version)
-    finally:
-        connection.close()
 
 
 def git_state() -> dict[str, Any]:

@@ -30,7 +30,7 @@ from typing import Any
 
 from middlewares.contract import Backend, FilterClient
 from middlewares.settings import Settings
-from stress.histogram import encode
+from results.histogram import encode
 from stress.tally import Tally
 from stress.workload import ADD_POOL, ECHO_PAYLOAD, Workload, expected_censored
 

@@ -8,21 +8,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from middlewares.settings import Settings
-from stress.histogram import encode, merge, summary_ms
-from stress.sampler import BROKER_PROCESSES, GroupUsage
-
-if TYPE_CHECKING:
-    from stress.runner import RunPlan
-
-#: A load-generating process this busy may be what limits the run.
-LOADGEN_CPU_LIMIT_PCT = 90.0
-#: Repeats whose throughputs differ by more than this fraction of their mean are suspect.
-REPEAT_SPREAD_LIMIT = 0.10
-#: An open loop that completes less than this share of its offered rate did not keep up.
-RATE_SUSTAINED_SHARE = 0.95
+from results.histogram import encode, merge, summary_ms
+from results.limits import LOADGEN_CPU_LIMIT_PCT, RATE_SUSTAINED_SHARE, REPEAT_SPREAD_LIMIT
+from stress.plan import RunPlan
+from stress.sampler import GroupUsage
 
 
 @dataclass
@@ -75,8 +67,7 @@ def summarise_run(
         "service_cpu_pct": usage["service"].cpu_pct,
         "service_cpu_max_pct": usage["service"].cpu_max_pct,
         "service_rss_mb": usage["service"].rss_mb,
-        "redis_cpu_pct": usage["redis"].cpu_pct,
-        "rabbitmq_cpu_pct": usage["rabbitmq"].cpu_pct,
+        "broker_cpu_pct": usage["brokers"].cpu_pct,
         "loadgen_cpu_pct": usage["clients"].cpu_pct,
         "loadgen_cpu_max_pct": usage["clients"].cpu_max_pct,
         "machine_cpu_pct": outcome.machine_cpu_pct,
@@ -114,19 +105,21 @@ def fixed_work_seconds(reports: list[dict[str, Any]]) -> float:
 
 def process_columns(usage: dict[str, GroupUsage]) -> dict[str, Any]:
     """The CPU of the busiest node, of the busiest other service process (a
-    coordinator) and of each broker's busiest process, in percent of one core: what the
-    bottleneck of a run is read from (see :mod:`stress.bottleneck`)."""
+    coordinator) and of the busiest broker process on the requests' path, in percent of
+    one core: what the bottleneck of a run is read from (see :mod:`results.bottleneck`)."""
     nodes = usage["nodes"].processes
     node_pids = {p.pid for p in nodes}
     others = [p for p in usage["service"].processes if p.pid not in node_pids]
     coordinator = max(others, key=lambda p: p.cpu_pct, default=None)
+    broker = max(usage["brokers"].processes, key=lambda p: p.cpu_pct, default=None)
     node_cpu = [p.cpu_pct for p in nodes]
     return {
         "node_cpu_max_pct": max(node_cpu, default=math.nan),
         "node_cpu_mean_pct": round(sum(node_cpu) / len(node_cpu), 1) if node_cpu else math.nan,
         "coordinator_cpu_max_pct": coordinator.cpu_pct if coordinator else math.nan,
         "coordinator_process": coordinator.role if coordinator else "",
-        **{f"{group}_cpu_max_pct": usage[group].cpu_max_pct for group in BROKER_PROCESSES},
+        "broker_cpu_max_pct": broker.cpu_pct if broker else math.nan,
+        "broker_process": broker.role if broker else "",
     }
 
 

@@ -30,9 +30,9 @@ from middlewares.contract import Backend, MiddlewareError
 from middlewares.launch.deployment import node_counters
 from middlewares.settings import Settings
 from stress.loadgen import LIVE_SLOTS, ClientSpec, client_main
+from stress.plan import RunPlan
 from stress.rows import Collected, summarise_run
 from stress.sampler import ResourceSampler, broker_pids, descendants
-from stress.workload import Workload
 
 log = logging.getLogger("stress")
 
@@ -71,38 +71,6 @@ ProgressCallback = Callable[[float, float, float], None]
 
 class RunFailed(RuntimeError):
     """The run could not be measured (a client could not connect, the service failed)."""
-
-
-@dataclass(frozen=True)
-class RunPlan:
-    """One cell of a study: which service, how loaded, for how long.
-
-    Attributes:
-        middleware: Name of the middleware under test.
-        workload: What the clients send.
-        clients: Number of client processes.
-        repeat: Number of this repetition, from 1.
-        duration: Seconds of the measurement window.
-        warmup: Seconds of load before the window, not counted.
-        nodes: Nodes of the deployment (1 for the stress study).
-    """
-
-    middleware: str
-    workload: Workload
-    clients: int
-    repeat: int
-    duration: float
-    warmup: float
-    nodes: int = 1
-
-    def describe(self) -> str:
-        """A one-line label for progress output."""
-        nodes = f" nodes={self.nodes}" if self.nodes != 1 else ""
-        tasks = f" tasks={self.workload.tasks}" if self.workload.tasks else ""
-        return (
-            f"{self.middleware} {self.workload.label} clients={self.clients}{nodes}{tasks} "
-            f"repeat={self.repeat}"
-        )
 
 
 @dataclass
@@ -221,13 +189,13 @@ def _drive(
         window = FIXED_WORK_LIMIT_S if plan.workload.tasks else plan.duration
         schedule[:] = [start, start + plan.warmup, start + plan.warmup + window]
         go.set()
+        brokers = backend_factory().broker_processes(plan.workload.service, plan.node_form)
         sampler = ResourceSampler(
             {
                 "service": lambda: descendants(deployment.worker_pids()),
                 "nodes": lambda: descendants(deployment.node_pids()),
                 "clients": lambda: [p.pid for p in processes if p.pid is not None],
-                "redis": lambda: broker_pids("redis"),
-                "rabbitmq": lambda: broker_pids("rabbitmq"),
+                "brokers": lambda: broker_pids(brokers),
             }
         )
         _watch(schedule[:], sampler, live, plan.clients, progress, bool(plan.workload.tasks))

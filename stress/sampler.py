@@ -3,8 +3,8 @@
 CPU is measured exactly over the measurement window (CPU seconds at its end minus at its
 start, per process); memory is the largest resident set seen by periodic samples. Groups
 are the service processes of the deployment, the load-generating client processes, and
-the Redis and RabbitMQ servers (read only: they are shared with everyone on the machine,
-so their figures include other people's load).
+the broker servers the requests cross (read only: they are shared with everyone on the
+machine, so their figures include other people's load).
 """
 
 from __future__ import annotations
@@ -16,9 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import psutil
-
-#: Names of the broker server processes, by the group they are reported under.
-BROKER_PROCESSES = {"redis": ("redis-server",), "rabbitmq": ("beam.smp",)}
 
 
 def descendants(pids: list[int]) -> list[int]:
@@ -32,9 +29,9 @@ def descendants(pids: list[int]) -> list[int]:
     return sorted(set(found))
 
 
-def broker_pids(group: str) -> list[int]:
-    """Pids of the running server processes of a broker group (``redis``/``rabbitmq``)."""
-    names = BROKER_PROCESSES[group]
+def broker_pids(names: tuple[str, ...]) -> list[int]:
+    """Pids of the running processes called one of ``names`` (a broker's servers, as its
+    backend names them: ``redis-server``, ``beam.smp``)."""
     return [
         process.pid for process in psutil.process_iter(["name"]) if process.info["name"] in names
     ]

@@ -27,15 +27,9 @@ from results.files import write_study
 from results.report import build_report, print_summary
 from stress.calibrate import calibrate
 from stress.environment import collect_environment
+from stress.plan import RunPlan
 from stress.rows import flag_repeat_spread
-from stress.runner import (
-    DeployFactory,
-    RunFailed,
-    RunPlan,
-    RunResult,
-    isolated_settings,
-    run_once,
-)
+from stress.runner import DeployFactory, RunFailed, RunResult, isolated_settings, run_once
 
 #: Failures a run reports on purpose, with a message meant for the user.
 EXPECTED_FAILURES = (RunFailed, DeploymentFailed, MiddlewareError, OSError)
@@ -217,8 +211,3 @@ def _say(message: str) -> None:
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
-
-def default_out(study: str) -> Path:
-    """``results/runs/<study>-<UTC time>``: where a study writes unless told otherwise."""
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    return Path("results") / "runs" / f"{study}-{stamp}"

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from stress.histogram import new_histogram, record_seconds
+from results.histogram import new_histogram, record_seconds
 
 #: How many error messages of each process are kept for the report.
 ERROR_SAMPLES = 3

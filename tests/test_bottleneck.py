@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from stress.bottleneck import add_bottlenecks, attribute
+from results.bottleneck import add_bottlenecks, attribute
 from stress.rows import process_columns
 from stress.sampler import GroupUsage, ProcessUsage
 
@@ -24,15 +24,15 @@ def _group(*processes: tuple[int, str, float]) -> GroupUsage:
 def _row(
     nodes: list[float],
     coordinator: float | None = None,
-    redis: float = 10.0,
-    rabbitmq: float = 5.0,
+    brokers: dict[str, float] | None = None,
     clients: float = 30.0,
     machine: float = 50.0,
     node_cpu: float = 0.25,
     coordinator_cpu: float = 0.0,
-    brokers: str = "redis",
 ) -> dict:
-    """A run's row built from samples as the runner builds it."""
+    """A run's row built from samples as the runner builds it; ``brokers`` are the CPU
+    of the broker processes on the requests' path (the only ones the runner samples)."""
+    on_path = {"redis-server": 10.0} if brokers is None else brokers
     node_processes = [(100 + i, "middlewares.fake.node", cpu) for i, cpu in enumerate(nodes)]
     service = list(node_processes)
     if coordinator is not None:
@@ -41,8 +41,7 @@ def _row(
         "service": _group(*service),
         "nodes": _group(*node_processes),
         "clients": _group((200, "client", clients)),
-        "redis": _group((300, "redis-server", redis)),
-        "rabbitmq": _group((301, "beam.smp", rabbitmq)),
+        "brokers": _group(*((300 + i, name, cpu) for i, (name, cpu) in enumerate(on_path.items()))),
     }
     return {
         **process_columns(usage),
@@ -50,7 +49,6 @@ def _row(
         "machine_cpu_pct": machine,
         "node_cpu": node_cpu,
         "coordinator_cpu": coordinator_cpu,
-        "brokers": brokers,
     }
 
 
@@ -72,15 +70,15 @@ def test_a_capped_coordinator_is_judged_against_its_own_cap():
     assert (found.kind, found.limit_pct) == ("architecture", 50.0)
 
 
-def test_only_a_broker_on_the_request_path_counts():
-    assert attribute(_row([12.0], rabbitmq=99.0, brokers="redis")).kind == "none"
-    found = attribute(_row([12.0], rabbitmq=99.0, brokers="rabbitmq,redis"))
-    assert (found.kind, found.process) == ("architecture", "rabbitmq broker")
+def test_the_busiest_broker_on_the_request_path_is_what_counts():
+    assert attribute(_row([12.0], brokers={"redis-server": 40.0})).kind == "none"
+    found = attribute(_row([12.0], brokers={"redis-server": 10.0, "beam.smp": 99.0}))
+    assert (found.kind, found.process) == ("architecture", "beam.smp (broker)")
 
 
 def test_the_busiest_saturated_process_is_named():
-    found = attribute(_row([10.0], coordinator=91.0, redis=99.0, brokers="redis"))
-    assert found.process == "redis broker"
+    found = attribute(_row([10.0], coordinator=91.0, brokers={"redis-server": 99.0}))
+    assert found.process == "redis-server (broker)"
 
 
 def test_a_full_machine_comes_before_nodes_at_their_cap():
@@ -109,8 +107,7 @@ def test_rows_without_nodes_or_coordinator_are_handled():
         {
             "service": _group(),
             "nodes": _group(),
-            "redis": _group(),
-            "rabbitmq": _group(),
+            "brokers": _group(),
         }
     )
     assert math.isnan(columns["node_cpu_max_pct"]) and columns["coordinator_process"] == ""

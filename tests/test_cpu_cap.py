@@ -14,7 +14,6 @@ from pathlib import Path
 
 import psutil
 import pytest
-from middlewares.launch.processes import start_process, stop_processes
 
 from middlewares.contract import MiddlewareError, ProcessSpec
 from middlewares.launch import cgroups
@@ -25,6 +24,7 @@ from middlewares.launch.cpu_cap import (
     choose_method,
     default_node_fraction,
 )
+from middlewares.launch.processes import start_process, stop_processes
 from middlewares.registry import get_backend
 from middlewares.settings import Settings
 from middlewares.throttle import SelfThrottle

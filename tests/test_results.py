@@ -18,9 +18,9 @@ from results.files import (
     read_table,
     write_study,
 )
+from results.histogram import encode, new_histogram, record_seconds
 from results.report import build_report
 from results.tables import summarise, with_baseline
-from stress.histogram import encode, new_histogram, record_seconds
 
 ENVIRONMENT = {
     "python": "3.11.7",

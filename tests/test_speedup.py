@@ -15,7 +15,7 @@ from results.files import REQUIRED_COLUMNS, columns
 from results.tables import add_speedup, summarise_speedup
 from speedup import cli
 from speedup.fixed_work import AutoTasks, tasks_list
-from stress.runner import RunPlan
+from stress.plan import RunPlan
 from stress.study import Cell
 from tests.conftest import require
 

@@ -26,13 +26,14 @@ from middlewares.contract import (
 )
 from middlewares.settings import Settings
 from middlewares.stub import StubBackend, StubEchoClient, StubFilterClient, StubInsultClient
+from results.histogram import encode, merge, new_histogram, record_seconds, summary_ms
 from stress import runner
 from stress.calibrate import NoProcesses
 from stress.cli import build_parser, client_counts
-from stress.histogram import encode, merge, new_histogram, record_seconds, summary_ms
 from stress.loadgen import operation_stream, run_pipelined, run_sync
+from stress.plan import RunPlan
 from stress.rows import flag_repeat_spread, run_flags
-from stress.runner import RunFailed, RunPlan, isolated_settings, run_once
+from stress.runner import RunFailed, isolated_settings, run_once
 from stress.study import Cell, run_study
 from stress.tally import Tally
 from stress.workload import Workload, parse_mix

@@ -49,7 +49,7 @@ def test_a_short_stress_run_writes_data_figures_and_report(tmp_path, capsys):
     assert (table["throughput_ops_s"] == (table["completed"] / table["duration_s"]).round(1)).all()
 
     document = json.loads((tmp_path / "stress.json").read_text())
-    assert document["environment"]["redis_server"][0].isdigit()
+    assert document["environment"]["brokers"]["Redis"][0].isdigit()
     assert document["environment"]["cpu_count"] >= 1
     assert document["config"]["clients"] == [1, 2]
     assert len(document["runs"]) == 6 and document["failures"] == []

@@ -49,24 +49,6 @@ class PyroTransport(DirectTransport):
     daemon of its own, found through its master."""
 
     name = "pyro"
-    profile = Profile(
-        label="Pyro4",
-        colour="#d95f02",
-        coupling="direct, names via a name server",
-        broker_processes=(),
-        mechanism=(
-            "Remote objects: blocking calls, coupled in time like XML-RPC, but decoupled in "
-            "location by the name server (clients look objects up by name, then talk to "
-            "them directly). Each proxy keeps its connection open, and serpent is a "
-            "cheaper encoding than XML. The server serves connections from a thread pool "
-            "in one Python process, so, as with XML-RPC, the GIL caps it at about one core."
-        ),
-        insult_path="client and daemon: 1 round trip",
-        filter_path=(
-            "client and front, then front and worker: 2 round trips, both through the "
-            "front's one Python process"
-        ),
-    )
     absent = NotRegistered
 
     @contextlib.contextmanager
@@ -104,6 +86,24 @@ class PyroBackend(DirectBackend):
     answers (see :class:`~middlewares.direct.backend.DirectBackend` for the processes)."""
 
     name = "pyro"
+    profile = Profile(
+        label="Pyro4",
+        colour="#d95f02",
+        coupling="direct, names via a name server",
+        broker_processes=(),
+        mechanism=(
+            "Remote objects: blocking calls, coupled in time like XML-RPC, but decoupled in "
+            "location by the name server (clients look objects up by name, then talk to "
+            "them directly). Each proxy keeps its connection open, and serpent is a "
+            "cheaper encoding than XML. The server serves connections from a thread pool "
+            "in one Python process, so, as with XML-RPC, the GIL caps it at about one core."
+        ),
+        insult_path="client and daemon: 1 round trip",
+        filter_path=(
+            "client and front, then front and worker: 2 round trips, both through the "
+            "front's one Python process"
+        ),
+    )
     transport = PyroTransport()
     #: Even if serpent wrote every character as ten bytes (2.5 MiB), a message with the
     #: ids of MAX_BATCH tasks stays under the daemons' 4 MiB limit (MAX_MESSAGE_BYTES).

@@ -6,7 +6,7 @@ import pika.exceptions
 
 from middlewares.cluster.client import connect as connect_redis
 from middlewares.cluster.store import delete_shared_state
-from middlewares.contract import Backend, ProcessSpec, Profile
+from middlewares.contract import Backend, BrokerUnavailable, ProcessSpec, Profile
 from middlewares.rabbitmq.clients import RabbitMqEchoClient, RabbitMqInsultClient
 from middlewares.rabbitmq.filter_client import RabbitMqFilterClient
 from middlewares.rabbitmq.transport import (
@@ -49,6 +49,20 @@ class RabbitMqBackend(Backend):
         ),
         filter_path="the same path (task queue, worker, reply queue), plus the worker's ack",
     )
+
+    def broker_version(self, settings: Settings) -> str:
+        """The version RabbitMQ announces when a connection opens."""
+        try:
+            connection = connect(settings, "version-probe")
+        except BrokerUnavailable as error:
+            return f"unavailable: {error}"
+        try:
+            # pika keeps the broker's Connection.Start properties on the connection.
+            properties = connection._impl.server_properties or {}
+            version = properties.get("version", b"unknown")
+            return version.decode() if isinstance(version, bytes) else str(version)
+        finally:
+            close_quietly(connection)
 
     def check(self, settings: Settings) -> None:
         """Raise BrokerUnavailable unless the broker accepts a connection."""

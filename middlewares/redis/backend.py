@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 import uuid
 
+import redis
+
 from middlewares.cluster.client import connect, redis_errors_as_unavailable, unavailable
 from middlewares.cluster.keys import Keys
-from middlewares.contract import Backend, ProcessSpec, Profile
+from middlewares.contract import Backend, BrokerUnavailable, ProcessSpec, Profile
 from middlewares.redis.clients import RedisEchoClient, RedisFilterClient, RedisInsultClient
 from middlewares.redis.transport import MIN_REDIS_VERSION
 from middlewares.settings import Settings
@@ -54,6 +56,19 @@ class RedisBackend(Backend):
             "the same path (task list, worker, reply list), plus the reliable queue's removal"
         ),
     )
+
+    def broker_version(self, settings: Settings) -> str:
+        """The version Redis reports in ``INFO server``."""
+        try:
+            client = connect(settings)
+        except BrokerUnavailable as error:
+            return f"unavailable: {error}"
+        try:
+            return str(client.info("server")["redis_version"])
+        except (redis.RedisError, KeyError) as error:
+            return f"unavailable: {error}"
+        finally:
+            client.close()
 
     def check(self, settings: Settings) -> None:
         """Raise BrokerUnavailable unless a Redis of version 6.2 or newer answers."""

@@ -31,27 +31,6 @@ class XmlRpcTransport(DirectTransport):
     node; every call one round trip on a kept-alive HTTP/1.1 connection."""
 
     name = "xmlrpc"
-    profile = Profile(
-        label="XML-RPC",
-        colour="#1b9e77",
-        coupling="direct, in time and space",
-        broker_processes=(),
-        mechanism=(
-            "Synchronous request/response over HTTP/1.1 with XML bodies. Each call blocks "
-            "the client for a full round trip, and XML is the costliest encoding of the four "
-            "to build and parse in Python. Client and server are coupled in space (the "
-            "client must know host and port) and in time (the server must be up at the "
-            "moment of the call). Keep-alive connections spare a TCP handshake per call; "
-            "the HTTP reply is the only acknowledgement. The server runs connections on "
-            "threads of one Python process, so under the GIL its throughput stops growing "
-            "once that process uses one core."
-        ),
-        insult_path="client and server: 1 round trip",
-        filter_path=(
-            "client and front, then front and worker: 2 round trips, both through the "
-            "front's one Python process"
-        ),
-    )
     absent = NotServing
 
     def serve(
@@ -100,6 +79,27 @@ class XmlRpcBackend(DirectBackend):
     own (see :class:`~middlewares.direct.backend.DirectBackend` for the processes)."""
 
     name = "xmlrpc"
+    profile = Profile(
+        label="XML-RPC",
+        colour="#1b9e77",
+        coupling="direct, in time and space",
+        broker_processes=(),
+        mechanism=(
+            "Synchronous request/response over HTTP/1.1 with XML bodies. Each call blocks "
+            "the client for a full round trip, and XML is the costliest encoding of the four "
+            "to build and parse in Python. Client and server are coupled in space (the "
+            "client must know host and port) and in time (the server must be up at the "
+            "moment of the call). Keep-alive connections spare a TCP handshake per call; "
+            "the HTTP reply is the only acknowledgement. The server runs connections on "
+            "threads of one Python process, so under the GIL its throughput stops growing "
+            "once that process uses one core."
+        ),
+        insult_path="client and server: 1 round trip",
+        filter_path=(
+            "client and front, then front and worker: 2 round trips, both through the "
+            "front's one Python process"
+        ),
+    )
     transport = XmlRpcTransport()
     #: Even if XML escaping made every character five bytes (2.5 MiB), a request with the
     #: ids of MAX_BATCH tasks stays under the servers' 4 MiB limit (MAX_MESSAGE_BYTES).

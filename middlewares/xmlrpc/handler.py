@@ -6,13 +6,27 @@ from __future__ import annotations
 
 import logging
 import xmlrpc.client
-from typing import TYPE_CHECKING, Any
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
 from xmlrpc.server import SimpleXMLRPCRequestHandler
 
-from middlewares.direct.connections import IDLE_TIMEOUT, Evicted, ServerBusy
+from middlewares.direct.connections import IDLE_TIMEOUT, ConnectionTable, Evicted, ServerBusy
 
-if TYPE_CHECKING:
-    from middlewares.xmlrpc.transport import RpcServer
+
+class HandledServer(Protocol):
+    """What the handler needs of its server (:class:`~middlewares.xmlrpc.transport.RpcServer`)."""
+
+    rpc_path: str
+    table: ConnectionTable
+    max_request_bytes: int
+
+    def call_under_way(self) -> AbstractContextManager[None]:
+        """Count one request from its arrival until its reply is written."""
+        ...
+
+    def _marshaled_dispatch(
+        self, data: bytes, dispatch_method: object = None, path: object = None
+    ) -> bytes: ...
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +44,7 @@ class RequestHandler(SimpleXMLRPCRequestHandler):
     encode_threshold = None
     # Every read and write of a connection: a silent one frees its thread after this.
     timeout = IDLE_TIMEOUT
-    server: RpcServer
+    server: HandledServer
 
     def is_rpc_path_valid(self) -> bool:
         return self.path == self.server.rpc_path

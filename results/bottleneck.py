@@ -13,9 +13,10 @@ A run is limited by the first of these that holds:
 - **clients**: a load-generating client process at 90% or more of a core;
 - **none**: nothing saturated: the clients wait for round trips (latency-bound).
 
-The inputs are columns of a run's row (see ``stress.rows.process_columns``), plus the
-caps (``node_cpu``, ``coordinator_cpu``, fractions of one core, 0 when uncapped) and the
-broker servers on the request path (``brokers``, comma-separated) that a study adds.
+The inputs are columns of a run's row (see ``stress.rows.process_columns``: the busiest
+node, coordinator and broker process on the requests' path), plus the caps
+(``node_cpu``, ``coordinator_cpu``, fractions of one core, 0 when uncapped) that a study
+adds.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-#: A process at this share of what it may use is saturated.
-SATURATED = 0.90
+from results.limits import SATURATED
+
 #: Every kind of bottleneck, in the order they are looked for.
 KINDS = ("architecture", "machine", "capacity", "clients", "none")
 
@@ -37,7 +38,7 @@ class Bottleneck:
 
     Attributes:
         kind: One of :data:`KINDS`.
-        process: The limiting process: a coordinator's module, ``<broker> broker``,
+        process: The limiting process: a coordinator's module, ``<process> (broker)``,
             ``nodes``, ``clients`` or ``machine`` (empty for ``none``).
         cpu_pct: Its CPU in percent of one core (for ``machine``: of all cores).
         limit_pct: What it may use, in the same unit (its cap, or 100).
@@ -81,10 +82,10 @@ def attribute(row: Mapping[str, Any]) -> Bottleneck:
     if _saturated(coordinator, coordinator_limit):
         process = str(row.get("coordinator_process") or "coordinator")
         architecture.append(Bottleneck("architecture", process, coordinator, coordinator_limit))
-    for broker in filter(None, str(row.get("brokers") or "").split(",")):
-        cpu = _number(row, f"{broker}_cpu_max_pct")
-        if _saturated(cpu, 100.0):
-            architecture.append(Bottleneck("architecture", f"{broker} broker", cpu, 100.0))
+    broker = _number(row, "broker_cpu_max_pct")
+    if _saturated(broker, 100.0):
+        process = str(row.get("broker_process") or "broker")
+        architecture.append(Bottleneck("architecture", f"{process} (broker)", broker, 100.0))
     if architecture:
         return max(architecture, key=lambda b: b.cpu_pct / b.limit_pct)
     machine = _number(row, "machine_cpu_pct")
