@@ -22,7 +22,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -111,26 +111,52 @@ def run_once(
     deploy: DeployFactory,
     backend_factory: Callable[[], Backend],
     progress: ProgressCallback | None = None,
+    cleanup: bool = True,
 ) -> RunResult:
     """Deploy, load and measure one :class:`RunPlan`; raises :class:`RunFailed`.
 
     ``settings`` should come from :func:`isolated_settings`; the namespace's broker
-    objects are deleted afterwards with ``backend.cleanup``.
+    objects are deleted afterwards with ``backend.cleanup`` (unless ``cleanup`` is
+    False: a deployment that is not the run's own, see :mod:`stress.external`).
+    In the n-node form the run records the live nodes (id and host) and what each
+    served during the run.
     """
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    service = plan.workload.service
+    before: dict[str, int] = {}
+    nodes: list[dict[str, str]] = []
     try:
         with deploy(settings) as deployment:
+            if plan.node_form:
+                before = read_node_counters(settings, service)
+                nodes = read_live_nodes(backend_factory, settings, service)
             outcome = _drive(plan, settings, deployment, backend_factory, progress)
         # Read after the deployment stopped, when every node has flushed its final count.
-        counters = read_node_counters(settings, plan.workload.service)
+        counters = read_node_counters(settings, service)
         dead_letters = read_dead_letters(backend_factory, settings)
     finally:
-        with _ignoring_ctrl_c():
-            _cleanup(backend_factory, settings)
+        if cleanup:
+            with _ignoring_ctrl_c():
+                _cleanup(backend_factory, settings)
     row, detail = summarise_run(plan, settings, outcome, dead_letters)
     row["started_at"] = started_at
-    detail["node_counters"] = counters
+    row["node_hosts"] = " ".join(f"{node['id']}@{node['host']}" for node in nodes)
+    detail["nodes"] = nodes
+    detail["node_counters"] = {
+        node: count - before.get(node, 0) for node, count in counters.items()
+    }
     return RunResult(row, detail)
+
+
+def read_live_nodes(
+    backend_factory: Callable[[], Backend], settings: Settings, service: str
+) -> list[dict[str, str]]:
+    """The live nodes of the run's deployment, id and host; empty when it cannot say."""
+    try:
+        return [asdict(node) for node in backend_factory().live_nodes(service, settings)]
+    except MiddlewareError as error:
+        log.warning("could not read the live nodes: %s", error)
+        return []
 
 
 def read_dead_letters(backend_factory: Callable[[], Backend], settings: Settings) -> dict[str, int]:

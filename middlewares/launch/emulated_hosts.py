@@ -200,10 +200,29 @@ class EmulatedHosts:
             self._processes.append(process)
         return process
 
-    def serve_redis(self, host: str, port: int = 6379) -> str:
-        """Start a private ``redis-server`` on ``host`` (no persistence); its URL, once
-        it accepts connections."""
-        address = self.hosts[host].address
+    def forward(self, host: str | None, port: int, upstream: tuple[str, int]) -> str:
+        """Make ``upstream`` (an address of the root namespace, e.g. the machine's
+        RabbitMQ on 127.0.0.1) answer at ``host``'s address and ``port`` (host None:
+        at 127.0.0.1 of the root namespace, the same hop for a loopback comparison);
+        returns ``address:port`` once it does."""
+        address = "127.0.0.1" if host is None else self.hosts[host].address
+        where = [] if host is None else ["--netns", self.hosts[host].namespace]
+        self.start(
+            None,
+            python_module(
+                "middlewares.launch.forwarder",
+                *where,
+                "--listen", f"{address}:{port}",
+                "--to", f"{upstream[0]}:{upstream[1]}",
+            ),
+        )  # fmt: skip
+        wait_listening(address, port)
+        return f"{address}:{port}"
+
+    def serve_redis(self, host: str | None, port: int = 6379) -> str:
+        """Start a private ``redis-server`` on ``host`` (None: on 127.0.0.1 of the root
+        namespace), without persistence; its URL, once it accepts connections."""
+        address = "127.0.0.1" if host is None else self.hosts[host].address
         self.start(
             host,
             ["redis-server", "--bind", address, "--port", str(port), "--save", "",
@@ -212,23 +231,6 @@ class EmulatedHosts:
         )  # fmt: skip
         wait_listening(address, port)
         return f"redis://{address}:{port}/0"
-
-    def forward(self, host: str, port: int, upstream: tuple[str, int]) -> str:
-        """Make ``upstream`` (an address of the root namespace, e.g. the machine's
-        RabbitMQ on 127.0.0.1) answer at ``host``'s address and ``port``; returns
-        ``address:port`` once it does."""
-        address = self.hosts[host].address
-        self.start(
-            None,
-            python_module(
-                "middlewares.launch.forwarder",
-                "--netns", self.hosts[host].namespace,
-                "--listen", f"{address}:{port}",
-                "--to", f"{upstream[0]}:{upstream[1]}",
-            ),
-        )  # fmt: skip
-        wait_listening(address, port)
-        return f"{address}:{port}"
 
     def in_subnet(self, address: str) -> bool:
         """True for an address of these hosts' subnet."""

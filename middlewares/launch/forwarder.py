@@ -44,8 +44,11 @@ def _setns(fd: int) -> None:
         raise OSError(error, f"setns failed: {os.strerror(error)}")
 
 
-def listen_in(namespace: str, address: tuple[str, int]) -> socket.socket:
-    """A listening socket on ``address`` inside network namespace ``namespace``."""
+def listen_in(namespace: str | None, address: tuple[str, int]) -> socket.socket:
+    """A listening socket on ``address`` inside network namespace ``namespace`` (None:
+    this process's own)."""
+    if namespace is None:
+        return socket.create_server(address, backlog=128)
     own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     target = os.open(f"/run/netns/{namespace}", os.O_RDONLY)
     try:
@@ -118,10 +121,12 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of ``python -m middlewares.launch.forwarder``."""
     parser = argparse.ArgumentParser(
         prog="python -m middlewares.launch.forwarder",
-        description="Listen on ADDR:PORT inside network namespace NS and forward every "
-        "connection to HOST:PORT of this process's own namespace (root only).",
+        description="Listen on ADDR:PORT (inside network namespace NS: root only) and "
+        "forward every connection to HOST:PORT of this process's own namespace.",
     )
-    parser.add_argument("--netns", required=True, help="network namespace to listen in")
+    parser.add_argument(
+        "--netns", help="network namespace to listen in (default: this process's own)"
+    )
     parser.add_argument("--listen", type=_address, required=True, metavar="ADDR:PORT")
     parser.add_argument("--to", type=_address, required=True, metavar="HOST:PORT")
     args = parser.parse_args(argv)
@@ -132,10 +137,10 @@ def main(argv: list[str] | None = None) -> None:
         try:
             server = listen_in(args.netns, args.listen)
         except OSError as error:
-            where = f"{args.listen[0]}:{args.listen[1]} in {args.netns}"
+            where = f"{args.listen[0]}:{args.listen[1]} in {args.netns or 'this namespace'}"
             print(f"error: cannot listen on {where}: {error}", file=sys.stderr)
             return 1
-        log.info("forwarding %s:%d in %s to %s:%d", *args.listen, args.netns, *args.to)
+        log.info("forwarding %s:%d to %s:%d", *args.listen, *args.to)
         forward(server, args.to, stop)
         return 0
 
