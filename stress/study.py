@@ -203,9 +203,10 @@ def _run_cell(study: str, cell: Cell) -> RunResult:
 
 def _one_line(row: dict[str, Any]) -> str:
     flags = f"  !! {row['flags']}" if row["flags"] else ""
+    nodes = f", nodes {row['node_hosts']}" if row.get("node_hosts") else ""
     return (
         f"{row['throughput_ops_s']:,.0f} ops/s, p50 {row['p50_ms']:.2f} ms, "
-        f"p99 {row['p99_ms']:.2f} ms, errors {row['errors'] + row['timeouts']}{flags}"
+        f"p99 {row['p99_ms']:.2f} ms, errors {row['errors'] + row['timeouts']}{nodes}{flags}"
     )
 
 
