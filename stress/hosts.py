@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import signal
 import statistics
 import subprocess
 import sys
@@ -143,6 +144,10 @@ def measure(place: Place, middleware: str, args: argparse.Namespace, out: Path) 
     return float(rows[0]["throughput_ops_s"])
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``python -m stress.hosts``."""
     args = build_parser().parse_args(argv)
@@ -151,6 +156,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"error: {reason}", file=sys.stderr)
         sys.exit(2)
     middlewares = list(MIDDLEWARES) if args.middleware == "all" else args.middleware.split(",")
+    # SIGTERM unwinds like Ctrl-C, so the emulated hosts are always removed.
+    signal.signal(signal.SIGTERM, _interrupt)
     results: dict[tuple[str, str], list[float]] = {}
     with (
         EmulatedHosts(["broker", *NODES, "clients"], delay_ms=args.delay_ms) as hosts,

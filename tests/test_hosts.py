@@ -11,6 +11,7 @@ private Redis and one RabbitMQ forwarder serve the whole module.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import threading
 import uuid
@@ -62,11 +63,20 @@ def network() -> Iterator[Network]:
     reason = unavailable_reason()
     if reason:
         pytest.skip(reason)
-    with EmulatedHosts(["broker", "node1", "node2", "clients"], delay_ms=0.2) as hosts:
-        print(f"emulated hosts {hosts.token}: {hosts.delay_note}")
-        redis_url = hosts.serve_redis("broker")
-        rabbitmq = hosts.forward("broker", RABBITMQ[1], RABBITMQ)
-        yield Network(hosts, redis_url, f"amqp://guest:guest@{rabbitmq}/%2F")
+    # A SIGTERM (a CI timeout) unwinds like Ctrl-C, so the hosts are removed either way.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        with EmulatedHosts(["broker", "node1", "node2", "clients"], delay_ms=0.2) as hosts:
+            print(f"emulated hosts {hosts.token}: {hosts.delay_note}")
+            redis_url = hosts.serve_redis("broker")
+            rabbitmq = hosts.forward("broker", RABBITMQ[1], RABBITMQ)
+            yield Network(hosts, redis_url, f"amqp://guest:guest@{rabbitmq}/%2F")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 _ports = iter(range(20000, 30000, 10))
