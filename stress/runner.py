@@ -15,12 +15,10 @@ import contextlib
 import logging
 import multiprocessing
 import queue
-import signal
 import socket
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -28,6 +26,7 @@ from typing import Any, Protocol
 
 from middlewares.contract import Backend, MiddlewareError
 from middlewares.launch.deployment import node_counters
+from middlewares.launch.processes import ignoring_ctrl_c
 from middlewares.settings import Settings
 from stress.loadgen import LIVE_SLOTS, ClientSpec, client_main
 from stress.plan import RunPlan
@@ -136,7 +135,7 @@ def run_once(
         dead_letters = read_dead_letters(backend_factory, settings)
     finally:
         if cleanup:
-            with _ignoring_ctrl_c():
+            with ignoring_ctrl_c():
                 _cleanup(backend_factory, settings)
     row, detail = summarise_run(plan, settings, outcome, dead_letters)
     row["started_at"] = started_at
@@ -236,7 +235,7 @@ def _drive(
             machine_cpu_pct=machine,
         )
     finally:
-        with _ignoring_ctrl_c():
+        with ignoring_ctrl_c():
             _stop_clients(processes, stop, reports)
 
 
@@ -350,16 +349,3 @@ def _cleanup(backend_factory: Callable[[], Backend], settings: Settings) -> None
         backend_factory().cleanup(settings)
     except Exception as error:  # the run's own outcome matters more than tidying up
         log.warning("could not clean up namespace %s: %s", settings.namespace, error)
-
-
-@contextlib.contextmanager
-def _ignoring_ctrl_c() -> Iterator[None]:
-    """Let clean-up finish even if Ctrl-C is pressed again meanwhile."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)

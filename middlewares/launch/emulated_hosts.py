@@ -33,9 +33,11 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Self
+
+from middlewares.launch.processes import ignoring_ctrl_c
 
 log = logging.getLogger(__name__)
 
@@ -240,7 +242,7 @@ class EmulatedHosts:
     def close(self) -> None:
         """Stop every process started here and anything left in the namespaces, then
         remove the veth pairs, the bridge and the namespaces. Safe to call twice."""
-        with _ignoring_ctrl_c():
+        with ignoring_ctrl_c():
             with self._lock:
                 processes, self._processes = self._processes, []
             _stop(processes)
@@ -279,19 +281,6 @@ def _kill_everything_in(namespace: str) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError, ValueError):
             os.kill(int(pid), signal.SIGKILL)
-
-
-@contextlib.contextmanager
-def _ignoring_ctrl_c() -> Iterator[None]:
-    """Let clean-up finish even if Ctrl-C is pressed again meanwhile."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def wait_listening(address: str, port: int, timeout: float = 15.0) -> None:
