@@ -172,6 +172,19 @@ class ProcessSpec:
     role: str = "service"
 
 
+@dataclass(frozen=True)
+class LiveNode:
+    """A node of a running n-node deployment, as it announced itself.
+
+    Attributes:
+        id: Its node id (``--node-id``).
+        host: The address it reports for itself (see ``middlewares.addresses.node_host``).
+    """
+
+    id: str
+    host: str
+
+
 #: The process names of Redis: the n-node form of every middleware keeps its shared state
 #: there, so its CPU belongs to every n-node run.
 SHARED_STATE_PROCESSES = ("redis-server",)
@@ -272,6 +285,23 @@ class Backend(ABC):
     @abstractmethod
     def echo_client(self, settings: Settings) -> EchoClient:
         """A connected client of the echo service in ``settings.namespace``."""
+
+    def live_nodes(self, service: str, settings: Settings) -> list[LiveNode]:
+        """The nodes of the n-node form of ``service`` in ``settings.namespace`` that are
+        alive now, wherever they run, by id: what a study of nodes started elsewhere
+        waits for. Empty for a middleware without an n-node form. Raises
+        :class:`BrokerUnavailable` when what keeps the list does not answer."""
+        return []
+
+    def check_join(self, service: str, settings: Settings) -> None:
+        """Raise :class:`BrokerUnavailable` unless a node of ``service`` started with
+        ``settings`` could join its deployment (its brokers, its coordinator)."""
+        self.check(settings)
+
+    def exposure_warning(self, settings: Settings) -> str | None:
+        """One warning line when the servers of ``settings`` would be reachable from
+        other machines without authenticating their clients; None otherwise."""
+        return None
 
     def dead_letters(self, settings: Settings) -> dict[str, int]:
         """How many messages are set aside on each dead-letter list or queue of

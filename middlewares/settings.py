@@ -29,7 +29,22 @@ class Settings:
     namespace: str = _setting(
         "insultbench", "prefix of every queue, key, channel, exchange and registered name"
     )
-    host: str = _setting("127.0.0.1", "address XML-RPC and Pyro4 servers bind and clients use")
+    host: str = _setting(
+        "127.0.0.1",
+        "address XML-RPC and Pyro4 servers (nodes, coordinators, subscribers' callback "
+        "servers) listen on; 0.0.0.0 for every interface",
+    )
+    advertise_host: str = _setting(
+        "",
+        "address this process gives others to reach it (a node's URL, a Pyro URI, a "
+        "subscriber's callback); empty: the listen address, or on 0.0.0.0 the address of "
+        "the interface that routes to the coordinator",
+    )
+    coordinator_host: str = _setting(
+        "127.0.0.1",
+        "where the XML-RPC master and filter front and the Pyro4 name server are found "
+        "(the one-node XML-RPC and Pyro4 services too)",
+    )
     insult_port: int = _setting(8100, "XML-RPC port of the InsultService")
     filter_port: int = _setting(8101, "XML-RPC port of the InsultFilter front")
     echo_port: int = _setting(8102, "XML-RPC port of the bare echo baseline")

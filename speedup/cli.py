@@ -36,8 +36,10 @@ from results.files import default_out
 from results.tables import add_speedup, summarise_speedup
 from speedup.fixed_work import AUTO, FALLBACK_TASKS, AutoTasks, tasks_list
 from stress.cli import config_of
+from stress.external import external_deployment
 from stress.options import (
     add_common_arguments,
+    add_external_wait,
     backend_factory,
     check_common,
     float_list,
@@ -102,6 +104,16 @@ def build_parser() -> argparse.ArgumentParser:
         default="pipelined",
         help="filter workload (default: pipelined, how a work queue is used)",
     )
+    parser.add_argument(
+        "--external-nodes",
+        action="store_true",
+        help="measure nodes started elsewhere instead of starting them: start nothing, "
+        "and before each run wait until exactly N nodes (each of --nodes, in increasing "
+        "order) are live in --namespace, started with `python -m middlewares serve <mw> "
+        "<service> --nodes 0` and `join` (docs/HOSTS.md); --node-cpu does not apply, each "
+        "node has its machine's capacity; the results record each node's id and host",
+    )
+    add_external_wait(parser)
     add_common_arguments(parser, "speedup")
     cpu_cap.add_arguments(
         parser,
@@ -144,8 +156,15 @@ def services(args: argparse.Namespace) -> list[str]:
     return ["insult", "filter"] if args.service == "all" else [args.service]
 
 
-def deployment(middleware: str, service: str, nodes: int, caps: CpuCaps) -> DeployFactory:
-    """Starts ``service`` on ``middleware`` with ``nodes`` nodes held to ``caps``."""
+def deployment(
+    middleware: str, service: str, nodes: int, caps: CpuCaps, args: argparse.Namespace
+) -> DeployFactory:
+    """Starts ``service`` on ``middleware`` with ``nodes`` nodes held to ``caps``, or
+    waits for ``nodes`` external ones."""
+    if args.external_nodes:
+        return external_deployment(
+            backend_factory(middleware), service, nodes, args.external_wait
+        )
 
     def deploy(settings: Settings) -> Deployment:
         return start_nodes(middleware, service, settings, nodes, caps)
@@ -157,6 +176,8 @@ def resolve_caps(args: argparse.Namespace) -> tuple[CpuCaps, str]:
     """The caps of every run, with ``auto`` resolved, and a line saying what they are.
 
     The method is resolved here, once, so every run uses (and records) the same one."""
+    if args.external_nodes:
+        return CpuCaps(), "node capacity: each external node's own machine (not capped)"
     cores = psutil.cpu_count() or 1
     node = args.node_cpu
     chosen = ""
@@ -218,13 +239,17 @@ def plan_cells(
                         cells.append(
                             Cell(
                                 plan,
-                                deployment(middleware, service, nodes, caps),
+                                deployment(middleware, service, nodes, caps, args),
                                 backend_factory(middleware),
                                 settings.with_changes(work_ms=work_ms),
                                 extra=extra,
                                 resolve=auto_tasks if auto else None,
+                                external=args.external_nodes,
                             )
                         )
+    if args.external_nodes:
+        # Nodes are added by hand between runs: every run of one N, then the next N.
+        cells.sort(key=lambda cell: cell.plan.nodes)
     return cells
 
 

@@ -22,8 +22,10 @@ from middlewares import settings as settings_module
 from middlewares.launch.deployment import Deployment
 from middlewares.settings import Settings
 from results.files import default_out
+from stress.external import external_deployment
 from stress.options import (
     add_common_arguments,
+    add_external_wait,
     backend_factory,
     check_common,
     int_list,
@@ -74,6 +76,16 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also drive the bare echo service of each middleware, the transport's limit",
     )
+    parser.add_argument(
+        "--external-nodes",
+        type=int,
+        metavar="N",
+        help="measure an n-node deployment running elsewhere instead of starting one: "
+        "start nothing, and before each run wait until exactly N nodes are live in "
+        "--namespace (started with `python -m middlewares serve <mw> <service> --nodes 0` "
+        "and `join`, see docs/HOSTS.md); the results record each node's id and host",
+    )
+    add_external_wait(parser)
     add_common_arguments(parser, "stress")
     return parser
 
@@ -119,8 +131,13 @@ def workloads(args: argparse.Namespace) -> list[Workload]:
     return chosen
 
 
-def deployment(middleware: str, service: str) -> DeployFactory:
-    """Starts ``service`` on ``middleware`` through the launcher (one node)."""
+def deployment(middleware: str, service: str, args: argparse.Namespace) -> DeployFactory:
+    """Starts ``service`` on ``middleware`` through the launcher (one node), or waits
+    for the external nodes."""
+    if args.external_nodes:
+        return external_deployment(
+            backend_factory(middleware), service, args.external_nodes, args.external_wait
+        )
 
     def deploy(settings: Settings) -> Deployment:
         return Deployment(middleware, service, settings)
@@ -138,13 +155,23 @@ def plan_cells(
         for middleware in middlewares:
             for workload in workloads(args):
                 for count in clients:
-                    plan = RunPlan(middleware, workload, count, repeat, args.duration, args.warmup)
+                    plan = RunPlan(
+                        middleware,
+                        workload,
+                        count,
+                        repeat,
+                        args.duration,
+                        args.warmup,
+                        nodes=args.external_nodes or 1,
+                        node_form=bool(args.external_nodes),
+                    )
                     cells.append(
                         Cell(
                             plan,
-                            deployment(middleware, workload.service),
+                            deployment(middleware, workload.service, args),
                             backend_factory(middleware),
                             settings,
+                            external=bool(args.external_nodes),
                         )
                     )
     return cells
@@ -167,6 +194,11 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     check_common(parser, args)
+    if args.external_nodes is not None:
+        if args.external_nodes < 1:
+            parser.error("--external-nodes must be at least 1")
+        if args.service == "echo" or args.baseline:
+            parser.error("--external-nodes measures the n-node form; echo has none")
     clients = client_counts(parser, args)
     try:
         settings = settings_module.from_args(args)

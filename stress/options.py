@@ -12,6 +12,7 @@ from middlewares import settings as settings_module
 from middlewares.contract import Backend, BrokerUnavailable
 from middlewares.registry import MIDDLEWARES, get_backend
 from middlewares.settings import Settings
+from stress.external import DEFAULT_WAIT
 from stress.workload import DEFAULT_MIX, format_mix, parse_mix
 
 
@@ -117,6 +118,18 @@ def add_common_arguments(parser: argparse.ArgumentParser, study: str) -> None:
         "--no-report", action="store_true", help="write the CSV and JSON only, no figures"
     )
     settings_module.add_arguments(parser)
+
+
+def add_external_wait(parser: argparse.ArgumentParser) -> None:
+    """``--external-wait``: how long a study waits for nodes started elsewhere."""
+    parser.add_argument(
+        "--external-wait",
+        type=positive(float),
+        default=DEFAULT_WAIT,
+        metavar="SECONDS",
+        help="with --external-nodes: how long to wait before each run for the wanted number "
+        "of live nodes (default: %(default)g)",
+    )
 
 
 def check_common(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:

@@ -15,19 +15,18 @@ import contextlib
 import logging
 import multiprocessing
 import queue
-import signal
 import socket
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from middlewares.contract import Backend, MiddlewareError
 from middlewares.launch.deployment import node_counters
+from middlewares.launch.processes import ignoring_ctrl_c
 from middlewares.settings import Settings
 from stress.loadgen import LIVE_SLOTS, ClientSpec, client_main
 from stress.plan import RunPlan
@@ -111,26 +110,52 @@ def run_once(
     deploy: DeployFactory,
     backend_factory: Callable[[], Backend],
     progress: ProgressCallback | None = None,
+    cleanup: bool = True,
 ) -> RunResult:
     """Deploy, load and measure one :class:`RunPlan`; raises :class:`RunFailed`.
 
     ``settings`` should come from :func:`isolated_settings`; the namespace's broker
-    objects are deleted afterwards with ``backend.cleanup``.
+    objects are deleted afterwards with ``backend.cleanup`` (unless ``cleanup`` is
+    False: a deployment that is not the run's own, see :mod:`stress.external`).
+    In the n-node form the run records the live nodes (id and host) and what each
+    served during the run.
     """
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    service = plan.workload.service
+    before: dict[str, int] = {}
+    nodes: list[dict[str, str]] = []
     try:
         with deploy(settings) as deployment:
+            if plan.node_form:
+                before = read_node_counters(settings, service)
+                nodes = read_live_nodes(backend_factory, settings, service)
             outcome = _drive(plan, settings, deployment, backend_factory, progress)
         # Read after the deployment stopped, when every node has flushed its final count.
-        counters = read_node_counters(settings, plan.workload.service)
+        counters = read_node_counters(settings, service)
         dead_letters = read_dead_letters(backend_factory, settings)
     finally:
-        with _ignoring_ctrl_c():
-            _cleanup(backend_factory, settings)
+        if cleanup:
+            with ignoring_ctrl_c():
+                _cleanup(backend_factory, settings)
     row, detail = summarise_run(plan, settings, outcome, dead_letters)
     row["started_at"] = started_at
-    detail["node_counters"] = counters
+    row["node_hosts"] = " ".join(f"{node['id']}@{node['host']}" for node in nodes)
+    detail["nodes"] = nodes
+    detail["node_counters"] = {
+        node: count - before.get(node, 0) for node, count in counters.items()
+    }
     return RunResult(row, detail)
+
+
+def read_live_nodes(
+    backend_factory: Callable[[], Backend], settings: Settings, service: str
+) -> list[dict[str, str]]:
+    """The live nodes of the run's deployment, id and host; empty when it cannot say."""
+    try:
+        return [asdict(node) for node in backend_factory().live_nodes(service, settings)]
+    except MiddlewareError as error:
+        log.warning("could not read the live nodes: %s", error)
+        return []
 
 
 def read_dead_letters(backend_factory: Callable[[], Backend], settings: Settings) -> dict[str, int]:
@@ -210,7 +235,7 @@ def _drive(
             machine_cpu_pct=machine,
         )
     finally:
-        with _ignoring_ctrl_c():
+        with ignoring_ctrl_c():
             _stop_clients(processes, stop, reports)
 
 
@@ -324,16 +349,3 @@ def _cleanup(backend_factory: Callable[[], Backend], settings: Settings) -> None
         backend_factory().cleanup(settings)
     except Exception as error:  # the run's own outcome matters more than tidying up
         log.warning("could not clean up namespace %s: %s", settings.namespace, error)
-
-
-@contextlib.contextmanager
-def _ignoring_ctrl_c() -> Iterator[None]:
-    """Let clean-up finish even if Ctrl-C is pressed again meanwhile."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)

@@ -65,6 +65,8 @@ class Cell:
         extra: Columns the study adds to the run's row (e.g. ``node_form``).
         resolve: Called just before the run with the rows measured so far; returns the
             cell to run instead (e.g. with an amount of work sized from earlier runs).
+        external: The deployment runs elsewhere (``--external-nodes``): the run uses
+            ``settings`` as they are (namespace, ports, hosts) and deletes nothing.
     """
 
     plan: RunPlan
@@ -73,6 +75,7 @@ class Cell:
     settings: Settings
     extra: dict[str, Any] = field(default_factory=dict)
     resolve: Callable[[Cell, list[dict[str, Any]]], Cell] | None = None
+    external: bool = False
 
 
 @dataclass
@@ -173,7 +176,7 @@ def conclude(study: str, outcome: StudyOutcome, out: Path, report: bool) -> None
 
 def _run_cell(study: str, cell: Cell) -> RunResult:
     plan = cell.plan
-    settings = isolated_settings(cell.settings, study)
+    settings = cell.settings if cell.external else isolated_settings(cell.settings, study)
     total = plan.warmup + plan.duration
     with tqdm(
         total=round(total, 1),
@@ -191,16 +194,19 @@ def _run_cell(study: str, cell: Cell) -> RunResult:
             bar.set_postfix_str(f"{phase}, {rate:,.0f} ops/s", refresh=True)
 
         started = time.monotonic()
-        result = run_once(plan, settings, cell.deploy, cell.backend_factory, progress)
+        result = run_once(
+            plan, settings, cell.deploy, cell.backend_factory, progress, cleanup=not cell.external
+        )
         result.detail["wall_s"] = round(time.monotonic() - started, 2)
     return result
 
 
 def _one_line(row: dict[str, Any]) -> str:
     flags = f"  !! {row['flags']}" if row["flags"] else ""
+    nodes = f", nodes {row['node_hosts']}" if row.get("node_hosts") else ""
     return (
         f"{row['throughput_ops_s']:,.0f} ops/s, p50 {row['p50_ms']:.2f} ms, "
-        f"p99 {row['p99_ms']:.2f} ms, errors {row['errors'] + row['timeouts']}{flags}"
+        f"p99 {row['p99_ms']:.2f} ms, errors {row['errors'] + row['timeouts']}{nodes}{flags}"
     )
 
 

@@ -54,7 +54,7 @@ def test_unreachable_broker_gives_one_line_and_exit_2(middleware: str, flag: str
 def test_bad_flags_are_refused_with_a_message() -> None:
     result = run("middlewares", "serve", "redis", "filter", "--workers", "0")
     assert result.returncode == 2
-    assert "--workers and --nodes must be at least 1" in result.stderr
+    assert "--workers must be at least 1" in result.stderr
     result = run("middlewares", "serve", "redis", "filter", "--namespace", "two words")
     assert result.returncode == 2
     assert "namespace" in result.stderr and "Traceback" not in result.stderr

@@ -9,8 +9,10 @@ from contextlib import contextmanager
 
 import redis
 
+from middlewares.addresses import node_host
 from middlewares.cluster.client import connect
 from middlewares.cluster.keys import Keys
+from middlewares.cluster.presence import announce, withdraw
 from middlewares.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -21,6 +23,8 @@ class NodeCounters:
 
     Counting is local; a thread flushes the total every ``flush_interval`` seconds, so
     the hot path pays no Redis round trip. Harnesses read all nodes with :meth:`read`.
+    With ``host`` each flush also announces the node alive on that host
+    (:mod:`middlewares.cluster.presence`), and closing withdraws it.
     With ``resume`` the count goes on from the node's published one: a node restarted
     under the same id then never makes a harness's before/after difference negative (at
     most the last ``flush_interval`` before a crash is not counted).
@@ -34,14 +38,18 @@ class NodeCounters:
         node: str,
         flush_interval: float = 0.5,
         resume: bool = False,
+        host: str | None = None,
     ) -> None:
         self._client = client
         self._key = Keys(namespace).counters(service)
+        self._presence = Keys(namespace).presence(service)
+        self._host = host
         self._node = node
         published = client.hget(self._key, node) if resume else None
         self._count = int(published) if published else 0
         self._lock = threading.Lock()
         self._stopped = threading.Event()
+        self._flush()  # announce the node now, not one interval later
         self._flusher = threading.Thread(
             target=self._flush_periodically, args=(flush_interval,), daemon=True
         )
@@ -52,10 +60,17 @@ class NodeCounters:
         with self._lock:
             self._count += amount
 
-    def _flush(self) -> None:
+    def _flush(self, leaving: bool = False) -> None:
         with self._lock:
             count = self._count
-        self._client.hset(self._key, self._node, count)
+        pipe = self._client.pipeline(transaction=False)
+        pipe.hset(self._key, self._node, count)
+        if self._host is not None:
+            if leaving:
+                withdraw(pipe, self._presence, self._node)
+            else:
+                announce(pipe, self._presence, self._node, self._host)
+        pipe.execute()
 
     def _flush_periodically(self, interval: float) -> None:
         while not self._stopped.wait(interval):
@@ -65,11 +80,11 @@ class NodeCounters:
                 log.warning("could not publish node counters: %s", error)
 
     def close(self) -> None:
-        """Stop the flusher and publish the final count."""
+        """Stop the flusher, publish the final count and withdraw the node."""
         self._stopped.set()
         self._flusher.join(timeout=2)
         try:
-            self._flush()
+            self._flush(leaving=True)
         except redis.RedisError as error:
             log.warning("could not publish the final node counter: %s", error)
 
@@ -83,11 +98,14 @@ class NodeCounters:
 @contextmanager
 def node_counter(settings: Settings, service: str, node: str) -> Iterator[NodeCounters]:
     """The counter of node ``node`` of ``service``, on a Redis connection of its own,
-    resumed from its published count (a node the supervisor restarts keeps its id);
-    the final count is published and the connection closed on exit."""
+    resumed from its published count (a node the supervisor restarts keeps its id),
+    announcing the node on its host; the final count is published, the node withdrawn
+    and the connection closed on exit."""
     client = connect(settings)
     try:
-        counters = NodeCounters(client, settings.namespace, service, node, resume=True)
+        counters = NodeCounters(
+            client, settings.namespace, service, node, resume=True, host=node_host(settings)
+        )
         try:
             yield counters
         finally:

@@ -24,11 +24,14 @@ class QueueKeys:
         queue: The list clients LPUSH messages on and consumers take them from (the right).
         counters: Hash of the messages each consumer acknowledged, by consumer id: the
             per-node counters of the n-node form.
+        presence: Set of the consumers announced alive, each with its host (see
+            :mod:`middlewares.cluster.presence`).
     """
 
     prefix: str
     queue: str
     counters: str
+    presence: str
 
     @property
     def consumers(self) -> str:
@@ -92,6 +95,11 @@ class Keys:
         """Hash of the requests or tasks each node of ``service`` served, by node id."""
         return f"{self.namespace}:stats:{service}"
 
+    def presence(self, service: str) -> str:
+        """Set of the ids of the live nodes of ``service``; ``<this>:<id>`` holds each
+        one's host, with a short expiry (:mod:`middlewares.cluster.presence`)."""
+        return f"{self.namespace}:nodes:{service}"
+
     @property
     def front_tasks(self) -> str:
         """Hash of task id -> text: the tasks an n-node filter front (XML-RPC, Pyro4)
@@ -106,6 +114,8 @@ class Keys:
             self.subscribers,
             self.counters("insult"),
             self.counters("filter"),
+            self.presence("insult"),
+            self.presence("filter"),
             self.front_tasks,
         ]
 
@@ -115,19 +125,28 @@ class Keys:
     def insults(self) -> QueueKeys:
         """The InsultService's request queue."""
         ns = self.namespace
-        return QueueKeys(f"{ns}:insults", f"{ns}:insults:requests", self.counters("insult"))
+        return QueueKeys(
+            f"{ns}:insults",
+            f"{ns}:insults:requests",
+            self.counters("insult"),
+            self.presence("insult"),
+        )
 
     @property
     def filter(self) -> QueueKeys:
         """The InsultFilter's task queue."""
         ns = self.namespace
-        return QueueKeys(f"{ns}:filter", f"{ns}:filter:tasks", self.counters("filter"))
+        return QueueKeys(
+            f"{ns}:filter", f"{ns}:filter:tasks", self.counters("filter"), self.presence("filter")
+        )
 
     @property
     def echo(self) -> QueueKeys:
         """The echo baseline's request queue."""
         ns = self.namespace
-        return QueueKeys(f"{ns}:echo", f"{ns}:echo:requests", self.counters("echo"))
+        return QueueKeys(
+            f"{ns}:echo", f"{ns}:echo:requests", self.counters("echo"), self.presence("echo")
+        )
 
     def queues(self) -> tuple[QueueKeys, ...]:
         """The queues of the three services."""

@@ -6,12 +6,20 @@ from __future__ import annotations
 import os
 import socket
 
+from middlewares.addresses import exposure_warning, is_loopback, is_wildcard
 from middlewares.cluster.client import connect
+from middlewares.cluster.presence import read_live_nodes
 from middlewares.cluster.store import delete_shared_state
-from middlewares.contract import SHARED_STATE_PROCESSES, Backend, ProcessSpec
+from middlewares.contract import (
+    SHARED_STATE_PROCESSES,
+    Backend,
+    BrokerUnavailable,
+    LiveNode,
+    ProcessSpec,
+)
 from middlewares.direct.client import DirectEchoClient, FrontClient
 from middlewares.direct.insult import DirectInsultClient
-from middlewares.direct.transport import DirectTransport, Link
+from middlewares.direct.transport import DirectTransport, Link, MethodNotFound
 from middlewares.settings import Settings
 
 #: The services of a direct middleware, and those with an n-node form.
@@ -112,6 +120,7 @@ class DirectBackend(Backend):
     ) -> list[ProcessSpec]:
         """The master (insult) or the front (filter), told to wait for ``nodes`` nodes."""
         _check_service(service, NODE_SERVICES, "n-node service")
+        _check_coordinator_host(settings)
         _require_redis(settings)
         module = f"{self.package}.master" if service == "insult" else self._module("filter")
         args = [*settings.to_args(), EXPECT_FLAGS[service], str(nodes)]
@@ -123,6 +132,36 @@ class DirectBackend(Backend):
                 f"{self.name}-{service}-master", module, args, restart=True, role="coordinator"
             ),
         ]
+
+    def live_nodes(self, service: str, settings: Settings) -> list[LiveNode]:
+        """The nodes announced alive in Redis (:mod:`middlewares.cluster.presence`)."""
+        return read_live_nodes(settings, service)
+
+    def check_join(self, service: str, settings: Settings) -> None:
+        """Redis, and the coordinator at ``settings.coordinator_host``: the master of the
+        InsultService (it must list nodes) or the filter front."""
+        _check_service(service, NODE_SERVICES, "n-node service")
+        self.check(settings)
+        _require_redis(settings)
+        role = "master" if service == "insult" else "filter"
+        link = self.transport.reach(settings, role, timeout=min(settings.timeout, 3.0))
+        try:
+            if role == "master":
+                link.call("nodes")
+            else:
+                link.connect()
+        except MethodNotFound:
+            raise BrokerUnavailable(
+                self.transport.describe(role),
+                "a one-node InsultService answers there, not an n-node master; start the "
+                f"coordination with `python -m middlewares serve {self.name} insult --nodes 0`",
+            ) from None
+        finally:
+            link.close()
+
+    def exposure_warning(self, settings: Settings) -> str | None:
+        """The warning for servers that listen on other than loopback."""
+        return exposure_warning(self.profile.label, settings.host)
 
     def broker_processes(self, service: str, nodes: bool) -> tuple[str, ...]:
         """Redis in the n-node form, for both services: the InsultService's store, and
@@ -144,6 +183,20 @@ class DirectBackend(Backend):
 def _check_service(service: str, services: tuple[str, ...], kind: str) -> None:
     if service not in services:
         raise ValueError(f"unknown {kind} {service!r}; choose one of {', '.join(services)}")
+
+
+def _check_coordinator_host(settings: Settings) -> None:
+    """The coordination processes find one another at ``coordinator_host``: refuse a
+    listen address they could not be found at."""
+    host = settings.host
+    if is_wildcard(host) or host == settings.coordinator_host:
+        return
+    if is_loopback(host) and is_loopback(settings.coordinator_host):
+        return
+    raise ValueError(
+        f"the coordination would listen on {host} but be looked for at "
+        f"{settings.coordinator_host}: give --coordinator-host {host} (or --host 0.0.0.0)"
+    )
 
 
 def _require_redis(settings: Settings) -> None:

@@ -14,6 +14,7 @@ import queue
 import threading
 from collections.abc import Callable, Hashable
 
+from middlewares.addresses import is_loopback, is_wildcard
 from middlewares.broadcast import SubscriberSet
 from middlewares.contract import BroadcastCallback, InsultClient, MiddlewareError
 from middlewares.direct.directory import MASTER_TIMEOUT
@@ -126,6 +127,7 @@ class DirectInsultClient(InsultClient):
 
     def __init__(self, transport: DirectTransport, settings: Settings) -> None:
         self._transport = transport
+        self._settings = settings
         self._nodes, self._master = insult_nodes(transport, settings)
         self._subscribed: tuple[SubscriberServer, Inbox] | None = None
 
@@ -140,11 +142,18 @@ class DirectInsultClient(InsultClient):
 
     def subscribe(self, callback: BroadcastCallback) -> None:
         """Start a local server exposing ``notify`` and register its address with the
-        service. Subscribing again replaces the callback."""
+        service. Subscribing again replaces the callback.
+
+        The server listens on ``settings.host`` and is advertised at
+        ``settings.advertise_host``, by default the listen address, or on a wildcard the
+        local address of this client's connection to the service (an address the
+        service can reach). Raises ValueError when it would listen on loopback while
+        the service is on another machine: it could never call back.
+        """
         self.unsubscribe()
+        host, advertise = self._callback_address()
         inbox = Inbox(callback)
-        # The address this client reaches the service from is one the service can reach.
-        server = self._transport.subscriber_server(inbox.notify, self._nodes.local_address())
+        server = self._transport.subscriber_server(inbox.notify, host, advertise)
         try:
             self._nodes.call("subscribe", server.address)
         except BaseException:
@@ -152,6 +161,21 @@ class DirectInsultClient(InsultClient):
             inbox.close()
             raise
         self._subscribed = server, inbox
+
+    def _callback_address(self) -> tuple[str, str]:
+        """Where the subscriber's server listens, and the address it gives the service."""
+        listen = self._settings.host
+        if self._settings.advertise_host:
+            return listen, self._settings.advertise_host
+        towards_service = self._nodes.local_address()
+        if is_wildcard(listen):
+            return listen, towards_service
+        if is_loopback(listen) and not is_loopback(towards_service):
+            raise ValueError(
+                f"a subscriber listening on {listen} cannot be called back by a service on "
+                f"another machine; give the client --host {towards_service} (or 0.0.0.0)"
+            )
+        return listen, listen
 
     def unsubscribe(self) -> None:
         """Tell the service, then stop the local server.

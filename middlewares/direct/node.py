@@ -8,6 +8,7 @@ import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from middlewares.addresses import node_host
 from middlewares.broadcast import SubscriberSet
 from middlewares.cluster.client import connect
 from middlewares.cluster.counters import NodeCounters
@@ -64,7 +65,9 @@ def insult_node(settings: Settings, node: str, notifier: Notifier) -> Iterator[I
         store = RedisInsultStore(client, namespace, settings.limits)
         if settings.load_defaults:
             store.add_all(load_default_insults())
-        counters = NodeCounters(client, namespace, "insult", node, resume=True)
+        counters = NodeCounters(
+            client, namespace, "insult", node, resume=True, host=node_host(settings)
+        )
         subscribers = SubscriberSet(
             notifier.notify,
             round_timeout=round_timeout(settings),

@@ -117,7 +117,8 @@ class DirectTransport(ABC):
         self, settings: Settings, role: str, methods: Methods, gate: RequestGate
     ) -> AbstractContextManager[Server]:
         """Serve ``methods`` on a free port of ``settings.host``, for a node of the n-node
-        form to register its :attr:`Server.address` with its master."""
+        form to register its :attr:`Server.address` (at the advertised host, see
+        :mod:`middlewares.addresses`) with its master."""
 
     @abstractmethod
     def reach(self, settings: Settings, role: str, timeout: float | None = None) -> Link:
@@ -134,9 +135,11 @@ class DirectTransport(ABC):
         ``what`` (``subscriber``, ``node``) and the kind of address wanted."""
 
     @abstractmethod
-    def subscriber_server(self, notify: Callable[[object], bool], host: str) -> SubscriberServer:
-        """A started server on ``host`` (a free port) whose one method ``notify`` is
-        ``notify``."""
+    def subscriber_server(
+        self, notify: Callable[[object], bool], host: str, advertise: str
+    ) -> SubscriberServer:
+        """A started server listening on ``host`` (a free port), reached at
+        ``advertise``, whose one method ``notify`` is ``notify``."""
 
     @abstractmethod
     def describe(self, role: str) -> str:

@@ -12,7 +12,7 @@ import sys
 import uuid
 
 from middlewares import settings as settings_module
-from middlewares.contract import SERVICES, BrokerUnavailable, ProcessSpec
+from middlewares.contract import SERVICES, Backend, BrokerUnavailable, ProcessSpec
 from middlewares.launch import cpu_cap
 from middlewares.launch.brokers import ACTIONS as broker_actions
 from middlewares.launch.cpu_cap import CpuCaps
@@ -48,7 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--nodes",
         type=int,
         help="start the n-node (master/worker) form with this many nodes; "
-        "--nodes 1 is the same architecture with one node",
+        "--nodes 1 is the same architecture with one node; --nodes 0 starts only the "
+        "coordination (master, front, name server), for nodes that join from other "
+        "machines (docs/HOSTS.md)",
     )
     serve.add_argument(
         "--port",
@@ -61,7 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
         "join",
         help="add one node to a running n-node deployment",
         description="Start one more node of a running n-node deployment (same namespace) "
-        "and keep it until Ctrl-C, which removes it gracefully. "
+        "and keep it until Ctrl-C, which removes it gracefully. From another machine, "
+        "say where the deployment is: --coordinator-host (XML-RPC, Pyro4), --redis-url, "
+        "--amqp-url, and --host for where the node listens (docs/HOSTS.md). "
         "Example: python -m middlewares join redis filter",
     )
     join.add_argument("middleware", choices=MIDDLEWARES)
@@ -97,8 +101,8 @@ def _caps(args: argparse.Namespace) -> CpuCaps:
 
 def serve(args: argparse.Namespace) -> int:
     """Run one service until a stop signal; returns the exit status."""
-    if args.workers < 1 or (args.nodes is not None and args.nodes < 1):
-        print("error: --workers and --nodes must be at least 1", file=sys.stderr)
+    if args.workers < 1 or (args.nodes is not None and args.nodes < 0):
+        print("error: --workers must be at least 1 and --nodes at least 0", file=sys.stderr)
         return 2
     if args.nodes is None and _caps(args).any:
         print("error: --node-cpu and --coordinator-cpu need --nodes", file=sys.stderr)
@@ -110,17 +114,35 @@ def serve(args: argparse.Namespace) -> int:
         specs = backend.processes(args.service, settings, args.workers)
     else:
         specs = backend.cluster_processes(args.service, settings, args.nodes)
-    return supervise(f"serve-{args.middleware}-{args.service}", specs, settings, _caps(args))
+    _warn_exposure(backend, settings)
+    name = f"serve-{args.middleware}-{args.service}"
+    if not specs:
+        configure_logging(name).info(
+            "nothing to start: the %s broker coordinates the nodes; add them with "
+            "`python -m middlewares join %s %s`",
+            args.middleware,
+            args.middleware,
+            args.service,
+        )
+    return supervise(name, specs, settings, _caps(args))
 
 
 def join(args: argparse.Namespace) -> int:
     """Run one extra node of an n-node deployment until a stop signal."""
     settings = _settings(args)
     backend = get_backend(args.middleware)
-    backend.check(settings)
+    backend.check_join(args.service, settings)
     node = args.node_id or f"joined-{uuid.uuid4().hex[:8]}"
     spec = backend.node_process(args.service, settings, node)
+    _warn_exposure(backend, settings)
     return supervise(f"join-{args.middleware}-{args.service}", [spec], settings, _caps(args))
+
+
+def _warn_exposure(backend: Backend, settings: Settings) -> None:
+    """Say once, before anything starts, that servers are reachable without a password."""
+    warning = backend.exposure_warning(settings)
+    if warning:
+        print(warning, file=sys.stderr)
 
 
 def supervise(

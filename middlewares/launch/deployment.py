@@ -32,9 +32,12 @@ class DeploymentFailed(RuntimeError):
 class Deployment:
     """One running service: ``with Deployment("redis", "filter", settings) as d: ...``.
 
-    ``nodes=N`` runs the n-node form; ``join_as=ID`` adds one node with that id to an
-    n-node deployment already running in the same namespace; ``caps`` holds its nodes
-    (and coordinators) to a fraction of one core each.
+    ``nodes=N`` runs the n-node form (``nodes=0``: only its coordination, ready once a
+    node could join it); ``join_as=ID`` adds one node with that id to an n-node
+    deployment already running in the same namespace; ``caps`` holds its nodes (and
+    coordinators) to a fraction of one core each. ``wrapper`` goes before the launcher's
+    command line, e.g. ``["ip", "netns", "exec", NAME]`` to run it on an emulated host
+    (it must exec the launcher, so that signals reach it).
     """
 
     def __init__(
@@ -47,8 +50,10 @@ class Deployment:
         nodes: int | None = None,
         join_as: str | None = None,
         caps: CpuCaps | None = None,
+        wrapper: list[str] | None = None,
     ) -> None:
         self.middleware = middleware
+        self.wrapper = wrapper or []
         self.service = service
         self.settings = settings
         self.workers = workers
@@ -65,12 +70,12 @@ class Deployment:
         if self.join_as is not None:
             join = [sys.executable, "-m", "middlewares", "join", self.middleware, self.service]
             node = ["--node-id", self.join_as, *self.caps.to_args()]
-            return [*join, *node, *self.settings.to_args()]
+            return [*self.wrapper, *join, *node, *self.settings.to_args()]
         form = ["--workers", str(self.workers)] if self.nodes is None else [
             "--nodes", str(self.nodes)
         ]
         launcher = [sys.executable, "-m", "middlewares", "serve", self.middleware, self.service]
-        return [*launcher, *form, *self.caps.to_args(), *self.settings.to_args()]
+        return [*self.wrapper, *launcher, *form, *self.caps.to_args(), *self.settings.to_args()]
 
     def start(self) -> None:
         """Start the launcher and wait until the service answers a request."""
@@ -92,7 +97,10 @@ class Deployment:
             if self._process is not None and self._process.poll() is not None:
                 raise DeploymentFailed(f"launcher exited early:\n{self.log_tail()}")
             try:
-                _probe(backend, self.service, probe_settings)
+                if self.nodes == 0:
+                    backend.check_join(self.service, probe_settings)
+                else:
+                    probe(backend, self.service, probe_settings)
                 return
             except (MiddlewareError, OSError) as error:
                 last_error = error
@@ -156,7 +164,7 @@ class Deployment:
         self._log.close()
 
 
-def _probe(backend: Backend, service: str, settings: Settings) -> None:
+def probe(backend: Backend, service: str, settings: Settings) -> None:
     """One real request, proving the service (and for the filter, a worker) is up."""
     if service == "insult":
         with backend.insult_client(settings) as client:

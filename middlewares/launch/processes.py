@@ -7,13 +7,15 @@ even a SIGKILLed launcher leaves no process behind.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from middlewares.contract import ProcessSpec
@@ -45,6 +47,20 @@ def start_process(
     )
     placement.started(process, spec.name)
     return process
+
+
+@contextlib.contextmanager
+def ignoring_ctrl_c() -> Iterator[None]:
+    """Let clean-up finish even if Ctrl-C is pressed again meanwhile (in the main
+    thread, the only one that receives signals)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def stop_processes(processes: list[subprocess.Popen[bytes]], grace: float) -> None:

@@ -74,8 +74,10 @@ class PyroTransport(DirectTransport):
     def check_address(self, value: object, what: str) -> str:
         return direct_uri(value, f"{what} uri")
 
-    def subscriber_server(self, notify: Callable[[object], bool], host: str) -> SubscriberServer:
-        return SubscriberServer(notify, host)
+    def subscriber_server(
+        self, notify: Callable[[object], bool], host: str, advertise: str
+    ) -> SubscriberServer:
+        return SubscriberServer(notify, host, advertise)
 
     def describe(self, role: str) -> str:
         return f"NAMESPACE.{NAMES[role]} in the Pyro4 name server at HOST:PYRO_NS_PORT"

@@ -16,6 +16,7 @@ from typing import Any
 import Pyro4
 import Pyro4.errors
 
+from middlewares.addresses import url_host
 from middlewares.contract import BrokerUnavailable, ServiceError, ServiceTimeout
 from middlewares.pyro.daemon import bounded_daemon
 from middlewares.pyro.transport import (
@@ -62,7 +63,8 @@ class Remote:
             return str(self._proxy._pyroUri)
         if self._target.startswith("PYRO:"):
             return self._target
-        return f"PYRONAME:{self._target}@{self._settings.host}:{self._settings.pyro_ns_port}"
+        host = url_host(self._settings.coordinator_host)
+        return f"PYRONAME:{self._target}@{host}:{self._settings.pyro_ns_port}"
 
     def connect(self) -> None:
         """Resolve and connect now, so a missing service is reported at once."""
@@ -154,11 +156,12 @@ class BroadcastListener:
 
 
 class SubscriberServer:
-    """A subscriber's Pyro4 daemon on a free port of ``host``, on a thread of its own."""
+    """A subscriber's Pyro4 daemon on a free port of ``host``, reached at ``advertise``,
+    on a thread of its own."""
 
-    def __init__(self, notify: Callable[[object], bool], host: str) -> None:
+    def __init__(self, notify: Callable[[object], bool], host: str, advertise: str) -> None:
         configure()
-        self._daemon = bounded_daemon(host)
+        self._daemon = bounded_daemon(host, advertise=advertise)
         self.address = str(self._daemon.register(BroadcastListener(notify)))
         threading.Thread(
             target=self._daemon.requestLoop, name="subscriber-daemon", daemon=True

@@ -220,9 +220,15 @@ def bound(daemon: Pyro4.Daemon, max_request_bytes: int = MAX_MESSAGE_BYTES) -> N
     server.max_request_bytes = max_request_bytes
 
 
-def bounded_daemon(host: str, max_request_bytes: int = MAX_MESSAGE_BYTES) -> Pyro4.Daemon:
-    """A daemon on a free port of ``host``, bounded as this module says."""
-    daemon = Pyro4.Daemon(host=host, port=0)
+def bounded_daemon(
+    host: str, max_request_bytes: int = MAX_MESSAGE_BYTES, advertise: str | None = None
+) -> Pyro4.Daemon:
+    """A daemon on a free port of ``host``, bounded as this module says, whose URIs
+    name ``advertise`` (default: ``host``) and the same port."""
+    if advertise and advertise != host:
+        daemon = Pyro4.Daemon(host=host, port=0, nathost=advertise, natport=0)
+    else:
+        daemon = Pyro4.Daemon(host=host, port=0)
     bound(daemon, max_request_bytes)
     return daemon
 

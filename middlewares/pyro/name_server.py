@@ -41,7 +41,7 @@ def serve(host: str, port: int) -> int:
         try:
             daemon = BoundedNameServerDaemon(host, port, secret)
         except OSError as error:
-            if not name_server_answers(Settings(host=host, pyro_ns_port=port)):
+            if not name_server_answers(Settings(coordinator_host=host, pyro_ns_port=port)):
                 log.error("cannot serve on %s:%d: %s", host, port, error)
                 return 1
             if not standing_by:

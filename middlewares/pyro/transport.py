@@ -22,6 +22,7 @@ import Pyro4
 import Pyro4.constants
 import Pyro4.errors
 
+from middlewares.addresses import advertised_host, url_host
 from middlewares.contract import BrokerUnavailable, CannotStart
 from middlewares.direct.checks import message_limit
 from middlewares.direct.connections import IDLE_TIMEOUT
@@ -88,7 +89,8 @@ def object_name(settings: Settings, role: str) -> str:
 
 def name_server_uri(settings: Settings) -> str:
     """The URI of the name server these settings point at."""
-    return f"PYRO:{Pyro4.constants.NAMESERVER_NAME}@{settings.host}:{settings.pyro_ns_port}"
+    host = url_host(settings.coordinator_host)
+    return f"PYRO:{Pyro4.constants.NAMESERVER_NAME}@{host}:{settings.pyro_ns_port}"
 
 
 def direct_uri(value: object, what: str) -> str:
@@ -253,13 +255,22 @@ def publish(settings: Settings, objects: Mapping[str, object]) -> Iterator[Pyro4
 
 @contextlib.contextmanager
 def running_daemon(settings: Settings) -> Iterator[Pyro4.Daemon]:
-    """A daemon at ``settings.host`` on a free port, serving until the block ends.
+    """A daemon listening at ``settings.host`` on a free port, its URIs at the advertised
+    host, serving until the block ends.
 
     Objects registered on it are served at once (a request for one not registered yet
     is refused as unknown, and nobody has its URI before it is registered anyway).
     """
     configure()
-    daemon = bounded_daemon(settings.host, message_limit(settings.limits))
+    try:
+        daemon = bounded_daemon(
+            settings.host, message_limit(settings.limits), advertised_host(settings)
+        )
+    except OSError as error:
+        raise CannotStart(
+            f"cannot listen on {settings.host} ({error.strerror or error}); "
+            "give --host an address of this machine"
+        ) from None
     try:
         threading.Thread(target=daemon.requestLoop, name="pyro-daemon", daemon=True).start()
         yield daemon

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pika.exceptions
 
 from middlewares.cluster.client import connect as connect_redis
+from middlewares.cluster.presence import read_live_nodes
 from middlewares.cluster.store import delete_shared_state
-from middlewares.contract import Backend, BrokerUnavailable, ProcessSpec, Profile
+from middlewares.contract import Backend, BrokerUnavailable, LiveNode, ProcessSpec, Profile
 from middlewares.rabbitmq.clients import RabbitMqEchoClient, RabbitMqInsultClient
 from middlewares.rabbitmq.filter_client import RabbitMqFilterClient
 from middlewares.rabbitmq.transport import (
@@ -113,6 +114,10 @@ class RabbitMqBackend(Backend):
     def echo_client(self, settings: Settings) -> RabbitMqEchoClient:
         """A connected echo client."""
         return RabbitMqEchoClient(settings)
+
+    def live_nodes(self, service: str, settings: Settings) -> list[LiveNode]:
+        """The nodes announced alive in Redis (:mod:`middlewares.cluster.presence`)."""
+        return read_live_nodes(settings, service)
 
     def dead_letters(self, settings: Settings) -> dict[str, int]:
         """The message count of each dead-letter queue ``<queue>.dead`` (0 if missing)."""

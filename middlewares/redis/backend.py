@@ -9,7 +9,8 @@ import redis
 
 from middlewares.cluster.client import connect, redis_errors_as_unavailable, unavailable
 from middlewares.cluster.keys import Keys
-from middlewares.contract import Backend, BrokerUnavailable, ProcessSpec, Profile
+from middlewares.cluster.presence import read_live_nodes
+from middlewares.contract import Backend, BrokerUnavailable, LiveNode, ProcessSpec, Profile
 from middlewares.redis.clients import RedisEchoClient, RedisFilterClient, RedisInsultClient
 from middlewares.redis.transport import MIN_REDIS_VERSION
 from middlewares.settings import Settings
@@ -123,6 +124,10 @@ class RedisBackend(Backend):
     def echo_client(self, settings: Settings) -> RedisEchoClient:
         """A connected echo client."""
         return RedisEchoClient(settings)
+
+    def live_nodes(self, service: str, settings: Settings) -> list[LiveNode]:
+        """The nodes announced alive in Redis (:mod:`middlewares.cluster.presence`)."""
+        return read_live_nodes(settings, service)
 
     def dead_letters(self, settings: Settings) -> dict[str, int]:
         """The length of each service's dead-letter list ``<ns>:<service>:dead``."""

@@ -32,7 +32,9 @@ from typing import Any
 
 import redis
 
+from middlewares.addresses import node_host
 from middlewares.cluster.keys import Keys, QueueKeys
+from middlewares.cluster.presence import announce, withdraw
 from middlewares.cluster.scripts import lua
 from middlewares.core import InsultError
 from middlewares.messages import bad_messages, handle_message
@@ -159,6 +161,7 @@ class ReliableConsumer:
         self._keys = keys
         self._processing = keys.processing(consumer_id)
         self._heartbeat = keys.heartbeat(consumer_id)
+        self._host = node_host(settings)
         self._delivery_limit = settings.delivery_limit
         self._prefetch = prefetch_for(settings)
         self._block = block_seconds(settings)
@@ -212,6 +215,7 @@ class ReliableConsumer:
             self._ack(pipe, acks)
             self._requeue(pipe, self.consumer_id, force=True, count=False)
             pipe.delete(self._heartbeat)
+            withdraw(pipe, self._keys.presence, self.consumer_id)
 
         if self._run(leave) is None:
             self._run(leave)
@@ -274,6 +278,7 @@ class ReliableConsumer:
         self._next_beat = time.monotonic() + HEARTBEAT_EVERY
         pipe.set(self._heartbeat, "alive", px=int(HEARTBEAT_TTL * 1000))
         pipe.sadd(self._keys.consumers, self.consumer_id)
+        announce(pipe, self._keys.presence, self.consumer_id, self._host, HEARTBEAT_TTL)
 
     def _requeue(
         self, pipe: redis.client.Pipeline, consumer_id: str, force: bool, count: bool

@@ -6,7 +6,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 
-from middlewares.contract import Profile
+from middlewares.addresses import advertised_host
+from middlewares.contract import CannotStart, Profile
 from middlewares.direct.backend import DirectBackend
 from middlewares.direct.checks import message_limit
 from middlewares.direct.gate import RequestGate
@@ -42,14 +43,21 @@ class XmlRpcTransport(DirectTransport):
     def serve_node(
         self, settings: Settings, role: str, methods: Methods, gate: RequestGate
     ) -> Iterator[RpcServer]:
-        server = RpcServer(
-            settings.host,
-            0,
-            service_path(settings, role),
-            methods,
-            gate=gate,
-            max_request_bytes=message_limit(settings.limits),
-        )
+        try:
+            server = RpcServer(
+                settings.host,
+                0,
+                service_path(settings, role),
+                methods,
+                gate=gate,
+                max_request_bytes=message_limit(settings.limits),
+                advertise=advertised_host(settings),
+            )
+        except OSError as error:
+            raise CannotStart(
+                f"cannot listen on {settings.host} ({error.strerror or error}); "
+                "give --host an address of this machine"
+            ) from None
         server.start()
         try:
             yield server
@@ -66,8 +74,10 @@ class XmlRpcTransport(DirectTransport):
     def check_address(self, value: object, what: str) -> str:
         return check_http_url(value, f"{what} url")
 
-    def subscriber_server(self, notify: Callable[[object], bool], host: str) -> SubscriberServer:
-        return SubscriberServer(notify, host)
+    def subscriber_server(
+        self, notify: Callable[[object], bool], host: str, advertise: str
+    ) -> SubscriberServer:
+        return SubscriberServer(notify, host, advertise)
 
     def describe(self, role: str) -> str:
         return f"http://HOST:{PORT_FIELDS[role].upper()}/NAMESPACE/{PATHS[role]}"

@@ -142,10 +142,12 @@ SUBSCRIBER_PATH = "/subscriber"
 
 class SubscriberServer:
     """A subscriber's XML-RPC server at ``SUBSCRIBER_PATH`` on a free port of ``host``,
-    whose one method is ``notify``."""
+    whose one method is ``notify``, reached at ``advertise``."""
 
-    def __init__(self, notify: Callable[[object], bool], host: str) -> None:
-        self._server = RpcServer(host, 0, SUBSCRIBER_PATH, {"notify": notify})
+    def __init__(self, notify: Callable[[object], bool], host: str, advertise: str) -> None:
+        self._server = RpcServer(
+            host, 0, SUBSCRIBER_PATH, {"notify": notify}, advertise=advertise
+        )
         self.address = self._server.address
         self._server.start()
 

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 from xmlrpc.server import SimpleXMLRPCServer
 
+from middlewares.addresses import url_host
 from middlewares.contract import CannotStart
 from middlewares.direct.checks import MAX_MESSAGE_BYTES, message_limit
 from middlewares.direct.connections import MAX_CONNECTIONS, ConnectionTable, ServerBusy
@@ -73,9 +74,10 @@ def service_path(settings: Settings, role: str) -> str:
 
 
 def service_url(settings: Settings, role: str) -> str:
-    """The URL clients call for ``role`` (insult, filter or echo)."""
+    """The URL clients call for ``role`` (insult, master, filter or echo): on the
+    coordinator's host, at the role's port."""
     port = getattr(settings, PORT_FIELDS[role])
-    return f"http://{settings.host}:{port}{service_path(settings, role)}"
+    return f"http://{url_host(settings.coordinator_host)}:{port}{service_path(settings, role)}"
 
 
 def serve_hint(role: str) -> str:
@@ -147,8 +149,10 @@ class RpcServer(socketserver.ThreadingMixIn, SimpleXMLRPCServer):
         max_connections: int = MAX_CONNECTIONS,
         gate: RequestGate | None = None,
         max_request_bytes: int = MAX_MESSAGE_BYTES,
+        advertise: str | None = None,
     ) -> None:
         self.rpc_path = path
+        self._advertise = advertise
         self.max_request_bytes = max_request_bytes
         self.table = ConnectionTable(max_connections)
         self._gate = gate
@@ -165,8 +169,9 @@ class RpcServer(socketserver.ThreadingMixIn, SimpleXMLRPCServer):
 
     @property
     def address(self) -> str:
-        """The URL it serves."""
-        return f"http://{self.server_address[0]}:{self.port}{self.rpc_path}"
+        """The URL it serves, at the advertised host (default: the one it listens on)."""
+        host = self._advertise or self.server_address[0]
+        return f"http://{url_host(host)}:{self.port}{self.rpc_path}"
 
     def _marshaled_dispatch(
         self, data: bytes, dispatch_method: object = None, path: object = None
