@@ -16,6 +16,9 @@ from typing import Any
 from middlewares.core import Limits
 
 WORK_KINDS = ("sleep", "cpu")
+# What a service promises about a request it has accepted (docs/PROTOCOL.md, "Delivery
+# guarantees"): at-least-once survives a crashed worker; at-most-once drops what it held.
+GUARANTEES = ("at-least-once", "at-most-once")
 
 
 def _setting(default: Any, help_text: str) -> Any:
@@ -67,11 +70,19 @@ class Settings:
         "queue's dead-letter list (Redis, RabbitMQ)",
     )
 
+    guarantee: str = _setting(
+        "at-least-once",
+        "delivery guarantee: at-least-once (confirms, acks, leases) or at-most-once "
+        "(none of them; a crashed worker loses what it held)",
+    )
+
     def __post_init__(self) -> None:
         if not self.namespace or any(c.isspace() for c in self.namespace):
             raise ValueError(f"namespace must be a non-empty word, got {self.namespace!r}")
         if self.work_kind not in WORK_KINDS:
             raise ValueError(f"work_kind must be one of {WORK_KINDS}, got {self.work_kind!r}")
+        if self.guarantee not in GUARANTEES:
+            raise ValueError(f"guarantee must be one of {GUARANTEES}, got {self.guarantee!r}")
         if self.delivery_limit < 1:
             raise ValueError(f"delivery_limit must be at least 1, got {self.delivery_limit}")
         for name in ("broadcast_interval", "timeout", "insult_refresh"):
