@@ -53,30 +53,16 @@ def plot_ticks(ticks: Sequence[Tick], path: Path, title: str) -> None:
     backlog.set_ylabel("messages")
     backlog.legend(loc="upper right")
 
-    workers.step(
-        times,
-        [tick.recommended for tick in ticks],
-        where="post",
-        color="tab:gray",
-        linewidth=0.8,
-        label="formula (before the window)",
+    # Three step lines: what the formula says, what the master wants after its window,
+    # and what the broker sees consuming.
+    worker_lines = (
+        ("recommended", {"color": "tab:gray", "linewidth": 0.8}, "formula (before the window)"),
+        ("wanted", {"color": "tab:green", "linewidth": 2}, "workers wanted"),
+        ("consumers", {"color": "tab:purple", "linestyle": ":"}, "consuming (broker's count)"),
     )
-    workers.step(
-        times,
-        [tick.wanted for tick in ticks],
-        where="post",
-        color="tab:green",
-        linewidth=2,
-        label="workers wanted",
-    )
-    workers.step(
-        times,
-        [tick.consumers for tick in ticks],
-        where="post",
-        color="tab:purple",
-        linestyle=":",
-        label="consuming (broker's count)",
-    )
+    for attribute, style, label in worker_lines:
+        values = [getattr(tick, attribute) for tick in ticks]
+        workers.step(times, values, where="post", label=label, **style)
     workers.set_ylabel("workers")
     workers.set_xlabel("time (s)")
     workers.set_ylim(bottom=0)

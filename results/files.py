@@ -92,6 +92,25 @@ SPEEDUP_EXTRA = (
     "bottleneck_limit_pct",
 )
 
+#: What configures one measured cell: runs that differ only by their repeat number form
+#: one group (for the spread check), and one speedup curve is these keys but nodes.
+CELL_KEYS = (
+    "middleware",
+    "service",
+    "mode",
+    "loop",
+    "window",
+    "rate",
+    "clients",
+    "nodes",
+    "work_ms",
+    "work_kind",
+    "tasks",
+    "node_cpu",
+    "coordinator_cpu",
+    "cap_method",
+)
+
 #: The columns the issue requires; reading a file without them is an error.
 REQUIRED_COLUMNS = (
     "middleware",

@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from middlewares.registry import MIDDLEWARES
+from results.files import CELL_KEYS
 from results.histogram import merge, summary_ms
 
 #: A configuration: everything but the repeat number.
@@ -133,21 +134,9 @@ def render(
     return "\n".join(line.rstrip() for line in lines)
 
 
-#: What identifies one speedup curve point apart from the repeat.
-SPEEDUP_KEYS = [
-    "middleware",
-    "service",
-    "mode",
-    "window",
-    "rate",
-    "clients",
-    "work_ms",
-    "work_kind",
-    "tasks",
-    "node_cpu",
-    "coordinator_cpu",
-    "cap_method",
-]
+#: What identifies one speedup curve point apart from the repeat. Older files had no
+#: ``loop`` column in their speedup rows, and the study always runs closed-loop.
+SPEEDUP_KEYS = [key for key in CELL_KEYS if key not in ("loop", "nodes")]
 #: What a speedup row of an older file lacks, and what it meant then.
 SPEEDUP_DEFAULTS = {"tasks": 0, "node_cpu": 0.0, "coordinator_cpu": 0.0, "cap_method": "none"}
 

@@ -7,6 +7,7 @@ import functools
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from middlewares import settings as settings_module
 from middlewares.contract import Backend, BrokerUnavailable
@@ -16,30 +17,31 @@ from stress.external import DEFAULT_WAIT
 from stress.workload import DEFAULT_MIX, format_mix, parse_mix
 
 
-def int_list(text: str) -> list[int]:
-    """Parse ``1,2,4,8`` into positive integers, for argparse."""
+def _number_list(
+    text: str, kind: Callable[[str], Any], least: int, noun: str, example: str
+) -> list[Any]:
+    """Parse a comma-separated list of ``kind`` values, each at least ``least``."""
     try:
-        values = [int(part) for part in text.split(",") if part.strip()]
+        values = [kind(part) for part in text.split(",") if part.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not a comma-separated list of integers"
+            f"{text!r} is not a comma-separated list of {noun}"
         ) from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: give integers of at least 1, e.g. 1,2,4")
+    if not values or min(values) < least:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give {noun} of at least {least}, e.g. {example}"
+        )
     return values
+
+
+def int_list(text: str) -> list[int]:
+    """Parse ``1,2,4,8`` into positive integers, for argparse."""
+    return _number_list(text, int, 1, "integers", "1,2,4")
 
 
 def float_list(text: str) -> list[float]:
     """Parse ``0,5`` into non-negative numbers, for argparse."""
-    try:
-        values = [float(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a comma-separated list of numbers"
-        ) from None
-    if not values or min(values) < 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: give numbers of at least 0, e.g. 0,5")
-    return values
+    return _number_list(text, float, 0, "numbers", "0,5")
 
 
 def positive(kind: Callable[[str], float]) -> Callable[[str], float]:

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from middlewares.contract import Backend, MiddlewareError
 from middlewares.launch.deployment import DeploymentFailed
 from middlewares.settings import Settings
-from results.files import write_study
+from results.files import CELL_KEYS, write_study
 from results.report import build_report, print_summary
 from stress.calibrate import calibrate
 from stress.environment import collect_environment
@@ -33,25 +33,6 @@ from stress.runner import DeployFactory, RunFailed, RunResult, isolated_settings
 
 #: Failures a run reports on purpose, with a message meant for the user.
 EXPECTED_FAILURES = (RunFailed, DeploymentFailed, MiddlewareError, OSError)
-
-#: Runs that differ only by their repeat number form one group for the spread check.
-GROUP_KEYS = (
-    "middleware",
-    "service",
-    "mode",
-    "loop",
-    "window",
-    "rate",
-    "clients",
-    "nodes",
-    "work_ms",
-    "work_kind",
-    "tasks",
-    "node_cpu",
-    "coordinator_cpu",
-    "cap_method",
-)
-
 
 @dataclass(frozen=True)
 class Cell:
@@ -121,7 +102,7 @@ def run_study(
     failures: list[dict[str, str]] = []
 
     def save() -> tuple[Path, Path]:
-        flag_repeat_spread(rows, GROUP_KEYS)
+        flag_repeat_spread(rows, CELL_KEYS)
         extra = finalize(rows) if finalize else {}
         return write_study(
             out, study, rows, {**document, **extra, "runs": runs, "failures": failures}
