@@ -13,9 +13,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from abc import abstractmethod
 from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Protocol
+
+from middlewares.contract import InsultClient
 
 log = logging.getLogger(__name__)
 
@@ -213,3 +216,33 @@ class SubscriberSet:
         """Stop the notification threads without waiting for hung subscribers."""
         self._answering_pool.shutdown(wait=False, cancel_futures=True)
         self._other_pool.shutdown(wait=False, cancel_futures=True)
+
+
+class _Stoppable(Protocol):
+    def stop(self) -> None: ...
+
+
+class BrokerSubscriptionClient(InsultClient):
+    """An InsultService client whose broadcasts come from a broker, on a thread of its own.
+
+    Redis and RabbitMQ clients hold at most one such subscription; they set
+    ``_subscription`` in ``subscribe`` (after :meth:`unsubscribe`) and say how to close
+    their connection in :meth:`_close_connection`.
+    """
+
+    _subscription: _Stoppable | None = None
+
+    def unsubscribe(self) -> None:
+        """Stop receiving broadcasts; the broker forgets the subscription."""
+        if self._subscription is not None:
+            self._subscription.stop()
+            self._subscription = None
+
+    def close(self) -> None:
+        """Unsubscribe and close the connections."""
+        self.unsubscribe()
+        self._close_connection()
+
+    @abstractmethod
+    def _close_connection(self) -> None:
+        """Close what the client holds besides the subscription."""

@@ -16,11 +16,11 @@ import pika
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 
+from middlewares.broadcast import BrokerSubscriptionClient
 from middlewares.contract import (
     BroadcastCallback,
     BrokerUnavailable,
     EchoClient,
-    InsultClient,
     ServiceError,
 )
 from middlewares.rabbitmq.rpc import RpcCaller
@@ -40,6 +40,7 @@ from middlewares.settings import Settings
 
 log = logging.getLogger(__name__)
 
+
 def _parse_reply(body: bytes) -> object:
     """The result of an ``{"ok", "result"}`` reply; raises ServiceError for an error reply."""
     try:
@@ -52,7 +53,7 @@ def _parse_reply(body: bytes) -> object:
     return reply.get("result")
 
 
-class RabbitMqInsultClient(InsultClient):
+class RabbitMqInsultClient(BrokerSubscriptionClient):
     """InsultService client: JSON requests over direct reply-to, subscriptions on a thread."""
 
     def __init__(self, settings: Settings, call_timeout: float | None = None) -> None:
@@ -62,7 +63,6 @@ class RabbitMqInsultClient(InsultClient):
         self._settings = settings
         self._call_timeout = call_timeout
         self._rpc = RpcCaller(settings, self._names.insult_requests, "insult")
-        self._subscription: _Subscription | None = None
 
     def _call(self, op: str, *args: object) -> object:
         body = to_json({"op": op, "args": list(args)}, "the insult")
@@ -92,15 +92,7 @@ class RabbitMqInsultClient(InsultClient):
         subscription.wait_ready()
         self._subscription = subscription
 
-    def unsubscribe(self) -> None:
-        """Stop receiving broadcasts; the broker deletes the subscription's queue."""
-        if self._subscription is not None:
-            self._subscription.stop()
-            self._subscription = None
-
-    def close(self) -> None:
-        """Unsubscribe and close the connection."""
-        self.unsubscribe()
+    def _close_connection(self) -> None:
         self._rpc.close()
 
 

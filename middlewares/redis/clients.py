@@ -17,13 +17,13 @@ from typing import Any
 
 import redis
 
+from middlewares.broadcast import BrokerSubscriptionClient
 from middlewares.cluster.client import REDIS_DOWN, connect, redis_errors_as_unavailable
 from middlewares.cluster.keys import Keys, QueueKeys
 from middlewares.contract import (
     BroadcastCallback,
     EchoClient,
     FilterClient,
-    InsultClient,
     ServiceError,
     ServiceTimeout,
 )
@@ -157,14 +157,13 @@ class _Subscription(threading.Thread):
             self.join(timeout=2.0)
 
 
-class RedisInsultClient(InsultClient):
+class RedisInsultClient(BrokerSubscriptionClient):
     """Client of the Redis InsultService."""
 
     def __init__(self, settings: Settings) -> None:
         keys = Keys(settings.namespace)
         self._requester = _Requester(settings, keys.insults)
         self._channel = keys.broadcast
-        self._subscription: _Subscription | None = None
 
     def add_insult(self, insult: str) -> bool:
         """Store an insult; True only when it was new."""
@@ -187,15 +186,7 @@ class RedisInsultClient(InsultClient):
         subscription.start()
         self._subscription = subscription
 
-    def unsubscribe(self) -> None:
-        """Stop receiving broadcasts."""
-        if self._subscription is not None:
-            self._subscription.stop()
-            self._subscription = None
-
-    def close(self) -> None:
-        """Unsubscribe and close the connections."""
-        self.unsubscribe()
+    def _close_connection(self) -> None:
         self._requester.link.close()
 
 
