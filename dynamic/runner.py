@@ -94,44 +94,28 @@ def add_master_arguments(parser: argparse.ArgumentParser, defaults: MasterOption
         help="C: messages one worker handles in T seconds (default: measure one worker "
         "for --calibration seconds at start-up)",
     )
-    group.add_argument(
-        "--min",
-        dest="min_workers",
-        type=int,
-        default=defaults.min_workers,
-        help="fewest workers (default: %(default)s)",
+    # The remaining flags share one shape: a long flag, a type, the default shown.
+    plain_flags = (
+        ("--min", "min_workers", int, "fewest workers"),
+        ("--max", "max_workers", int, "most workers"),
+        ("--window", "window", float, "seconds of lower recommendations before scaling down"),
+        ("--poll", "poll", float, "seconds between two measurements"),
+        ("--prefetch", "prefetch", int, "tasks a worker holds unacknowledged"),
+        (
+            "--calibration",
+            "calibration",
+            float,
+            "seconds to measure one worker when -C is not given",
+        ),
     )
-    group.add_argument(
-        "--max",
-        dest="max_workers",
-        type=int,
-        default=defaults.max_workers,
-        help="most workers (default: %(default)s)",
-    )
-    group.add_argument(
-        "--window",
-        type=float,
-        default=defaults.window,
-        help="seconds of lower recommendations before scaling down (default: %(default)s)",
-    )
-    group.add_argument(
-        "--poll",
-        type=float,
-        default=defaults.poll,
-        help="seconds between two measurements (default: %(default)s)",
-    )
-    group.add_argument(
-        "--prefetch",
-        type=int,
-        default=defaults.prefetch,
-        help="tasks a worker holds unacknowledged (default: %(default)s)",
-    )
-    group.add_argument(
-        "--calibration",
-        type=float,
-        default=defaults.calibration,
-        help="seconds to measure one worker when -C is not given (default: %(default)s)",
-    )
+    for flag, dest, kind, help_text in plain_flags:
+        group.add_argument(
+            flag,
+            dest=dest,
+            type=kind,
+            default=getattr(defaults, dest),
+            help=f"{help_text} (default: %(default)s)",
+        )
 
 
 def options_from_args(args: argparse.Namespace) -> MasterOptions:

@@ -26,8 +26,8 @@ import pandas as pd
 SCHEMA_VERSION = 1
 STUDIES = ("stress", "speedup")
 
-#: Columns of every run row, in order. Latencies are milliseconds, CPU is percent of one core.
-STRESS_COLUMNS = (
+#: What configures a run, as the first columns of its row.
+RUN_KEYS = (
     "middleware",
     "service",
     "mode",
@@ -36,9 +36,14 @@ STRESS_COLUMNS = (
     "rate",
     "clients",
     "nodes",
-    "repeat",
     "work_ms",
     "work_kind",
+)
+
+#: Columns of every run row, in order. Latencies are milliseconds, CPU is percent of one core.
+STRESS_COLUMNS = (
+    *RUN_KEYS,
+    "repeat",
     "duration_s",
     "warmup_s",
     "sent",
@@ -94,22 +99,7 @@ SPEEDUP_EXTRA = (
 
 #: What configures one measured cell: runs that differ only by their repeat number form
 #: one group (for the spread check), and one speedup curve is these keys but nodes.
-CELL_KEYS = (
-    "middleware",
-    "service",
-    "mode",
-    "loop",
-    "window",
-    "rate",
-    "clients",
-    "nodes",
-    "work_ms",
-    "work_kind",
-    "tasks",
-    "node_cpu",
-    "coordinator_cpu",
-    "cap_method",
-)
+CELL_KEYS = (*RUN_KEYS, "tasks", "node_cpu", "coordinator_cpu", "cap_method")
 
 #: The columns the issue requires; reading a file without them is an error.
 REQUIRED_COLUMNS = (
