@@ -26,7 +26,9 @@ import pandas as pd
 SCHEMA_VERSION = 1
 STUDIES = ("stress", "speedup")
 
-#: Columns of every run row, in order. Latencies are milliseconds, CPU is percent of one core.
+#: Columns of every run row, in order. Latencies are milliseconds, CPU is percent of one
+#: core, except ``cpu_us_per_op_*``: CPU microseconds per completed operation of the
+#: clients, the service processes, the broker and all three (``stress.rows``).
 STRESS_COLUMNS = (
     "middleware",
     "service",
@@ -39,6 +41,7 @@ STRESS_COLUMNS = (
     "repeat",
     "work_ms",
     "work_kind",
+    "guarantee",
     "duration_s",
     "warmup_s",
     "sent",
@@ -61,6 +64,10 @@ STRESS_COLUMNS = (
     "loadgen_cpu_pct",
     "loadgen_cpu_max_pct",
     "machine_cpu_pct",
+    "cpu_us_per_op_client",
+    "cpu_us_per_op_service",
+    "cpu_us_per_op_broker",
+    "cpu_us_per_op_total",
     "repeat_spread",
     "trusted",
     "flags",

@@ -314,7 +314,8 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"speedup: {len(cells)} runs of {args.warmup:g}+{args.duration:g} s "
         f"({', '.join(middlewares)}; nodes {', '.join(map(str, args.nodes))}; "
-        f"work {', '.join(f'{w:g}' for w in args.work_ms)} ms); writing to {out}",
+        f"work {', '.join(f'{w:g}' for w in args.work_ms)} ms; {settings.guarantee}); "
+        f"writing to {out}",
         file=sys.stderr,
     )
     config = config_of(
@@ -323,6 +324,7 @@ def main(argv: list[str] | None = None) -> None:
         services=chosen,
         offered_load=offered_load(args, chosen),
         work_kind=settings.work_kind,
+        guarantee=settings.guarantee,
         node_cpu=caps.node,
         coordinator_cpu=caps.coordinator,
         cap_method=caps.method if caps.any else "none",

@@ -209,7 +209,8 @@ def main(argv: list[str] | None = None) -> None:
     cells = plan_cells(args, settings, middlewares, clients)
     print(
         f"stress: {len(cells)} runs of {args.warmup:g}+{args.duration:g} s "
-        f"({', '.join(middlewares)}; clients {', '.join(map(str, clients))}); "
+        f"({', '.join(middlewares)}; clients {', '.join(map(str, clients))}; "
+        f"{settings.guarantee}); "
         f"writing to {out}",
         file=sys.stderr,
     )
@@ -218,7 +219,7 @@ def main(argv: list[str] | None = None) -> None:
         argv,
         cells,
         out,
-        config_of(args, clients=clients, middlewares=middlewares),
+        config_of(args, clients=clients, middlewares=middlewares, guarantee=settings.guarantee),
         settings,
         calibration_s=args.calibrate,
     )

@@ -46,6 +46,7 @@ GROUP_KEYS = (
     "nodes",
     "work_ms",
     "work_kind",
+    "guarantee",
     "tasks",
     "node_cpu",
     "coordinator_cpu",
