@@ -193,13 +193,13 @@ def add_speedup(rows: list[dict[str, Any]]) -> None:
     the same repeat (runs of one repeat are interleaved, so slow drift of the machine
     cancels out). With fixed work X = tasks / T, so this is T(1) / T(N). NaN when that
     1-node run is missing or completed nothing."""
-    single = {
-        (*(r[k] for k in SPEEDUP_KEYS), r["repeat"]): r["throughput_ops_s"]
-        for r in rows
-        if r["nodes"] == 1
-    }
+    def key(row: dict[str, Any]) -> tuple[Any, ...]:
+        full = {**SPEEDUP_DEFAULTS, **row}
+        return (*(full[k] for k in SPEEDUP_KEYS), row["repeat"])
+
+    single = {key(r): r["throughput_ops_s"] for r in rows if r["nodes"] == 1}
     for row in rows:
-        base = single.get((*(row[k] for k in SPEEDUP_KEYS), row["repeat"]))
+        base = single.get(key(row))
         row["speedup"] = round(row["throughput_ops_s"] / base, 3) if base else math.nan
 
 
