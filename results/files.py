@@ -38,9 +38,12 @@ RUN_KEYS = (
     "nodes",
     "work_ms",
     "work_kind",
+    "guarantee",
 )
 
-#: Columns of every run row, in order. Latencies are milliseconds, CPU is percent of one core.
+#: Columns of every run row, in order. Latencies are milliseconds, CPU is percent of one
+#: core, except ``cpu_us_per_op_*``: CPU microseconds per completed operation of the
+#: clients, the service processes, the broker and all three (``stress.rows``).
 STRESS_COLUMNS = (
     *RUN_KEYS,
     "repeat",
@@ -66,6 +69,10 @@ STRESS_COLUMNS = (
     "loadgen_cpu_pct",
     "loadgen_cpu_max_pct",
     "machine_cpu_pct",
+    "cpu_us_per_op_client",
+    "cpu_us_per_op_service",
+    "cpu_us_per_op_broker",
+    "cpu_us_per_op_total",
     "repeat_spread",
     "trusted",
     "flags",

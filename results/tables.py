@@ -18,7 +18,26 @@ from results.files import CELL_KEYS
 from results.histogram import merge, summary_ms
 
 #: A configuration: everything but the repeat number.
-CONFIG_KEYS = ["middleware", "service", "mode", "window", "rate", "clients", "nodes", "work_ms"]
+CONFIG_KEYS = [
+    "middleware",
+    "service",
+    "mode",
+    "window",
+    "rate",
+    "clients",
+    "nodes",
+    "work_ms",
+    "guarantee",
+]
+#: What a run row of an older file lacks, and what it meant then.
+ROW_DEFAULTS = {"guarantee": "at-least-once"}
+#: CPU microseconds per completed operation, by whom (``stress.rows.cpu_per_operation``).
+CPU_PER_OP = (
+    "cpu_us_per_op_client",
+    "cpu_us_per_op_service",
+    "cpu_us_per_op_broker",
+    "cpu_us_per_op_total",
+)
 
 
 def workload_label(service: str, mode: str, window: int) -> str:
@@ -32,7 +51,8 @@ def summarise(runs: list[dict[str, Any]]) -> pd.DataFrame:
         return pd.DataFrame()
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for run in runs:
-        groups.setdefault(tuple(run["row"][k] for k in CONFIG_KEYS), []).append(run)
+        row = {**ROW_DEFAULTS, **run["row"]}
+        groups.setdefault(tuple(row[k] for k in CONFIG_KEYS), []).append(run)
     summary = []
     for key, members in groups.items():
         rows = [m["row"] for m in members]
@@ -57,6 +77,7 @@ def summarise(runs: list[dict[str, Any]]) -> pd.DataFrame:
                 "loadgen_cpu_pct": _mean(r["loadgen_cpu_pct"] for r in rows),
                 "loadgen_cpu_max_pct": max(r["loadgen_cpu_max_pct"] for r in rows),
                 "machine_cpu_pct": _mean(r["machine_cpu_pct"] for r in rows),
+                **{c: _mean(r.get(c, math.nan) for r in rows) for c in CPU_PER_OP},
                 "trusted": all(r["trusted"] for r in rows),
                 "flags": ";".join(flags),
             }
@@ -71,13 +92,15 @@ def _mean(values: Any) -> float:
 
 def with_baseline(summary: pd.DataFrame) -> pd.DataFrame:
     """Add ``vs_echo_pct``: each request/response workload's throughput as a share of the
-    echo baseline of the same middleware, client count and work, when the study ran one."""
+    echo baseline of the same middleware, client count, work and guarantee, when the
+    study ran one."""
     if summary.empty:
         return summary
-    echo = summary[summary["service"] == "echo"].set_index(["middleware", "clients", "work_ms"])
+    keys = ["middleware", "clients", "work_ms", "guarantee"]
+    echo = summary[summary["service"] == "echo"].set_index(keys)
     shares = []
     for row in summary.itertuples():
-        key = (row.middleware, row.clients, row.work_ms)
+        key = tuple(getattr(row, k) for k in keys)
         # A pipelined workload is not a round trip, so the echo is no yardstick for it.
         if row.service == "echo" or row.mode != "sync" or key not in echo.index:
             shares.append(math.nan)
@@ -112,6 +135,7 @@ STRESS_TABLE = [
     ("service_cpu_pct", "service CPU %", 0),
     ("broker_cpu_pct", "broker CPU %", 0),
     ("loadgen_cpu_max_pct", "max client CPU %", 0),
+    ("cpu_us_per_op_total", "CPU µs/op", 0),
     ("trusted", "trusted", 0),
     ("flags", "flags", 0),
 ]
@@ -138,7 +162,13 @@ def render(
 #: ``loop`` column in their speedup rows, and the study always runs closed-loop.
 SPEEDUP_KEYS = [key for key in CELL_KEYS if key not in ("loop", "nodes")]
 #: What a speedup row of an older file lacks, and what it meant then.
-SPEEDUP_DEFAULTS = {"tasks": 0, "node_cpu": 0.0, "coordinator_cpu": 0.0, "cap_method": "none"}
+SPEEDUP_DEFAULTS = {
+    "tasks": 0,
+    "node_cpu": 0.0,
+    "coordinator_cpu": 0.0,
+    "cap_method": "none",
+    "guarantee": "at-least-once",
+}
 
 
 def complete_speedup_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -151,13 +181,13 @@ def add_speedup(rows: list[dict[str, Any]]) -> None:
     the same repeat (runs of one repeat are interleaved, so slow drift of the machine
     cancels out). With fixed work X = tasks / T, so this is T(1) / T(N). NaN when that
     1-node run is missing or completed nothing."""
-    single = {
-        (*(r[k] for k in SPEEDUP_KEYS), r["repeat"]): r["throughput_ops_s"]
-        for r in rows
-        if r["nodes"] == 1
-    }
+    def key(row: dict[str, Any]) -> tuple[Any, ...]:
+        full = {**SPEEDUP_DEFAULTS, **row}
+        return (*(full[k] for k in SPEEDUP_KEYS), row["repeat"])
+
+    single = {key(r): r["throughput_ops_s"] for r in rows if r["nodes"] == 1}
     for row in rows:
-        base = single.get((*(row[k] for k in SPEEDUP_KEYS), row["repeat"]))
+        base = single.get(key(row))
         row["speedup"] = round(row["throughput_ops_s"] / base, 3) if base else math.nan
 
 

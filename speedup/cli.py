@@ -21,6 +21,7 @@ secondary variant (sleeping costs no CPU, so it scales on any machine).
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 from typing import Any
 
@@ -43,6 +44,7 @@ from stress.options import (
     backend_factory,
     check_common,
     float_list,
+    guarantees,
     int_list,
     select_middlewares,
 )
@@ -81,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
         "namespace on free ports, and deletes the namespace afterwards.",
         epilog="Example: python -m speedup --middleware all --service all --nodes 1,2,3 "
         "--node-cpu 0.25 --duration 5 --repeat 3",
-        # --work-ms below takes a list and replaces the single-valued settings flag.
+        # --work-ms below and --guarantee take a list and replace the single-valued
+        # settings flags.
         conflict_handler="resolve",
     )
     parser.add_argument(
@@ -225,7 +228,9 @@ def plan_cells(
                 for work_ms, tasks in curves(args):
                     auto = tasks == AUTO
                     workload = workload_for(service, args, FALLBACK_TASKS if auto else int(tasks))
-                    for nodes in args.nodes:
+                    for guarantee, nodes in itertools.product(
+                        guarantees(args, settings), args.nodes
+                    ):
                         plan = RunPlan(
                             middleware,
                             workload,
@@ -241,7 +246,7 @@ def plan_cells(
                                 plan,
                                 deployment(middleware, service, nodes, caps, args),
                                 backend_factory(middleware),
-                                settings.with_changes(work_ms=work_ms),
+                                settings.with_changes(work_ms=work_ms, guarantee=guarantee),
                                 extra=extra,
                                 resolve=auto_tasks if auto else None,
                                 external=args.external_nodes,
@@ -314,7 +319,9 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"speedup: {len(cells)} runs of {args.warmup:g}+{args.duration:g} s "
         f"({', '.join(middlewares)}; nodes {', '.join(map(str, args.nodes))}; "
-        f"work {', '.join(f'{w:g}' for w in args.work_ms)} ms); writing to {out}",
+        f"work {', '.join(f'{w:g}' for w in args.work_ms)} ms; "
+        f"{', '.join(guarantees(args, settings))}); "
+        f"writing to {out}",
         file=sys.stderr,
     )
     config = config_of(
@@ -323,6 +330,7 @@ def main(argv: list[str] | None = None) -> None:
         services=chosen,
         offered_load=offered_load(args, chosen),
         work_kind=settings.work_kind,
+        guarantees=guarantees(args, settings),
         node_cpu=caps.node,
         coordinator_cpu=caps.coordinator,
         cap_method=caps.method if caps.any else "none",

@@ -14,6 +14,7 @@ figures and ``REPORT.md`` from them, and prints a table.
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from stress.options import (
     add_external_wait,
     backend_factory,
     check_common,
+    guarantees,
     int_list,
     select_middlewares,
 )
@@ -47,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
         "deletes the namespace afterwards.",
         epilog="Example: python -m stress --middleware all --service all --clients 1,4 "
         "--duration 3 --warmup 1 --repeat 1 --baseline",
+        # --guarantee takes a list and replaces the single-valued settings flag.
+        conflict_handler="resolve",
     )
     parser.add_argument(
         "--service",
@@ -149,12 +153,13 @@ def plan_cells(
     args: argparse.Namespace, settings: Settings, middlewares: list[str], clients: list[int]
 ) -> list[Cell]:
     """Every run of the study. Repeats are the outer loop, so slow drift of a noisy
-    machine shows up as spread between repeats instead of biasing one configuration."""
+    machine shows up as spread between repeats instead of biasing one configuration;
+    the guarantees are the inner one, so each pair compared was measured back to back."""
     cells = []
     for repeat in range(1, args.repeat + 1):
         for middleware in middlewares:
             for workload in workloads(args):
-                for count in clients:
+                for count, guarantee in itertools.product(clients, guarantees(args, settings)):
                     plan = RunPlan(
                         middleware,
                         workload,
@@ -170,7 +175,7 @@ def plan_cells(
                             plan,
                             deployment(middleware, workload.service, args),
                             backend_factory(middleware),
-                            settings,
+                            settings.with_changes(guarantee=guarantee),
                             external=bool(args.external_nodes),
                         )
                     )
@@ -207,9 +212,11 @@ def main(argv: list[str] | None = None) -> None:
     middlewares = select_middlewares(args.middleware, settings)
     out = args.out or default_out("stress")
     cells = plan_cells(args, settings, middlewares, clients)
+    chosen = guarantees(args, settings)
     print(
         f"stress: {len(cells)} runs of {args.warmup:g}+{args.duration:g} s "
-        f"({', '.join(middlewares)}; clients {', '.join(map(str, clients))}); "
+        f"({', '.join(middlewares)}; clients {', '.join(map(str, clients))}; "
+        f"{', '.join(chosen)}); "
         f"writing to {out}",
         file=sys.stderr,
     )
@@ -218,7 +225,7 @@ def main(argv: list[str] | None = None) -> None:
         argv,
         cells,
         out,
-        config_of(args, clients=clients, middlewares=middlewares),
+        config_of(args, clients=clients, middlewares=middlewares, guarantees=chosen),
         settings,
         calibration_s=args.calibrate,
     )

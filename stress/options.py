@@ -12,7 +12,7 @@ from typing import Any
 from middlewares import settings as settings_module
 from middlewares.contract import Backend, BrokerUnavailable
 from middlewares.registry import MIDDLEWARES, get_backend
-from middlewares.settings import Settings
+from middlewares.settings import GUARANTEES, Settings
 from stress.external import DEFAULT_WAIT
 from stress.workload import DEFAULT_MIX, format_mix, parse_mix
 
@@ -120,6 +120,33 @@ def add_common_arguments(parser: argparse.ArgumentParser, study: str) -> None:
         "--no-report", action="store_true", help="write the CSV and JSON only, no figures"
     )
     settings_module.add_arguments(parser)
+    # Replaces the single-valued settings flag (the parser resolves the conflict).
+    parser.add_argument(
+        "--guarantee",
+        dest="guarantees",
+        type=guarantee_list,
+        metavar="GUARANTEE",
+        help="delivery guarantee of the deployments measured: at-least-once (acks, "
+        "confirms, leases, reliable queues), at-most-once (none of them), a "
+        "comma-separated list, or both (each configuration is run under each, back to "
+        "back); recorded in every row (default: INSULTBENCH_GUARANTEE or at-least-once)",
+    )
+
+
+def guarantee_list(text: str) -> list[str]:
+    """Parse ``at-most-once``, ``at-least-once,at-most-once`` or ``both``, for argparse."""
+    names = list(GUARANTEES) if text.strip() == "both" else [p.strip() for p in text.split(",")]
+    unknown = [name for name in names if name not in GUARANTEES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give {', '.join(GUARANTEES)}, a comma-separated list of them, or both"
+        )
+    return list(dict.fromkeys(names))
+
+
+def guarantees(args: argparse.Namespace, settings: Settings) -> list[str]:
+    """The guarantees a study runs under: ``--guarantee``, or the settings' one."""
+    return args.guarantees or [settings.guarantee]
 
 
 def add_external_wait(parser: argparse.ArgumentParser) -> None:

@@ -53,6 +53,7 @@ def summarise_run(
         "repeat": plan.repeat,
         "work_ms": settings.work_ms,
         "work_kind": settings.work_kind,
+        "guarantee": settings.guarantee,
         "tasks": plan.workload.tasks,
         "duration_s": round(window, 6),
         "warmup_s": plan.warmup,
@@ -74,6 +75,7 @@ def summarise_run(
         **process_columns(usage),
         "namespace": settings.namespace,
     }
+    row.update(cpu_per_operation(usage, row["throughput_ops_s"]))
     flags = run_flags(row, outcome.lost, fatal)
     row["trusted"] = not flags
     row["flags"] = ";".join(flags)
@@ -101,6 +103,35 @@ def fixed_work_seconds(reports: list[dict[str, Any]]) -> float:
     firsts = [r["first_issued"] for r in reports if r.get("first_issued") is not None]
     lasts = [r["last_confirmed"] for r in reports if r.get("last_confirmed") is not None]
     return max(lasts) - min(firsts) if firsts and lasts else math.nan
+
+
+#: The CPU-per-operation columns and the usage group each one sums (the total sums all).
+CPU_PER_OP_GROUPS = {
+    "cpu_us_per_op_client": "clients",
+    "cpu_us_per_op_service": "service",
+    "cpu_us_per_op_broker": "brokers",
+}
+
+
+def cpu_per_operation(usage: dict[str, GroupUsage], throughput_ops_s: float) -> dict[str, float]:
+    """CPU microseconds per completed operation of the load generators, the service
+    processes and the broker servers, each and in total (NaN when nothing completed).
+
+    A group's CPU over the measurement window divided by the operations completed in
+    it: its mean CPU (percent of one core) over the completion rate. This moves far
+    less than throughput on a shared machine, since time stolen by other load is not
+    counted; the broker's share includes whatever else that shared broker served
+    during the window. A middleware without a broker has 0 there.
+    """
+    if not throughput_ops_s > 0:
+        return {column: math.nan for column in (*CPU_PER_OP_GROUPS, "cpu_us_per_op_total")}
+    # percent of one core / (ops per second) * 1e6 / 100 = microseconds per operation
+    columns = {
+        column: round(usage[group].cpu_pct * 1e4 / throughput_ops_s, 1)
+        for column, group in CPU_PER_OP_GROUPS.items()
+    }
+    columns["cpu_us_per_op_total"] = round(sum(columns.values()), 1)
+    return columns
 
 
 def process_columns(usage: dict[str, GroupUsage]) -> dict[str, Any]:

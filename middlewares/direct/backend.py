@@ -47,7 +47,8 @@ class DirectBackend(Backend):
     name server) fails over instead of taking the deployment down. Nodes keep serving
     while the master is away and register again when it is back; workers wait for a
     restarted front. The n-node front keeps its queue in Redis (``--durable``); in the
-    one-node form the clients submit again what a restarted front lost.
+    one-node form the clients submit again what a restarted front lost. At most once
+    (``settings.guarantee``) neither: what a dead front or worker held is lost.
     """
 
     #: How this middleware serves and reaches methods.
@@ -124,7 +125,7 @@ class DirectBackend(Backend):
         _require_redis(settings)
         module = f"{self.package}.master" if service == "insult" else self._module("filter")
         args = [*settings.to_args(), EXPECT_FLAGS[service], str(nodes)]
-        if service == "filter":
+        if service == "filter" and settings.guarantee == "at-least-once":
             args.append("--durable")
         return [
             *self._support_processes(settings),

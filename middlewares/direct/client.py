@@ -39,15 +39,19 @@ class FrontClient(FilterClient):
     one-node form, whose queue died with it) they are submitted again under the same
     ids. A call that cannot reach the front is repeated, for up to ``settings.timeout``,
     while the launcher restarts it; every call is safe to repeat (a task submitted twice
-    under one id is queued once). So an accepted task is answered exactly once.
+    under one id is queued once). So an accepted task is answered exactly once. At most
+    once (``settings.guarantee``) the texts are not kept and nothing is submitted again:
+    what a restarted front lost stays lost, and its ids are never answered.
     """
 
     def __init__(self, front: Link, settings: Settings, chunk_chars: int) -> None:
         self._remote = front
         self._settings = settings
         self._chunk_chars = chunk_chars
-        # Text of every task submitted and not answered yet, oldest first.
+        # Text of every task submitted and not answered yet, oldest first; at most once
+        # nothing is kept, as nothing a restarted front lost is submitted again.
         self._unanswered: OrderedDict[str, str] = OrderedDict()
+        self._resubmit = settings.guarantee == "at-least-once"
 
     def submit(self, text: str) -> str:
         return self.submit_many([text])[0]
@@ -60,7 +64,8 @@ class FrontClient(FilterClient):
     def _submit(self, tasks: Mapping[str, str]) -> None:
         for chunk in _chunks(tasks, self._chunk_chars):
             self._surviving(lambda chunk=chunk: self._remote.call("submit_tasks", chunk))
-            self._unanswered.update(chunk)
+            if self._resubmit:
+                self._unanswered.update(chunk)
         overflow = len(self._unanswered) - MAX_REMEMBERED
         if overflow > 0:
             log.warning("forgetting %d unanswered tasks, the oldest, for resubmission", overflow)

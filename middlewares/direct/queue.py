@@ -5,7 +5,9 @@ Nothing accepted is lost while the front runs: a task pulled by a worker is *lea
 it, and goes back to the head of the queue when that worker re-registers under the same
 id (a restarted worker) or misses three heartbeats (a dead or stuck one). Only the
 worker holding a task's lease can hand in its result; a task counts as done the first
-time its result arrives.
+time its result arrives. At most once (``redeliver=False``) there are no leases: what a
+worker that died or was presumed dead held is dropped, never handed out again, so no
+task is computed twice and a crash loses at most what the dead worker held.
 
 Nothing accepted is lost when the front dies either: with a :class:`Journal` (the n-node
 form keeps one in Redis) every task stays there from its acceptance until its result is
@@ -83,7 +85,9 @@ class TaskQueue:
     With ``expected_workers`` (the n-node form) nothing is leased until that many workers
     have shown up or :data:`STARTUP_GRACE` passed, so the first worker to start does not
     take the first second's work alone and the load spreads from the first task. With a
-    ``journal``, the tasks it holds are queued at once.
+    ``journal``, the tasks it holds are queued at once. Without ``redeliver``
+    (at-most-once) the tasks of a worker that restarts or falls silent are dropped, and
+    counted in :attr:`dropped`, instead of being queued again.
     """
 
     def __init__(
@@ -94,8 +98,12 @@ class TaskQueue:
         max_uncollected: int = MAX_UNCOLLECTED,
         expected_workers: int = 0,
         journal: Journal | None = None,
+        redeliver: bool = True,
     ) -> None:
         self._log = result_log
+        self._redeliver = redeliver
+        #: Tasks dropped with a worker that died holding them (at-most-once only).
+        self.dropped = 0
         self._journal = journal
         self._barrier = StartupBarrier(expected_workers, STARTUP_GRACE)
         self._lease_timeout = lease_timeout
@@ -224,10 +232,7 @@ class TaskQueue:
         with self._lock:
             old = self._workers.pop(worker_id, None)
             if old is not None and old.tasks:
-                log.warning(
-                    "worker %s restarted; re-queuing its %d tasks", worker_id, len(old.tasks)
-                )
-                self._requeue(old)
+                self._lose(old, f"worker {worker_id} restarted")
             self._workers[worker_id] = _Worker(time.monotonic())
             if self._barrier.arrive(worker_id):
                 self._work_ready.notify_all()
@@ -301,13 +306,7 @@ class TaskQueue:
             silent = [wid for wid, worker in self._workers.items() if worker.last_seen < cutoff]
             for worker_id in silent:
                 worker = self._workers.pop(worker_id)
-                log.warning(
-                    "worker %s was silent for %.0f s; re-queuing its %d tasks",
-                    worker_id,
-                    self._lease_timeout,
-                    len(worker.tasks),
-                )
-                self._requeue(worker)
+                self._lose(worker, f"worker {worker_id} was silent for {self._lease_timeout:g} s")
             if silent:
                 self._worker_left.notify_all()
 
@@ -320,6 +319,18 @@ class TaskQueue:
             worker = self._workers[worker_id] = _Worker(time.monotonic())
         worker.last_seen = time.monotonic()
         return worker
+
+    def _lose(self, worker: _Worker, why: str) -> None:
+        """A worker died holding tasks: re-queue them (at-least-once) or drop them."""
+        if self._redeliver:
+            log.warning("%s; re-queuing its %d tasks", why, len(worker.tasks))
+            self._requeue(worker)
+            return
+        log.warning("%s; dropping its %d tasks (at-most-once)", why, len(worker.tasks))
+        for task_id in worker.tasks:
+            del self._holder[task_id]
+        self.dropped += len(worker.tasks)
+        worker.tasks.clear()
 
     def _requeue(self, worker: _Worker) -> None:
         # At the head of the queue, in their original order: they have waited longest.

@@ -151,7 +151,10 @@ def _serve_front(process: ServiceProcess, transport: DirectTransport) -> None:
                 contextlib.closing(RedisJournal(client, settings.namespace))
             )
         queue = TaskQueue(
-            result_log, expected_workers=process.args.expect_workers, journal=journal
+            result_log,
+            expected_workers=process.args.expect_workers,
+            journal=journal,
+            redeliver=settings.guarantee == "at-least-once",
         )
         front = QueueFront(queue, result_log, settings, secret)
         with transport.serve(settings, "filter", methods_of(front, QueueFront.REMOTE_METHODS)):

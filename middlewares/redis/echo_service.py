@@ -13,10 +13,10 @@ from typing import Any
 
 from middlewares.cluster.client import connect, redis_errors_as_unavailable
 from middlewares.cluster.keys import Keys
+from middlewares.redis.plain import open_consumer
 from middlewares.redis.transport import (
     Ack,
     Answer,
-    ReliableConsumer,
     consume,
     each_message,
     reply_address,
@@ -45,7 +45,7 @@ def serve(process: ServiceProcess) -> None:
     settings = process.settings
     with redis_errors_as_unavailable(settings):
         keys = Keys(settings.namespace)
-        consumer = ReliableConsumer(
+        consumer = open_consumer(
             connect(settings), keys.echo, str(process.node_id), settings, reply_ttl(settings)
         )
         log.info("echoing %s", keys.echo.queue)

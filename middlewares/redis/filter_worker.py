@@ -19,10 +19,10 @@ from middlewares.cluster.client import connect, redis_errors_as_unavailable
 from middlewares.cluster.keys import Keys
 from middlewares.cluster.store import RedisInsultStore
 from middlewares.core import InsultError
+from middlewares.redis.plain import open_consumer
 from middlewares.redis.transport import (
     Ack,
     Answer,
-    ReliableConsumer,
     consume,
     each_message,
     encode,
@@ -68,7 +68,7 @@ def serve(process: ServiceProcess) -> None:
         keys = Keys(settings.namespace)
         client = connect(settings)
         step = FilterStep(settings, store_reader(client, settings.namespace))
-        consumer = ReliableConsumer(
+        consumer = open_consumer(
             client,
             keys.filter,
             str(process.node_id),

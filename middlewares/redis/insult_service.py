@@ -25,10 +25,10 @@ from middlewares.cluster.keys import Keys
 from middlewares.cluster.lease import LeasedBroadcaster, RestartSafeLease
 from middlewares.cluster.store import RedisInsultStore
 from middlewares.core import load_default_insults
+from middlewares.redis.plain import open_consumer
 from middlewares.redis.transport import (
     Ack,
     Answer,
-    ReliableConsumer,
     consume,
     each_message,
     reply_address,
@@ -89,7 +89,7 @@ def _serve(settings: Settings, node_id: str, stop: StopSignal) -> None:
         pick=store.random,
         send=lambda insult: client.publish(keys.broadcast, insult),
     )
-    consumer = ReliableConsumer(
+    consumer = open_consumer(
         client, keys.insults, node_id, settings, reply_ttl(settings), store_key=keys.store
     )
     broadcaster.start()

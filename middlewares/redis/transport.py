@@ -27,7 +27,6 @@ import json
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -38,6 +37,7 @@ from middlewares.cluster.presence import announce, withdraw
 from middlewares.cluster.scripts import lua
 from middlewares.core import InsultError
 from middlewares.messages import bad_messages, handle_message
+from middlewares.redis.answers import Ack, Answers, Consumer
 from middlewares.runtime import StopSignal
 from middlewares.service import error_reply
 from middlewares.settings import Settings
@@ -113,29 +113,6 @@ def _clip(value: object) -> str:
     return text if len(text) <= 80 else text[:79] + "…"
 
 
-@dataclass(frozen=True)
-class Ack:
-    """The outcome of one claimed message, applied atomically by :class:`ReliableConsumer`.
-
-    Attributes:
-        raw: The message exactly as it was claimed.
-        reply_to: List to push the reply on (its TTL is refreshed), or None.
-        reply: The answer for the submitter; with a ``store_op``, only its beginning.
-        log_entry: Pushed on the consumer's log list (the filter's results), if not empty.
-        store_op: An InsultService operation (``add_insult``, ``get_insults``,
-            ``random_insult``) on the consumer's store set, run in the same atomic step;
-            its result, as JSON, and ``}`` end the reply.
-        store_arg: The operation's argument (the canonical insult to add).
-    """
-
-    raw: bytes
-    reply_to: str | None = None
-    reply: bytes = b""
-    log_entry: bytes = b""
-    store_op: str = ""
-    store_arg: str = ""
-
-
 class ReliableConsumer:
     """One consumer of a reliable list queue: claim, handle, then acknowledge atomically.
 
@@ -165,10 +142,9 @@ class ReliableConsumer:
         self._delivery_limit = settings.delivery_limit
         self._prefetch = prefetch_for(settings)
         self._block = block_seconds(settings)
-        self._reply_ttl = reply_ttl
-        self._log_key = log_key
-        self._log_length = log_length
-        self._store_key = store_key
+        self._answers = Answers(
+            self._processing, keys, consumer_id, reply_ttl, log_key, log_length, store_key
+        )
         self._shas: dict[str, str] = {}
         self._next_beat = 0.0
         self._next_sweep = 0.0
@@ -253,26 +229,8 @@ class ReliableConsumer:
         self._shas = {name: self._redis.script_load(lua(__package__, name)) for name in names}
 
     def _ack(self, pipe: redis.client.Pipeline, acks: Sequence[Ack]) -> None:
-        if not acks:
-            return
-        keys = [self._processing, self._keys.counters, self._keys.redeliveries]
-        index: dict[str, int] = {}
-
-        def key_index(key: str | None) -> int:
-            if key is None:
-                return 0
-            if key not in index:
-                keys.append(key)
-                index[key] = len(keys)
-            return index[key]
-
-        args: list[bytes | str | int] = [self._reply_ttl, self._log_length, self.consumer_id]
-        for ack in acks:
-            log_key = self._log_key if ack.log_entry else None
-            store_key = self._store_key if ack.store_op else None
-            args += [ack.raw, key_index(ack.reply_to), ack.reply, key_index(log_key)]
-            args += [ack.log_entry, key_index(store_key), ack.store_op, ack.store_arg]
-        pipe.evalsha(self._shas["ack"], len(keys), *keys, *args)
+        if acks:
+            pipe.evalsha(self._shas["ack"], *self._answers.command(acks, guarded=True))
 
     def _beat(self, pipe: redis.client.Pipeline) -> None:
         self._next_beat = time.monotonic() + HEARTBEAT_EVERY
@@ -362,7 +320,7 @@ def each_message(
     return handle
 
 
-def consume(consumer: ReliableConsumer, handle: Handler, stop: StopSignal) -> None:
+def consume(consumer: Consumer, handle: Handler, stop: StopSignal) -> None:
     """Claim, handle and acknowledge until ``stop``; then acknowledge what is held and leave."""
     consumer.start()
     acks: list[Ack] = []

@@ -1,11 +1,12 @@
 -- Acknowledge claimed messages of a reliable queue and write their answers, atomically.
 -- KEYS: processing list, counters hash, redeliveries hash, then every other key named by
 --       an index in ARGV (0: none).
--- ARGV: reply TTL (s), log length, consumer id, then 8 values per message: raw, reply
---       key index, reply, log key index, log entry, store key index, store op, store op
---       argument.
+-- ARGV: reply TTL (s), log length, consumer id, guarded ('1': at-least-once, '0':
+--       at-most-once), then 8 values per message: raw, reply key index, reply, log key
+--       index, log entry, store key index, store op, store op argument.
 -- The LREM guard makes all of it happen once: a message that was re-queued meanwhile
--- belongs to its new holder, which answers it instead. A store operation (an
+-- belongs to its new holder, which answers it instead. Unguarded (at-most-once) the
+-- message was popped for good, so there is no processing list to guard with. A store operation (an
 -- InsultService request) runs here, with the reply, so a crash can never apply an add
 -- without answering it or apply it twice; the counter is raised here for the same
 -- reason, so a node's count is exact. Reply keys were checked by the consumer: they are
@@ -24,10 +25,11 @@ end
 
 -- Only messages re-queued from a dying consumer have a redelivery count; there are
 -- none most of the time, and then acknowledging costs no digest.
-local counted = redis.call('EXISTS', KEYS[3]) == 1
+local guarded = ARGV[4] == '1'
+local counted = guarded and redis.call('EXISTS', KEYS[3]) == 1
 local acked = 0
-for i = 4, #ARGV, 8 do
-  if redis.call('LREM', KEYS[1], -1, ARGV[i]) == 1 then
+for i = 5, #ARGV, 8 do
+  if not guarded or redis.call('LREM', KEYS[1], -1, ARGV[i]) == 1 then
     acked = acked + 1
     if counted then redis.call('HDEL', KEYS[3], redis.sha1hex(ARGV[i])) end
     local reply = ARGV[i + 2]
