@@ -149,16 +149,18 @@ class DeliveryLimit:
 
 class AckBatch:
     """Acknowledges handled messages of one channel together: one ``basic.ack`` with
-    ``multiple`` for up to ``size`` of them.
+    ``multiple`` for up to ``size`` of them, written with the answers buffered before it.
 
-    :meth:`handled` is called once a message is answered; :meth:`flush` when the
+    :meth:`handled` is called once a message is answered (with :func:`publish_buffered`,
+    whose frames wait in the connection's output buffer); :meth:`flush` when the
     consumer has nothing more to dispatch (and before it closes its connection, or the
-    answered messages would be handed out again). Delivery tags are per channel and
-    ascending, so acknowledging the last one with ``multiple`` acknowledges every
-    earlier one still held, including those of the channel's retry-queue consumer
-    (a message set aside was acknowledged on its own, and ``multiple`` skips it).
-    ``on_acked(n)`` runs after each acknowledgement, with how many it covered. With
-    ``auto_ack`` (the broker acknowledged at delivery) it runs at once for each message.
+    answered messages would be handed out again). The acknowledgement goes out after the
+    answers, in the same write. Delivery tags are per channel and ascending, so
+    acknowledging the last one with ``multiple`` acknowledges every earlier one still
+    held, including those of the channel's retry-queue consumer (a message set aside was
+    acknowledged on its own, and ``multiple`` skips it). ``on_acked(n)`` runs after each
+    acknowledgement, with how many it covered. With ``auto_ack`` (the broker forgot the
+    messages as it sent them) a flush only writes the answers out.
     """
 
     def __init__(
@@ -173,17 +175,37 @@ class AckBatch:
 
     def handled(self, method: Delivery) -> None:
         """``method``'s message is answered: acknowledge it now or with the batch."""
-        if self._auto_ack:
-            self._on_acked(1)
-            return
         self._held += 1
         self._last = method.delivery_tag
         if self._held >= self._size:
             self.flush()
 
     def flush(self) -> None:
-        """Acknowledge every message handled and not yet acknowledged."""
-        if self._held:
-            held, self._held = self._held, 0
+        """Write the buffered answers and acknowledge every message handled since the
+        last flush."""
+        if not self._held:
+            return
+        held, self._held = self._held, 0
+        if self._auto_ack:
+            # Inside a consumer callback this only writes: pika never re-enters dispatch.
+            self._channel.connection.process_data_events(time_limit=0)
+        else:
             self._channel.basic_ack(self._last, multiple=True)
-            self._on_acked(held)
+        self._on_acked(held)
+
+
+def publish_buffered(
+    channel: BlockingChannel, routing_key: str, body: bytes, properties: Properties
+) -> None:
+    """Publish ``body`` through the default exchange to ``routing_key``, leaving its frames
+    in the connection's output buffer until the next write (:meth:`AckBatch.flush`, or
+    any call that processes the connection's events).
+
+    pika's blocking ``basic_publish`` writes to the socket and polls it after every
+    message; answers published here go out together with their batch's acknowledgement.
+    It publishes on the asynchronous channel the blocking one drives (``_impl``), which
+    is all the blocking ``basic_publish`` does besides that write.
+    """
+    channel._impl.basic_publish(
+        exchange="", routing_key=routing_key, body=body, properties=properties
+    )

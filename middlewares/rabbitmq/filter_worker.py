@@ -45,7 +45,7 @@ from middlewares.cluster.counters import node_counter
 from middlewares.core import InsultError
 from middlewares.messages import bad_messages, handle_message
 from middlewares.rabbitmq.clients import RabbitMqInsultClient
-from middlewares.rabbitmq.delivery import AckBatch, DeliveryLimit
+from middlewares.rabbitmq.delivery import AckBatch, DeliveryLimit, publish_buffered
 from middlewares.rabbitmq.transport import (
     ACK_BATCH,
     DIRECT_REPLY_TO,
@@ -259,13 +259,13 @@ class FilterWorker:
             # One publish reaches both queues: the broker routes it to the BCC header's
             # queue too (and strips the header), so the result list costs no publish.
             result_properties.headers = {"BCC": [self._names.filter_results]}
-            channel.basic_publish("", reply_to, reply, result_properties)
+            publish_buffered(channel, reply_to, reply, result_properties)
             return
         # Direct reply-to is routed apart from the queues, so it cannot take a BCC.
         if censored:
-            channel.basic_publish("", self._names.filter_results, reply, result_properties)
+            publish_buffered(channel, self._names.filter_results, reply, result_properties)
         if reply_to:
-            channel.basic_publish("", reply_to, reply, result_properties)
+            publish_buffered(channel, reply_to, reply, result_properties)
         elif not censored:
             bad_messages.warning(
                 "dropped a bad task without reply_to (correlation_id %r): %s",

@@ -16,7 +16,7 @@ from pika.adapters.blocking_connection import BlockingChannel
 
 from middlewares.contract import BrokerUnavailable, ServiceTimeout
 from middlewares.messages import bad_messages
-from middlewares.rabbitmq.delivery import AckBatch, DeliveryLimit
+from middlewares.rabbitmq.delivery import AckBatch, DeliveryLimit, publish_buffered
 from middlewares.rabbitmq.transport import (
     ACK_BATCH,
     DIRECT_REPLY_TO,
@@ -114,8 +114,8 @@ class RpcServer:
         if properties.reply_to:
             # Through the default exchange: the reply reaches the queue reply_to names,
             # or nothing (an exchange of that name is never used).
-            channel.basic_publish(
-                "",
+            publish_buffered(
+                channel,
                 properties.reply_to,
                 self._handle(body),
                 pika.BasicProperties(correlation_id=properties.correlation_id),

@@ -22,6 +22,7 @@ from pika.adapters.blocking_connection import BlockingChannel
 from pika.adapters.utils.connection_workflow import AMQPConnectorException
 
 from middlewares.contract import BrokerUnavailable, ServiceError
+from middlewares.rabbitmq.writes import coalesce_writes
 from middlewares.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -155,6 +156,7 @@ def connect(settings: Settings, role: str) -> pika.BlockingConnection:
     parameters.blocked_connection_timeout = settings.timeout
     parameters.heartbeat = HEARTBEAT_SECONDS
     parameters.connection_attempts = 1
+    coalesce_writes()
     try:
         with _pika_silenced():
             return pika.BlockingConnection(parameters)
