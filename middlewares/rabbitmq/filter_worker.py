@@ -74,7 +74,7 @@ log = logging.getLogger("rabbitmq-filter-worker")
 #: Tasks a worker holds unacknowledged by default: enough to hide the broker round trip
 #: and the batched acknowledgements, few enough that work spreads evenly over several
 #: workers (measured: docs/PROTOCOL.md, RabbitMQ).
-DEFAULT_PREFETCH = 16
+DEFAULT_PREFETCH = 32
 
 #: The longest a worker waits for the InsultService's list before keeping its last one.
 _FETCH_TIMEOUT_SECONDS = 1.0

@@ -44,7 +44,7 @@ RPC_PREFETCH = 32
 #: a consumer also acknowledges whenever it has nothing more to dispatch, so this only
 #: bounds a long run of deliveries. Half a prefetch window, so the broker can refill
 #: the other half while the consumer works (measured: docs/PROTOCOL.md, RabbitMQ).
-ACK_BATCH = 8
+ACK_BATCH = 16
 
 START_HINT = (
     "start it with `python -m middlewares brokers up` or `docker compose up -d rabbitmq`"
