@@ -21,7 +21,10 @@ about. So the consumers count:
   own and never reach the limit (they are returned at most once, with the poison).
 
 Returns are rare, so this costs nothing per message: one idle consumer per process,
-and a republish per returned message. A consumer stopped gracefully also returns what it
+and a republish per returned message. Under the at-most-once guarantee consumers take
+their messages with auto-ack: the broker never hands one out twice, so nothing is
+screened (the retry queue is still consumed, for what an earlier at-least-once
+deployment of the namespace left there). A consumer stopped gracefully also returns what it
 had prefetched but not started; those go through the retry queue too (answered once,
 a little later), and the count they carry never matters unless they are returned as
 often as the limit.
@@ -78,13 +81,25 @@ class DeliveryLimit:
         channel.queue_declare(self.retry, durable=self._durable)
         channel.queue_declare(self.dead, durable=True)
 
-    def consume(self, channel: BlockingChannel, prefetch: int, on_message: OnMessage) -> None:
+    def consume(
+        self,
+        channel: BlockingChannel,
+        prefetch: int,
+        on_message: OnMessage,
+        auto_ack: bool = False,
+    ) -> None:
         """Consume the queue with ``prefetch`` and the retry queue one at a time, handing
         ``on_message`` every message that was not returned.
 
         RabbitMQ applies a (non-global) prefetch to the consumers started after it, so
-        each consumer gets its own.
+        each consumer gets its own. With ``auto_ack`` (at most once) the broker forgets a
+        message as it sends it, ignores the prefetch, and never redelivers: every message
+        goes to ``on_message``.
         """
+        if auto_ack:
+            channel.basic_consume(self.queue, on_message, auto_ack=True)
+            channel.basic_consume(self.retry, on_message, auto_ack=True)
+            return
 
         def screened(
             channel: Channel, method: Delivery, properties: Properties, body: bytes
@@ -130,3 +145,67 @@ class DeliveryLimit:
                     pika.BasicProperties(correlation_id=properties.correlation_id),
                 )
         channel.basic_ack(method.delivery_tag)
+
+
+class AckBatch:
+    """Acknowledges handled messages of one channel together: one ``basic.ack`` with
+    ``multiple`` for up to ``size`` of them, written with the answers buffered before it.
+
+    :meth:`handled` is called once a message is answered (with :func:`publish_buffered`,
+    whose frames wait in the connection's output buffer); :meth:`flush` when the
+    consumer has nothing more to dispatch (and before it closes its connection, or the
+    answered messages would be handed out again). The acknowledgement goes out after the
+    answers, in the same write. Delivery tags are per channel and ascending, so
+    acknowledging the last one with ``multiple`` acknowledges every earlier one still
+    held, including those of the channel's retry-queue consumer (a message set aside was
+    acknowledged on its own, and ``multiple`` skips it). ``on_acked(n)`` runs after each
+    acknowledgement, with how many it covered. With ``auto_ack`` (the broker forgot the
+    messages as it sent them) a flush only writes the answers out.
+    """
+
+    def __init__(
+        self, channel: BlockingChannel, size: int, auto_ack: bool, on_acked: Callable[[int], None]
+    ) -> None:
+        self._channel = channel
+        self._size = size
+        self._auto_ack = auto_ack
+        self._on_acked = on_acked
+        self._held = 0
+        self._last = 0
+
+    def handled(self, method: Delivery) -> None:
+        """``method``'s message is answered: acknowledge it now or with the batch."""
+        self._held += 1
+        self._last = method.delivery_tag
+        if self._held >= self._size:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the buffered answers and acknowledge every message handled since the
+        last flush."""
+        if not self._held:
+            return
+        held, self._held = self._held, 0
+        if self._auto_ack:
+            # Inside a consumer callback this only writes: pika never re-enters dispatch.
+            self._channel.connection.process_data_events(time_limit=0)
+        else:
+            self._channel.basic_ack(self._last, multiple=True)
+        self._on_acked(held)
+
+
+def publish_buffered(
+    channel: BlockingChannel, routing_key: str, body: bytes, properties: Properties
+) -> None:
+    """Publish ``body`` through the default exchange to ``routing_key``, leaving its frames
+    in the connection's output buffer until the next write (:meth:`AckBatch.flush`, or
+    any call that processes the connection's events).
+
+    pika's blocking ``basic_publish`` writes to the socket and polls it after every
+    message; answers published here go out together with their batch's acknowledgement.
+    It publishes on the asynchronous channel the blocking one drives (``_impl``), which
+    is all the blocking ``basic_publish`` does besides that write.
+    """
+    channel._impl.basic_publish(
+        exchange="", routing_key=routing_key, body=body, properties=properties
+    )

@@ -24,6 +24,7 @@ from middlewares.contract import (
     ServiceTimeout,
 )
 from middlewares.core import InsultError, validate_limit
+from middlewares.rabbitmq.confirms import ConfirmWindow
 from middlewares.rabbitmq.transport import (
     LINK_ERRORS,
     Channel,
@@ -31,6 +32,8 @@ from middlewares.rabbitmq.transport import (
     Names,
     Properties,
     Returned,
+    at_least_once,
+    broken_link,
     close_quietly,
     connect,
     declare_task_queue,
@@ -48,19 +51,27 @@ log = logging.getLogger(__name__)
 _RESULTS_QUIET_SECONDS = 0.2
 
 
+#: Tasks published and not yet confirmed by the broker at most; a publisher past it
+#: waits for confirms first.
+CONFIRM_WINDOW = 1024
+
+
 class RabbitMqFilterClient(FilterClient):
     """InsultFilter client: persistent tasks on the durable task queue, results on a private queue.
 
-    ``submit`` waits for the broker's publisher confirm; ``submit_many`` sends the whole
-    batch in one transaction (one round trip, all or nothing). Results come back on an
-    exclusive queue of this client, keyed by correlation id = task id; delivery is at
-    least once, so a duplicate result (a worker killed between publishing and acking) is
-    dropped here.
+    Tasks go out under publisher confirms, pipelined (:class:`~.confirms.ConfirmWindow`):
+    ``submit`` waits for its task's confirm, ``submit_many`` for none; a task the broker
+    refuses or cannot route fails in :meth:`wait`. Results come back on an exclusive
+    queue of this client, keyed by correlation id = task id; delivery is at least once,
+    so a duplicate result (a worker killed between publishing and acking) is dropped
+    here. Under the at-most-once guarantee tasks are transient and published without
+    confirms: one the broker drops is only noticed when its result never comes.
     """
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._names = Names(settings.namespace)
+        self._persistent = at_least_once(settings)
         self._pending: set[str] = set()
         self._done: dict[str, str] = {}
         self._failed: dict[str, str] = {}
@@ -71,16 +82,25 @@ class RabbitMqFilterClient(FilterClient):
         close_quietly(self._connection)
         self._connection = connect(self._settings, "filter-client")
         with link_errors_as_unavailable(self._settings):
-            self._confirmed = self._connection.channel()
-            self._confirmed.confirm_delivery()
-            declare_task_queue(self._confirmed, self._names)
-            declared = self._confirmed.queue_declare("", exclusive=True, auto_delete=True)
+            channel = self._connection.channel()
+            declare_task_queue(channel, self._names)
+            declared = channel.queue_declare("", exclusive=True, auto_delete=True)
             self._reply_queue = declared.method.queue
-            self._confirmed.basic_consume(self._reply_queue, self._on_result, auto_ack=True)
-            self._batched = self._connection.channel()
-            self._batched.tx_select()
+            channel.basic_consume(self._reply_queue, self._on_result, auto_ack=True)
+            channel.add_on_return_callback(self._on_returned)
             self._unconfirmed = self._connection.channel()
             self._unconfirmed.add_on_return_callback(self._on_returned)
+            self._confirmed = (
+                ConfirmWindow(
+                    self._connection,
+                    channel,
+                    CONFIRM_WINDOW,
+                    self._settings.timeout,
+                    self._on_nacked,
+                )
+                if self._persistent
+                else None
+            )
 
     @property
     def default_timeout(self) -> float:
@@ -88,7 +108,7 @@ class RabbitMqFilterClient(FilterClient):
         return self._settings.timeout
 
     def _properties(self, task_id: str) -> pika.BasicProperties:
-        return task_properties(task_id, self._reply_queue)
+        return task_properties(task_id, self._reply_queue, self._persistent)
 
     def _recover(self, error: Exception) -> None:
         """Open a new connection after ``error``; raise if pending results went with the old.
@@ -110,8 +130,18 @@ class RabbitMqFilterClient(FilterClient):
             ) from None
 
     def submit(self, text: str) -> str:
-        """Queue one text; returns its task id once the broker has confirmed it."""
-        return self._send(text, confirmed=True)
+        """Queue one text; returns its task id once the broker has confirmed it (at least
+        once) or sent it on (at most once)."""
+        task_id, sequence = self._send(text, confirmed=True)
+        if self._confirmed is not None:
+            try:
+                self._confirmed.wait_for(sequence, self._settings.timeout)
+            except LINK_ERRORS as error:
+                self._recover(error)
+                raise broken_link(self._settings, error) from None
+            if task_id in self._failed:
+                raise ServiceError(self._failed.pop(task_id))
+        return task_id
 
     def filter(self, text: str, timeout: float | None = None) -> str:
         """Submit one text and wait for its censored form.
@@ -120,7 +150,7 @@ class RabbitMqFilterClient(FilterClient):
         publisher confirm first: one round trip through the broker instead of two. A
         task the broker could not route fails at once; one it lost times out.
         """
-        task_id = self._send(text, confirmed=False)
+        task_id, _ = self._send(text, confirmed=False)
         deadline = time.monotonic() + (self.default_timeout if timeout is None else timeout)
         while (remaining := deadline - time.monotonic()) > 0:
             done = self.wait([task_id], remaining)
@@ -129,37 +159,49 @@ class RabbitMqFilterClient(FilterClient):
         self._pending.discard(task_id)  # nobody will ask for it: drop a late result
         raise ServiceTimeout(f"task {task_id} got no result in time")
 
-    def _send(self, text: str, confirmed: bool) -> str:
+    def _send(self, text: str, confirmed: bool) -> tuple[str, int]:
+        """Publish one text: its task id and confirm sequence number (0: unconfirmed)."""
         body = to_json({"text": text}, "the text")
         task_id = uuid.uuid4().hex
         try:
-            self._publish(task_id, body, confirmed)
+            sequence = self._publish(task_id, body, confirmed)
+            self._flush()
         except LINK_ERRORS as error:
             self._recover(error)
             with link_errors_as_unavailable(self._settings):
-                self._publish(task_id, body, confirmed)
-        return task_id
+                sequence = self._publish(task_id, body, confirmed)
+                self._flush()
+        return task_id, sequence
 
-    def _publish(self, task_id: str, body: bytes, confirmed: bool) -> None:
-        channel = self._confirmed if confirmed else self._unconfirmed
+    def _publish(self, task_id: str, body: bytes, confirmed: bool) -> int:
+        """Publish one task (written with the next :meth:`_flush`); its confirm sequence
+        number, 0 when it is not confirmed."""
         # Pending before publishing: the result may arrive together with the confirm.
         self._pending.add(task_id)
+        properties = self._properties(task_id)
         try:
-            channel.basic_publish(
-                "", self._names.filter_tasks, body, self._properties(task_id), mandatory=True
+            if confirmed and self._confirmed is not None:
+                return self._confirmed.publish(task_id, self._names.filter_tasks, body, properties)
+            self._unconfirmed.basic_publish(
+                "", self._names.filter_tasks, body, properties, mandatory=True
             )
-        except pika.exceptions.UnroutableError:
-            self._pending.discard(task_id)
-            raise ServiceError(self._unroutable()) from None
-        except pika.exceptions.NackError:
-            self._pending.discard(task_id)
-            raise ServiceError("the broker refused the text (nack); it was not queued") from None
+            return 0
         except BaseException:
             self._pending.discard(task_id)
             raise
 
+    def _flush(self) -> None:
+        """Write the tasks published in confirm mode, which wait in the output buffer."""
+        if self._confirmed is not None:
+            self._confirmed.flush()
+
     def _unroutable(self) -> str:
         return f"queue {self._names.filter_tasks} vanished; the text was not queued"
+
+    def _on_nacked(self, task_id: str) -> None:
+        if task_id in self._pending:
+            self._pending.discard(task_id)
+            self._failed[task_id] = "the broker refused the text (nack); it was not queued"
 
     def _on_returned(
         self, channel: Channel, method: Returned, properties: Properties, body: bytes
@@ -169,14 +211,14 @@ class RabbitMqFilterClient(FilterClient):
             self._failed[properties.correlation_id] = self._unroutable()
 
     def submit_many(self, texts: Sequence[str]) -> list[str]:
-        """Queue several texts in one transaction: all are accepted, or none."""
+        """Queue several texts, written together, without waiting for their confirms: a
+        text the broker refuses raises :class:`ServiceError` from :meth:`wait`."""
         bodies = [to_json({"text": text}, "a text") for text in texts]
-        if not bodies:
-            return []
         task_ids = [uuid.uuid4().hex for _ in bodies]
         try:
             self._publish_batch(task_ids, bodies)
         except LINK_ERRORS as error:
+            # Raises if tasks published before the break (this batch's too) went with it.
             self._recover(error)
             with link_errors_as_unavailable(self._settings):
                 self._publish_batch(task_ids, bodies)
@@ -184,16 +226,8 @@ class RabbitMqFilterClient(FilterClient):
 
     def _publish_batch(self, task_ids: list[str], bodies: list[bytes]) -> None:
         for task_id, body in zip(task_ids, bodies, strict=True):
-            self._batched.basic_publish(
-                "", self._names.filter_tasks, body, self._properties(task_id)
-            )
-        self._pending.update(task_ids)
-        try:
-            # commit-ok comes once the persistent messages are safely in the durable queue.
-            self._batched.tx_commit()
-        except BaseException:
-            self._pending.difference_update(task_ids)
-            raise
+            self._publish(task_id, body, confirmed=True)
+        self._flush()
 
     def wait(self, task_ids: Sequence[str], timeout: float) -> dict[str, str]:
         """Block until one of ``task_ids`` is done or ``timeout`` passes; hand out what is done.

@@ -1,13 +1,17 @@
 """A RabbitMQ InsultFilter worker process: ``python -m middlewares.rabbitmq.filter_worker``.
 
 Workers compete for tasks on the durable queue ``<ns>.filter.tasks`` (there is no front
-process). For each task a worker censors the text, publishes the result to the bounded
-result list ``<ns>.filter.results`` and to the task's ``reply_to``, and only then
-acknowledges the task. A worker killed before the ack loses nothing: the broker hands
-the task to another worker (the submitter drops the duplicate result, if any), through
-the retry queue of :mod:`.delivery`, which sets aside a task returned too often.
+process). For each task a worker censors the text and publishes the result once: to
+the task's ``reply_to``, with a ``BCC`` header that makes the broker also put it on the
+bounded result list ``<ns>.filter.results``. Tasks are acknowledged after their results
+are published, several at a time (one ``basic.ack`` with ``multiple``). A worker killed
+before the ack loses nothing: the broker hands the tasks to another worker (the
+submitter drops the duplicate result, if any), through the retry queue of
+:mod:`.delivery`, which sets aside a task returned too often. Under the at-most-once
+guarantee the worker takes tasks with auto-ack instead, and a killed worker loses the
+tasks the broker had sent it (docs/PROTOCOL.md, Delivery guarantees).
 
-SIGTERM stops a worker gracefully: it finishes and acknowledges the task in hand, then
+SIGTERM stops a worker gracefully: it finishes and acknowledges the tasks in hand, then
 closes its connection, which returns the tasks it had prefetched but not started to the
 queue for the other workers. ``--prefetch`` bounds how many tasks it holds at once.
 
@@ -30,7 +34,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from typing import Any
 
 import pika
@@ -41,8 +45,10 @@ from middlewares.cluster.counters import node_counter
 from middlewares.core import InsultError
 from middlewares.messages import bad_messages, handle_message
 from middlewares.rabbitmq.clients import RabbitMqInsultClient
-from middlewares.rabbitmq.delivery import DeliveryLimit
+from middlewares.rabbitmq.delivery import AckBatch, DeliveryLimit, publish_buffered
 from middlewares.rabbitmq.transport import (
+    ACK_BATCH,
+    DIRECT_REPLY_TO,
     LINK_ERRORS,
     REPORT_INTERVAL,
     STOP_CHECK_SECONDS,
@@ -51,6 +57,7 @@ from middlewares.rabbitmq.transport import (
     Names,
     Properties,
     WorkerReport,
+    at_least_once,
     close_quietly,
     connect,
     declare_stats_exchange,
@@ -64,9 +71,10 @@ from middlewares.settings import Settings
 
 log = logging.getLogger("rabbitmq-filter-worker")
 
-#: Tasks a worker holds unacknowledged by default: enough to hide the broker round trip,
-#: few enough that work spreads evenly over several workers.
-DEFAULT_PREFETCH = 16
+#: Tasks a worker holds unacknowledged by default: enough to hide the broker round trip
+#: and the batched acknowledgements, few enough that work spreads evenly over several
+#: workers (measured: docs/PROTOCOL.md, RabbitMQ).
+DEFAULT_PREFETCH = 32
 
 #: The longest a worker waits for the InsultService's list before keeping its last one.
 _FETCH_TIMEOUT_SECONDS = 1.0
@@ -178,7 +186,8 @@ class StatsReporter(threading.Thread):
 class FilterWorker:
     """Consumes tasks, censors them and publishes each result before acknowledging it.
 
-    ``on_processed`` runs after each acknowledged task (a node's counter). The count of
+    ``on_processed(n)`` runs after each acknowledgement of ``n`` tasks (a node's
+    counter). The count of
     acknowledged tasks is reported to ``<ns>.filter.stats`` while :meth:`run` runs, and a
     last time by :meth:`close`.
     """
@@ -187,7 +196,7 @@ class FilterWorker:
         self,
         settings: Settings,
         prefetch: int = DEFAULT_PREFETCH,
-        on_processed: Callable[[], None] | None = None,
+        on_processed: Callable[[int], None] | None = None,
     ) -> None:
         self._settings = settings
         self._limits = settings.limits
@@ -205,7 +214,9 @@ class FilterWorker:
             self._names.filter_tasks, settings.delivery_limit, durable=True, refusal=error_reply
         )
         limit.declare(self._channel)
-        limit.consume(self._channel, prefetch, self._on_task)
+        auto_ack = not at_least_once(settings)
+        self._acks = AckBatch(self._channel, ACK_BATCH, auto_ack, self._acked)
+        limit.consume(self._channel, prefetch, self._on_task, auto_ack=auto_ack)
         self._reporter = StatsReporter(settings, lambda: self.processed)
 
     def run(self, stop: StopSignal) -> None:
@@ -214,6 +225,8 @@ class FilterWorker:
         with link_errors_as_unavailable(self._settings):
             while not stop.is_set():
                 self._connection.process_data_events(time_limit=STOP_CHECK_SECONDS)
+                # Nothing more to dispatch: acknowledge what was answered.
+                self._acks.flush()
 
     def close(self) -> None:
         """Close the connections; unstarted prefetched tasks go back to the queue.
@@ -221,6 +234,10 @@ class FilterWorker:
         The final report goes out after the task connection is closed, when the count
         can no longer change.
         """
+        if self._connection.is_open:
+            # Answered tasks left unacknowledged would be handed out (and answered) again.
+            with suppress(*LINK_ERRORS):
+                self._acks.flush()
         close_quietly(self._connection)
         self._follower.close()
         self._reporter.finish()
@@ -229,22 +246,37 @@ class FilterWorker:
         self, channel: Channel, method: Delivery, properties: Properties, body: bytes
     ) -> None:
         text, reply = self._process(body)
+        self._answer(channel, properties, text is not None, reply)
+        self._acks.handled(method)
+
+    def _answer(
+        self, channel: Channel, properties: Properties, censored: bool, reply: bytes
+    ) -> None:
+        """Publish ``reply`` to ``reply_to`` and, if ``censored``, to the result list."""
+        reply_to = properties.reply_to
         result_properties = pika.BasicProperties(correlation_id=properties.correlation_id)
-        if text is not None:
-            # The result list first: a submitter who got its reply finds it there too.
-            channel.basic_publish("", self._names.filter_results, reply, result_properties)
-        if properties.reply_to:
-            channel.basic_publish("", properties.reply_to, reply, result_properties)
-        elif text is None:
+        if censored and reply_to and not reply_to.startswith(DIRECT_REPLY_TO):
+            # One publish reaches both queues: the broker routes it to the BCC header's
+            # queue too (and strips the header), so the result list costs no publish.
+            result_properties.headers = {"BCC": [self._names.filter_results]}
+            publish_buffered(channel, reply_to, reply, result_properties)
+            return
+        # Direct reply-to is routed apart from the queues, so it cannot take a BCC.
+        if censored:
+            publish_buffered(channel, self._names.filter_results, reply, result_properties)
+        if reply_to:
+            publish_buffered(channel, reply_to, reply, result_properties)
+        elif not censored:
             bad_messages.warning(
                 "dropped a bad task without reply_to (correlation_id %r): %s",
                 properties.correlation_id,
                 reply.decode(errors="replace"),
             )
-        channel.basic_ack(method.delivery_tag)
-        self.processed += 1
+
+    def _acked(self, count: int) -> None:
+        self.processed += count
         if self._on_processed is not None:
-            self._on_processed()
+            self._on_processed(count)
 
     def _process(self, body: bytes) -> tuple[str | None, bytes]:
         """The censored text (None for a refused task) and the answer to send."""

@@ -9,14 +9,16 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import suppress
 
 import pika
 from pika.adapters.blocking_connection import BlockingChannel
 
 from middlewares.contract import BrokerUnavailable, ServiceTimeout
 from middlewares.messages import bad_messages
-from middlewares.rabbitmq.delivery import DeliveryLimit
+from middlewares.rabbitmq.delivery import AckBatch, DeliveryLimit, publish_buffered
 from middlewares.rabbitmq.transport import (
+    ACK_BATCH,
     DIRECT_REPLY_TO,
     LINK_ERRORS,
     RPC_PREFETCH,
@@ -25,6 +27,7 @@ from middlewares.rabbitmq.transport import (
     Delivery,
     Properties,
     Returned,
+    at_least_once,
     close_quietly,
     connect,
     declare_request_queue,
@@ -40,14 +43,17 @@ log = logging.getLogger(__name__)
 class RpcServer:
     """Answers every request of one queue with ``handle(body)``, on one connection.
 
-    A request is acknowledged only after its reply is published, so a request held by a
-    process that dies goes back to the queue (and, returned too often, to its
+    A request is acknowledged only after its reply is published (several at a time:
+    :class:`~middlewares.rabbitmq.delivery.AckBatch`), so a request held by a process
+    that dies goes back to the queue (and, returned too often, to its
     dead-letter queue: see :class:`~middlewares.rabbitmq.delivery.DeliveryLimit`). A
     request without ``reply_to`` cannot be answered: it is logged (bounded) and
     acknowledged (dropped). ``handle`` must not raise: the InsultService's
     :meth:`~middlewares.service.InsultService.dispatch` runs the one per-message step,
     which answers every failure. ``error_body`` builds the answer to a request that was
     set aside. ``on_served`` runs after each answered request (a node's counter).
+    Under the at-most-once guarantee requests are taken with auto-ack: one held by a
+    process that dies is lost, and its caller times out.
     """
 
     def __init__(
@@ -71,7 +77,9 @@ class RpcServer:
         declare_request_queue(self._channel, queue)
         limit = DeliveryLimit(queue, settings.delivery_limit, durable=False, refusal=error_body)
         limit.declare(self._channel)
-        limit.consume(self._channel, prefetch, self._on_request)
+        auto_ack = not at_least_once(settings)
+        self._acks = AckBatch(self._channel, ACK_BATCH, auto_ack, lambda _: None)
+        limit.consume(self._channel, prefetch, self._on_request, auto_ack=auto_ack)
 
     @property
     def channel(self) -> BlockingChannel:
@@ -89,9 +97,15 @@ class RpcServer:
         with link_errors_as_unavailable(self._settings):
             while not stop.is_set():
                 self._connection.process_data_events(time_limit=STOP_CHECK_SECONDS)
+                # Nothing more to dispatch: acknowledge what was answered.
+                self._acks.flush()
 
     def close(self) -> None:
         """Close the connection; the broker re-queues the requests not answered yet."""
+        if self._connection.is_open:
+            # Answered requests left unacknowledged would be answered again.
+            with suppress(*LINK_ERRORS):
+                self._acks.flush()
         close_quietly(self._connection)
 
     def _on_request(
@@ -100,8 +114,8 @@ class RpcServer:
         if properties.reply_to:
             # Through the default exchange: the reply reaches the queue reply_to names,
             # or nothing (an exchange of that name is never used).
-            channel.basic_publish(
-                "",
+            publish_buffered(
+                channel,
                 properties.reply_to,
                 self._handle(body),
                 pika.BasicProperties(correlation_id=properties.correlation_id),
@@ -116,7 +130,7 @@ class RpcServer:
                 properties.correlation_id,
                 len(body),
             )
-        channel.basic_ack(method.delivery_tag)
+        self._acks.handled(method)
 
 
 class RpcCaller:

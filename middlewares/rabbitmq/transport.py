@@ -22,6 +22,7 @@ from pika.adapters.blocking_connection import BlockingChannel
 from pika.adapters.utils.connection_workflow import AMQPConnectorException
 
 from middlewares.contract import BrokerUnavailable, ServiceError
+from middlewares.rabbitmq.writes import coalesce_writes
 from middlewares.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,12 @@ STOP_CHECK_SECONDS = 0.5
 
 #: Unacknowledged requests a service process holds at most.
 RPC_PREFETCH = 32
+
+#: Answered messages a consumer acknowledges at most with one ``basic.ack`` (multiple):
+#: a consumer also acknowledges whenever it has nothing more to dispatch, so this only
+#: bounds a long run of deliveries. Half a prefetch window, so the broker can refill
+#: the other half while the consumer works (measured: docs/PROTOCOL.md, RabbitMQ).
+ACK_BATCH = 16
 
 START_HINT = (
     "start it with `python -m middlewares brokers up` or `docker compose up -d rabbitmq`"
@@ -149,6 +156,7 @@ def connect(settings: Settings, role: str) -> pika.BlockingConnection:
     parameters.blocked_connection_timeout = settings.timeout
     parameters.heartbeat = HEARTBEAT_SECONDS
     parameters.connection_attempts = 1
+    coalesce_writes()
     try:
         with _pika_silenced():
             return pika.BlockingConnection(parameters)
@@ -224,13 +232,20 @@ def declare_stats_exchange(channel: BlockingChannel, names: Names) -> None:
     channel.exchange_declare(names.filter_stats, exchange_type="fanout")
 
 
-def task_properties(task_id: str, reply_to: str) -> pika.BasicProperties:
-    """The properties of an InsultFilter task: persistent, answered to ``reply_to``.
+def at_least_once(settings: Settings) -> bool:
+    """Whether ``settings`` ask for confirms, manual acks and persistent tasks (the
+    default) rather than at-most-once delivery (docs/PROTOCOL.md, Delivery guarantees)."""
+    return settings.guarantee == "at-least-once"
+
+
+def task_properties(task_id: str, reply_to: str, persistent: bool = True) -> pika.BasicProperties:
+    """The properties of an InsultFilter task, answered to ``reply_to``: persistent (at
+    least once) or transient (at most once), on the same durable queue either way.
 
     The answer carries ``task_id`` as its ``correlation_id``.
     """
     return pika.BasicProperties(
-        delivery_mode=pika.DeliveryMode.Persistent,
+        delivery_mode=pika.DeliveryMode.Persistent if persistent else pika.DeliveryMode.Transient,
         reply_to=reply_to,
         correlation_id=task_id,
         content_type="application/json",
