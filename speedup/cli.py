@@ -30,6 +30,7 @@ from middlewares import settings as settings_module
 from middlewares.launch import cpu_cap
 from middlewares.launch.cpu_cap import CpuCapError, CpuCaps
 from middlewares.launch.deployment import Deployment
+from middlewares.runtime import CommandParser
 from middlewares.settings import Settings
 from results.bottleneck import add_bottlenecks
 from results.files import default_out
@@ -42,6 +43,7 @@ from stress.options import (
     add_external_wait,
     backend_factory,
     check_common,
+    check_out,
     float_list,
     int_list,
     select_middlewares,
@@ -74,7 +76,7 @@ def node_cpu_option(text: str) -> float | str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``python -m speedup``."""
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="python -m speedup",
         description="Measure the speedup S(N) = X(N) / X(1) of each service on 1..N nodes "
         "under the same offered load. Every run starts its own deployment in a fresh "
@@ -91,7 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="service to scale (default: all)",
     )
     parser.add_argument(
-        "--nodes", type=int_list, default=[1, 2, 3], help="node counts, must include 1"
+        "--nodes",
+        type=int_list,
+        default=[1, 2, 3],
+        help="node counts, must include 1 (default: 1,2,3)",
     )
     parser.add_argument(
         "--clients",
@@ -303,8 +308,8 @@ def main(argv: list[str] | None = None) -> None:
     if any(args.tasks) and 0.0 not in args.work_ms:
         parser.error("--tasks measures fixed work without simulated work: add 0 to --work-ms")
     chosen = services(args)
-    middlewares = select_middlewares(args.middleware, settings)
-    out = args.out or default_out("speedup")
+    out = check_out(parser, args.out or default_out("speedup"))
+    middlewares = select_middlewares(args.middleware, settings, node_form=True)
     try:
         caps, capacity = resolve_caps(args)
     except CpuCapError as error:

@@ -20,6 +20,7 @@ from typing import Any
 
 from middlewares import settings as settings_module
 from middlewares.launch.deployment import Deployment
+from middlewares.runtime import CommandParser
 from middlewares.settings import Settings
 from results.files import default_out
 from stress.external import external_deployment
@@ -28,6 +29,7 @@ from stress.options import (
     add_external_wait,
     backend_factory,
     check_common,
+    check_out,
     int_list,
     select_middlewares,
 )
@@ -39,7 +41,7 @@ from stress.workload import Workload, format_mix
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``python -m stress``."""
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="python -m stress",
         description="Measure the throughput and latency of the InsultService and the "
         "InsultFilter on each middleware with N client processes. Every run starts its own "
@@ -204,8 +206,8 @@ def main(argv: list[str] | None = None) -> None:
         settings = settings_module.from_args(args)
     except ValueError as error:
         parser.error(str(error))
-    middlewares = select_middlewares(args.middleware, settings)
-    out = args.out or default_out("stress")
+    out = check_out(parser, args.out or default_out("stress"))
+    middlewares = select_middlewares(args.middleware, settings, bool(args.external_nodes))
     cells = plan_cells(args, settings, middlewares, clients)
     print(
         f"stress: {len(cells)} runs of {args.warmup:g}+{args.duration:g} s "

@@ -18,7 +18,13 @@ from middlewares.launch.brokers import ACTIONS as broker_actions
 from middlewares.launch.cpu_cap import CpuCaps
 from middlewares.launch.processes import ProcessFailed, Supervisor
 from middlewares.registry import MIDDLEWARES, get_backend
-from middlewares.runtime import StopSignal, configure_logging, parse_node_id, run_main
+from middlewares.runtime import (
+    CommandParser,
+    StopSignal,
+    configure_logging,
+    parse_node_id,
+    run_main,
+)
 from middlewares.secret import ensure_secret
 from middlewares.settings import Settings
 
@@ -27,7 +33,7 @@ _PORT_FIELDS = {"insult": "insult_port", "filter": "filter_port", "echo": "echo_
 
 def build_parser() -> argparse.ArgumentParser:
     """The launcher's command line."""
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="python -m middlewares",
         description="Run the InsultService, the InsultFilter or the echo baseline "
         "on one middleware.",
