@@ -321,6 +321,8 @@ class Backend(ABC):
         return {}
 
     @abstractmethod
-    def cleanup(self, settings: Settings) -> None:
+    def cleanup(self, settings: Settings, service: str | None = None) -> list[str]:
         """Delete every broker object of ``settings.namespace`` (keys, queues, exchanges,
-        registered names). Used by tests and harnesses after a run."""
+        registered names), or only those of ``service``; returns what was removed, one
+        phrase per kind (empty: nothing was there). Used by ``python -m middlewares
+        clean``, by ``serve`` when it stops, and by tests and harnesses after a run."""

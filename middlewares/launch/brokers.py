@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+from middlewares.runtime import EXIT_USAGE
 from middlewares.settings import Settings
 
 STATE_FILE = Path(".insultbench-brokers.json")
@@ -193,7 +194,7 @@ def up(settings: Settings) -> int:
             state[broker.name] = how
             print(f"{broker.name}: started ({how}) and reachable at {broker.display_url}")
     STATE_FILE.write_text(json.dumps(state))
-    return 1 if failed else 0
+    return EXIT_USAGE if failed else 0
 
 
 def status(settings: Settings) -> int:
@@ -203,7 +204,7 @@ def status(settings: Settings) -> int:
         ok = broker.answers()
         missing += not ok
         print(f"{broker.name:9} {'reachable' if ok else 'NOT reachable'} at {broker.display_url}")
-    return 1 if missing else 0
+    return EXIT_USAGE if missing else 0
 
 
 def down(settings: Settings) -> int:

@@ -108,14 +108,20 @@ class Names:
         """The dead-letter queue of ``queue``: messages returned ``delivery_limit`` times."""
         return f"{queue}.dead"
 
-    def queues(self) -> list[str]:
-        """Every queue of the namespace."""
+    def queues(self, service: str | None = None) -> list[str]:
+        """Every queue of the namespace, or of ``service``."""
         aside = [name for q in self.consumed() for name in (self.retry(q), self.dead(q))]
-        return [*self.consumed(), self.filter_results, *aside]
+        return self._of(service, [*self.consumed(), self.filter_results, *aside])
 
-    def exchanges(self) -> list[str]:
-        """Every exchange of the namespace."""
-        return [self.broadcast, self.filter_stats]
+    def exchanges(self, service: str | None = None) -> list[str]:
+        """Every exchange of the namespace, or of ``service``."""
+        return self._of(service, [self.broadcast, self.filter_stats])
+
+    def _of(self, service: str | None, names: list[str]) -> list[str]:
+        if service is None:
+            return names
+        group = {"insult": "insults"}.get(service, service)
+        return [name for name in names if name.startswith(f"{self.namespace}.{group}.")]
 
 
 def masked_url(url: str) -> str:
