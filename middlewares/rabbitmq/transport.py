@@ -22,6 +22,7 @@ from pika.adapters.blocking_connection import BlockingChannel
 from pika.adapters.utils.connection_workflow import AMQPConnectorException
 
 from middlewares.contract import BrokerUnavailable, ServiceError
+from middlewares.hints import start_hint
 from middlewares.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -39,9 +40,6 @@ STOP_CHECK_SECONDS = 0.5
 #: Unacknowledged requests a service process holds at most.
 RPC_PREFETCH = 32
 
-START_HINT = (
-    "start it with `python -m middlewares brokers up` or `docker compose up -d rabbitmq`"
-)
 
 #: What pika hands a consumer callback ``(channel, method, properties, body)``, named
 #: once: the channel, a delivery (or a returned message) and the message's properties.
@@ -136,8 +134,9 @@ def _hint(error: Exception) -> str:
     if isinstance(error, pika.exceptions.ProbableAccessDeniedError):
         return "the broker refused access to the virtual host; check the vhost in AMQP_URL"
     if isinstance(error, AMQPConnectorException):
-        return f"something accepts connections there but does not speak AMQP; {START_HINT}"
-    return START_HINT
+        hint = start_hint("rabbitmq")
+        return f"something accepts connections there but does not speak AMQP; {hint}"
+    return start_hint("rabbitmq")
 
 
 def connect(settings: Settings, role: str) -> pika.BlockingConnection:
@@ -190,7 +189,7 @@ def _pika_silenced() -> Iterator[None]:
 
 def broken_link(settings: Settings, error: Exception) -> BrokerUnavailable:
     """The error a client raises when its connection broke in the middle of a call."""
-    hint = f"the connection broke ({type(error).__name__}); {START_HINT}"
+    hint = f"the connection broke ({type(error).__name__}); {start_hint('rabbitmq')}"
     return BrokerUnavailable(masked_url(settings.amqp_url), hint)
 
 
