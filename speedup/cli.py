@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 
@@ -32,9 +32,6 @@ from middlewares.launch.cpu_cap import CpuCapError, CpuCaps
 from middlewares.launch.deployment import Deployment
 from middlewares.runtime import CommandParser
 from middlewares.settings import Settings
-from results.bottleneck import add_bottlenecks
-from results.files import default_out
-from results.tables import add_speedup, summarise_speedup
 from speedup.fixed_work import AUTO, FALLBACK_TASKS, AutoTasks, tasks_list
 from stress.cli import config_of
 from stress.external import external_deployment
@@ -50,8 +47,10 @@ from stress.options import (
 )
 from stress.plan import RunPlan
 from stress.runner import DeployFactory
-from stress.study import Cell, conclude, run_study
 from stress.workload import Workload
+
+if TYPE_CHECKING:
+    from stress.study import Cell
 
 #: Client processes per run when --clients is not given. The filter is pipelined, so 4
 #: clients keep 4 x window tasks in flight; the InsultService is request/response, so it
@@ -214,6 +213,8 @@ def plan_cells(
 ) -> list[Cell]:
     """Every run: repeats outermost, N innermost, so each repeat's S(N) compares runs
     taken moments apart."""
+    from stress.study import Cell
+
     cells = []
     method = caps.method if caps.any else "none"
     auto_tasks = AutoTasks()
@@ -285,6 +286,9 @@ def offered_load(args: argparse.Namespace, chosen: list[str]) -> str:
 
 def finalize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Add the ``speedup`` and bottleneck columns and the per-point summary for the JSON."""
+    from results.bottleneck import add_bottlenecks
+    from results.tables import add_speedup, summarise_speedup
+
     add_speedup(rows)
     add_bottlenecks(rows)
     return {"speedup_summary": summarise_speedup(rows).to_dict("records")}
@@ -294,6 +298,12 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of ``python -m speedup``."""
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else argv
+    # Imported here, not at the top: the study's modules load pandas and matplotlib,
+    # seconds on a busy machine, and a wrong command line must fail at once.
+    from results.files import default_out
+    from stress.study import conclude, run_study
+
+
     args = parser.parse_args(argv)
     check_common(parser, args)
     if 1 not in args.nodes:

@@ -16,13 +16,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from middlewares import settings as settings_module
 from middlewares.launch.deployment import Deployment
 from middlewares.runtime import CommandParser
 from middlewares.settings import Settings
-from results.files import default_out
 from stress.external import external_deployment
 from stress.options import (
     add_common_arguments,
@@ -35,8 +34,10 @@ from stress.options import (
 )
 from stress.plan import RunPlan
 from stress.runner import DeployFactory
-from stress.study import Cell, conclude, run_study
 from stress.workload import Workload, format_mix
+
+if TYPE_CHECKING:
+    from stress.study import Cell
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -152,6 +153,8 @@ def plan_cells(
 ) -> list[Cell]:
     """Every run of the study. Repeats are the outer loop, so slow drift of a noisy
     machine shows up as spread between repeats instead of biasing one configuration."""
+    from stress.study import Cell
+
     cells = []
     for repeat in range(1, args.repeat + 1):
         for middleware in middlewares:
@@ -194,6 +197,12 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of ``python -m stress``."""
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else argv
+    # Imported here, not at the top: the study's modules load pandas and matplotlib,
+    # seconds on a busy machine, and a wrong command line must fail at once.
+    from results.files import default_out
+    from stress.study import conclude, run_study
+
+
     args = parser.parse_args(argv)
     check_common(parser, args)
     if args.external_nodes is not None:
