@@ -25,7 +25,6 @@ from pathlib import Path
 from dynamic.calibrate import CalibrationFailed
 from dynamic.load import Producer, ReplyCollector, Tally
 from dynamic.master import Stopper, describe, run_ticks
-from dynamic.plot import plot_ticks
 from dynamic.policy import PolicyConfig
 from dynamic.record import Tick, TickWriter, measured_startup, write_run_info
 from dynamic.runner import (
@@ -48,7 +47,6 @@ from middlewares.runtime import (
     writable_directory,
 )
 from middlewares.settings import Settings
-from results.files import default_out
 
 log = logging.getLogger("dynamic-testmaster")
 
@@ -248,6 +246,11 @@ def main(argv: list[str] | None = None) -> int:
     """Run the scripted load against the master; 0 when every task was answered once."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    # Imported once the command line is checked: pandas and matplotlib take seconds to
+    # load on a busy machine, and a wrong command line must fail at once.
+    from dynamic.plot import plot_ticks
+    from results.files import default_out
+
     try:
         trace = RateTrace.parse(args.profile)
         options = options_from_args(args)

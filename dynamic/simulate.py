@@ -24,12 +24,10 @@ from pathlib import Path
 from dynamic.master import Master
 from dynamic.meter import RateSince
 from dynamic.model import QueueModel, SimulatedLauncher
-from dynamic.plot import plot_ticks
 from dynamic.policy import PolicyConfig, ScalingPolicy
 from dynamic.record import Tick, TickWriter, read_run_info
 from dynamic.trace import RateTrace
 from middlewares.runtime import EXIT_USAGE, CommandParser, writable_directory
-from results.files import default_out
 
 #: The name of the files a simulation writes in its --out directory.
 RECORD = "simulated"
@@ -176,6 +174,11 @@ def simulation_from_args(args: argparse.Namespace) -> Simulation:
 def main(argv: list[str] | None = None) -> int:
     """Simulate, write the record and the figure, and summarize."""
     args = build_parser().parse_args(argv)
+    # Imported once the command line is checked: pandas and matplotlib take seconds to
+    # load on a busy machine, and a wrong command line must fail at once.
+    from dynamic.plot import plot_ticks
+    from results.files import default_out
+
     try:
         simulation = simulation_from_args(args)
         out = writable_directory(args.out or default_out(RECORD))
