@@ -128,7 +128,8 @@ def test_serve_on_rabbitmq_deletes_its_queues_and_leaves_other_services(settings
         assert status == 0 and f"{settings.namespace}.filter.tasks" in output
         assert client.exists(other), "a filter's stop must not delete the InsultService's store"
         cleaned = middlewares("clean", *where(settings))
-        assert "rabbitmq  nothing to remove" in cleaned.stdout
+        assert "filter" not in cleaned.stdout, "the filter's queues went when it stopped"
+        assert not client.exists(other), "clean deletes every service's objects"
     finally:
         client.close()
 
