@@ -30,6 +30,7 @@ from dynamic.record import Tick, TickWriter, measured_startup, write_run_info
 from dynamic.runner import (
     MasterOptions,
     add_master_arguments,
+    check_broker,
     delete_namespace,
     local_master,
     options_from_args,
@@ -258,8 +259,9 @@ def main(argv: list[str] | None = None) -> int:
         out = writable_directory(args.out or default_out(RECORD))
     except ValueError as error:
         parser.error(str(error))
-    configure_logging("dynamic-testmaster")
     quiet_pika()
+    check_broker(settings)
+    configure_logging("dynamic-testmaster")
     stop = StopSignal()
     log.info(
         "namespace %s, profile %s msg/s, %g ms per task",

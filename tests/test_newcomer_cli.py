@@ -206,6 +206,8 @@ def test_a_bad_boolean_says_what_is_expected():
         ("middlewares", "serve", "redis", "insult"),
         ("middlewares", "call", "redis", "random_insult"),
         ("middlewares", "watch", "redis"),
+        ("dynamic.Main",),
+        ("dynamic.TestMaster",),
     ],
 )
 def test_an_unreachable_broker_gives_status_2_everywhere(command: tuple[str, ...]):

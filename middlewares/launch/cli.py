@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="start the n-node (master/worker) form with this many nodes; "
         "--nodes 1 is the same architecture with one node; --nodes 0 starts only the "
         "coordination (master, front, name server), for nodes that join from other "
-        "machines (docs/HOSTS.md)",
+        "machines (docs/HOSTS.md) (default: the one-node form)",
     )
     serve.add_argument(
         "--port",

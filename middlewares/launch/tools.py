@@ -221,6 +221,8 @@ def call(args: argparse.Namespace) -> int:
     except MiddlewareError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_FAILED
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
     try:
         for line in answer if isinstance(answer, list) else [answer]:
             print(line)
