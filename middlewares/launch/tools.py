@@ -102,14 +102,17 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "'you are tonto'",
         epilog="operations: "
         + "; ".join(
-            f"{name} {' '.join(op.arguments)}: {op.help} ({op.service})".replace("  ", " ")
+            " ".join((name, *op.arguments)) + f": {op.help} ({op.service})"
             for name, op in OPERATIONS.items()
         ),
     )
     call.add_argument("middleware", choices=MIDDLEWARES, help="the service's middleware")
     call.add_argument("operation", choices=list(OPERATIONS), help="what to ask (see below)")
     call.add_argument("arguments", nargs="*", help="the operation's arguments, if any")
-    settings_module.add_arguments(call, leave_out=SERVER_BEHAVIOUR)
+    # A call opens no server; only watch's subscriber listens (--host, --advertise-host).
+    settings_module.add_arguments(
+        call, leave_out=(*SERVER_BEHAVIOUR, "host", "advertise_host")
+    )
     watch = commands.add_parser(
         "watch",
         help="print the InsultService's broadcasts until Ctrl-C",
