@@ -318,8 +318,8 @@ def main(argv: list[str] | None = None) -> None:
     if any(args.tasks) and 0.0 not in args.work_ms:
         parser.error("--tasks measures fixed work without simulated work: add 0 to --work-ms")
     chosen = services(args)
-    out = check_out(parser, args.out or default_out("speedup"))
     middlewares = select_middlewares(args.middleware, settings, node_form=True)
+    out = check_out(parser, args.out or default_out("speedup"))
     try:
         caps, capacity = resolve_caps(args)
     except CpuCapError as error:

@@ -215,8 +215,8 @@ def main(argv: list[str] | None = None) -> None:
         settings = settings_module.from_args(args)
     except ValueError as error:
         parser.error(str(error))
-    out = check_out(parser, args.out or default_out("stress"))
     middlewares = select_middlewares(args.middleware, settings, bool(args.external_nodes))
+    out = check_out(parser, args.out or default_out("stress"))
     cells = plan_cells(args, settings, middlewares, clients)
     print(
         f"stress: {len(cells)} runs of {args.warmup:g}+{args.duration:g} s "
