@@ -256,11 +256,14 @@ def main(argv: list[str] | None = None) -> int:
         trace = RateTrace.parse(args.profile)
         options = options_from_args(args)
         settings = _settings(args)
-        out = writable_directory(args.out or default_out(RECORD))
     except ValueError as error:
         parser.error(str(error))
     quiet_pika()
     check_broker(settings)
+    try:
+        out = writable_directory(args.out or default_out(RECORD))
+    except ValueError as error:
+        parser.error(f"--out: {error}")
     configure_logging("dynamic-testmaster")
     stop = StopSignal()
     log.info(
