@@ -67,6 +67,12 @@ def whole_number(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+def usage_error(message: str) -> NoReturn:
+    """End a command that cannot run as asked: ``error: <message>``, exit status 2."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(EXIT_USAGE)
+
+
 class CommandParser(argparse.ArgumentParser):
     """An argument parser whose errors are one line and exit status 2: the usage of a
     command with twenty settings would bury the one line that says what is wrong."""

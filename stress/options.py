@@ -7,12 +7,11 @@ import functools
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
 
 from middlewares import settings as settings_module
 from middlewares.contract import Backend, BrokerUnavailable
 from middlewares.registry import MIDDLEWARES, get_backend
-from middlewares.runtime import EXIT_USAGE, writable_directory
+from middlewares.runtime import usage_error, writable_directory
 from middlewares.settings import Settings
 from stress.external import DEFAULT_WAIT
 from stress.workload import DEFAULT_MIX, format_mix, parse_mix
@@ -161,7 +160,7 @@ def select_middlewares(choice: str, settings: Settings, node_form: bool = False)
     names = list(MIDDLEWARES) if choice == "all" else [n.strip() for n in choice.split(",")]
     unknown = [n for n in names if n not in MIDDLEWARES]
     if unknown:
-        _usage_error(
+        usage_error(
             f"unknown middleware {', '.join(unknown)}; choose from "
             f"{', '.join(MIDDLEWARES)} or all"
         )
@@ -179,12 +178,12 @@ def select_middlewares(choice: str, settings: Settings, node_form: bool = False)
             usable.append(name)
             continue
         if choice != "all":
-            _usage_error(reason)
+            usage_error(reason)
         reasons.append((name, reason))
     if not usable:
         # One cause (Redis down) often fails them all: say it once, not four times.
         causes = "; ".join(dict.fromkeys(reason for _, reason in reasons))
-        _usage_error(f"no middleware can run: {causes}")
+        usage_error(f"no middleware can run: {causes}")
     for name, reason in reasons:
         print(f"warning: skipping {name}: {reason}", file=sys.stderr)
     return usable
@@ -196,11 +195,6 @@ def check_out(parser: argparse.ArgumentParser, out: Path) -> Path:
         return writable_directory(out)
     except ValueError as error:
         parser.error(f"--out: {error}")
-
-
-def _usage_error(message: str) -> NoReturn:
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(EXIT_USAGE)
 
 
 def backend_factory(middleware: str) -> Callable[[], Backend]:
