@@ -32,6 +32,8 @@ from middlewares.secret import ensure_secret
 from middlewares.settings import Settings
 
 _PORT_FIELDS = {"insult": "insult_port", "filter": "filter_port", "echo": "echo_port"}
+#: The services with an n-node form, which a node can join (the echo baseline has none).
+NODE_SERVICES = ("insult", "filter")
 MIDDLEWARE_HELP = "the middleware to run it on"
 SERVICE_HELP = "InsultService, InsultFilter, or the bare echo baseline"
 
@@ -87,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Example: python -m middlewares join redis filter",
     )
     join.add_argument("middleware", choices=MIDDLEWARES, help=MIDDLEWARE_HELP)
-    join.add_argument("service", choices=SERVICES[:2], help="the service to add a node to")
+    join.add_argument("service", choices=NODE_SERVICES, help="the service to add a node to")
     join.add_argument(
         "--node-id", type=parse_node_id, help="the node's id (default: a new random one)"
     )
