@@ -21,22 +21,31 @@ from dynamic.record import Tick, TickWriter
 from dynamic.runner import MasterOptions, add_master_arguments, local_master, options_from_args
 from middlewares import settings as settings_module
 from middlewares.rabbitmq.transport import quiet_pika
-from middlewares.runtime import StopSignal, configure_logging, run_main
+from middlewares.runtime import (
+    EXIT_FAILED,
+    CommandParser,
+    StopSignal,
+    configure_logging,
+    run_main,
+    writable_directory,
+)
 
 log = logging.getLogger("dynamic-master")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The master's command line."""
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="python -m dynamic.Main",
         description=__doc__.split("\n\n")[1].replace("``", ""),
         epilog="Example: python -m dynamic.Main --namespace demo --max 6 --work-ms 50 "
         "--csv results/runs/master.csv",
     )
     add_master_arguments(parser, MasterOptions())
-    parser.add_argument("--csv", type=Path, help="also record every tick in this CSV file")
-    settings_module.add_arguments(parser)
+    parser.add_argument(
+        "--csv", type=Path, help="also record every tick in this CSV file (default: none)"
+    )
+    settings_module.add_arguments(parser, leave_out=settings_module.SERVER_ONLY)
     return parser
 
 
@@ -47,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         options = options_from_args(args)
         settings = settings_module.from_args(args)
+        if args.csv:
+            writable_directory(args.csv.parent)
     except ValueError as error:
         parser.error(str(error))
     configure_logging("dynamic-master")
@@ -66,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             log.info("stopping the workers (each finishes its task first)")
     except (CalibrationFailed, TimeoutError) as error:
         print(f"error: {error}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     finally:
         if writer:
             writer.close()

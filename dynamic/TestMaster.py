@@ -3,7 +3,8 @@
 Starts the master (one worker, calibrated), publishes tasks on a profile of steps, lets
 the master scale the workers, and then checks that every task was answered exactly
 once. Writes the record (CSV), the figure (PNG) and the run's parameters (JSON, which
-``python -m dynamic.simulate --like`` replays), and deletes its namespace's queues.
+``python -m dynamic.simulate --like`` replays) into a new directory under results/runs/
+(``--out results`` replaces the shipped example), and deletes its namespace's queues.
 
 The default profile fits this 2-core machine: each task carries a simulated service
 time (--work-ms, 50 ms by default) so one worker handles about 19 msg/s and a peak of
@@ -24,12 +25,12 @@ from pathlib import Path
 from dynamic.calibrate import CalibrationFailed
 from dynamic.load import Producer, ReplyCollector, Tally
 from dynamic.master import Stopper, describe, run_ticks
-from dynamic.plot import plot_ticks
 from dynamic.policy import PolicyConfig
 from dynamic.record import Tick, TickWriter, measured_startup, write_run_info
 from dynamic.runner import (
     MasterOptions,
     add_master_arguments,
+    check_broker,
     delete_namespace,
     local_master,
     options_from_args,
@@ -37,7 +38,15 @@ from dynamic.runner import (
 from dynamic.trace import RateTrace
 from middlewares import settings as settings_module
 from middlewares.rabbitmq.transport import quiet_pika
-from middlewares.runtime import StopSignal, configure_logging, run_main
+from middlewares.runtime import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    CommandParser,
+    StopSignal,
+    configure_logging,
+    run_main,
+    writable_directory,
+)
 from middlewares.settings import Settings
 
 log = logging.getLogger("dynamic-testmaster")
@@ -48,6 +57,8 @@ DEFAULT_PROFILE = "20:12,100:18,200:15,40:25,0:15"
 #: moves visibly at rates this machine can carry (see the module docstring).
 DEFAULT_WORK_MS = 50.0
 DEFAULT_OPTIONS = MasterOptions(max_workers=12)
+#: The name of the files a run writes in its --out directory.
+RECORD = "dynamic"
 #: A load generator behind the profile by more than this (seconds) is worth a line.
 LAG_WORTH_REPORTING = 0.1
 #: Ticks this long after a step starts are left out of the steady-state lambda.
@@ -56,11 +67,10 @@ SETTLE_SECONDS = 2.0
 
 def build_parser() -> argparse.ArgumentParser:
     """TestMaster's command line."""
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="python -m dynamic.TestMaster",
         description=__doc__.split("\n\n")[1].replace("``", ""),
-        epilog="Without --namespace a fresh one is used; "
-        f"--work-ms defaults to {DEFAULT_WORK_MS:g}.",
+        epilog="Example: python -m dynamic.TestMaster --profile 20:5,60:5,0:5 --max 4",
     )
     parser.add_argument(
         "--profile",
@@ -70,8 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--out",
         type=Path,
-        default=Path("results/dynamic"),
-        help="write OUT.csv, OUT.png and OUT.json (default: %(default)s)",
+        help=f"directory for {RECORD}.csv, {RECORD}.png and {RECORD}.json; --out results "
+        f"replaces the shipped example (default: results/runs/{RECORD}-<UTC time>)",
     )
     parser.add_argument(
         "--drain-timeout",
@@ -80,7 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds to wait for the last answers after the profile (default: %(default)s)",
     )
     add_master_arguments(parser, DEFAULT_OPTIONS)
-    settings_module.add_arguments(parser)
+    settings_module.add_arguments(
+        parser,
+        leave_out=settings_module.SERVER_ONLY,
+        defaults={"namespace": "a fresh one, dynamic-<id>", "work_ms": f"{DEFAULT_WORK_MS:g}"},
+    )
     return parser
 
 
@@ -233,14 +247,24 @@ def main(argv: list[str] | None = None) -> int:
     """Run the scripted load against the master; 0 when every task was answered once."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    # Imported once the command line is checked: pandas and matplotlib take seconds to
+    # load on a busy machine, and a wrong command line must fail at once.
+    from dynamic.plot import plot_ticks
+    from results.files import default_out
+
     try:
         trace = RateTrace.parse(args.profile)
         options = options_from_args(args)
         settings = _settings(args)
     except ValueError as error:
         parser.error(str(error))
-    configure_logging("dynamic-testmaster")
     quiet_pika()
+    check_broker(settings)
+    try:
+        out = writable_directory(args.out or default_out(RECORD))
+    except ValueError as error:
+        parser.error(f"--out: {error}")
+    configure_logging("dynamic-testmaster")
     stop = StopSignal()
     log.info(
         "namespace %s, profile %s msg/s, %g ms per task",
@@ -249,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         settings.work_ms,
     )
     csv_path, png_path, json_path = (
-        args.out.with_suffix(suffix) for suffix in (".csv", ".png", ".json")
+        out / f"{RECORD}{suffix}" for suffix in (".csv", ".png", ".json")
     )
     try:
         with TickWriter(csv_path) as writer:
@@ -261,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
             run = run_profile(settings, options, trace, stop, on_tick, args.drain_timeout)
     except (CalibrationFailed, TimeoutError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     finally:
         delete_namespace(settings)
     policy, tally = run.policy, run.tally
@@ -294,8 +318,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {csv_path}, {png_path} and {json_path}")
     if stop.is_set():
         print("interrupted before the end of the profile", file=sys.stderr)
-        return 130
-    return 0 if tally.exactly_once else 1
+        return EXIT_INTERRUPTED
+    return 0 if tally.exactly_once else EXIT_FAILED
 
 
 if __name__ == "__main__":

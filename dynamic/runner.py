@@ -211,6 +211,11 @@ def local_master(
         launcher.close()
 
 
+def check_broker(settings: Settings) -> None:
+    """Raise BrokerUnavailable unless RabbitMQ answers: before a run says anything else."""
+    RABBITMQ.check(settings)
+
+
 def delete_namespace(settings: Settings) -> None:
     """Delete the broker objects of ``settings.namespace``, the workers' report exchange
     included. Nothing of any other namespace is touched."""

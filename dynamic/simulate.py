@@ -1,9 +1,11 @@
 """What-if runs of the scaling policy with no broker: ``python -m dynamic.simulate``.
 
-The master, the policy and the arrival meter are the very code ``python -m dynamic.Main``
-runs; only the queue and the workers are replaced by :class:`~dynamic.model.QueueModel`.
+The master, the policy and the arrival meter are the very code python -m dynamic.Main
+runs; only the queue and the workers are replaced by a model (dynamic.model.QueueModel).
 So a profile far beyond one machine (100,000 msg/s, 500 workers) shows how the policy
-would behave, in a second, with the same figure as a real run.
+would behave, in a second, with the same figure as a real run. It writes simulated.csv
+and simulated.png into a new directory under results/runs/ (--out results replaces the
+shipped example).
 
 Examples::
 
@@ -22,11 +24,13 @@ from pathlib import Path
 from dynamic.master import Master
 from dynamic.meter import RateSince
 from dynamic.model import QueueModel, SimulatedLauncher
-from dynamic.plot import plot_ticks
 from dynamic.policy import PolicyConfig, ScalingPolicy
 from dynamic.record import Tick, TickWriter, read_run_info
 from dynamic.trace import RateTrace
+from middlewares.runtime import EXIT_USAGE, CommandParser, writable_directory
 
+#: The name of the files a simulation writes in its --out directory.
+RECORD = "simulated"
 #: Ramp to 100,000 msg/s, a burst past what 500 workers can take, then back down.
 DEFAULT_PROFILE = "5000:20,100000:40,140000:10,30000:40,0:30"
 
@@ -75,10 +79,11 @@ def simulate(simulation: Simulation) -> list[Tick]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The simulator's command line."""
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="python -m dynamic.simulate",
-        description=__doc__.split("\n\n")[1].replace("``", ""),
-        epilog="Flags left out are taken from --like, then from the defaults shown.",
+        description=__doc__.split("\n\n")[1],
+        epilog="Flags left out are taken from --like, then from the defaults shown. "
+        "Example: python -m dynamic.simulate --like results/dynamic.json",
     )
     source = parser.add_mutually_exclusive_group()
     source.add_argument(
@@ -112,14 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--out",
         type=Path,
-        default=Path("results/simulated.png"),
-        help="figure to write (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--csv",
-        type=Path,
-        default=Path("results/simulated.csv"),
-        help="record to write (default: %(default)s)",
+        help=f"directory for {RECORD}.csv and {RECORD}.png; --out results replaces the "
+        f"shipped example (default: results/runs/{RECORD}-<UTC time>)",
     )
     return parser
 
@@ -175,19 +174,26 @@ def simulation_from_args(args: argparse.Namespace) -> Simulation:
 def main(argv: list[str] | None = None) -> int:
     """Simulate, write the record and the figure, and summarize."""
     args = build_parser().parse_args(argv)
+    # Imported once the command line is checked: pandas and matplotlib take seconds to
+    # load on a busy machine, and a wrong command line must fail at once.
+    from dynamic.plot import plot_ticks
+    from results.files import default_out
+
     try:
         simulation = simulation_from_args(args)
+        out = writable_directory(args.out or default_out(RECORD))
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
+    csv_path, png_path = out / f"{RECORD}.csv", out / f"{RECORD}.png"
     ticks = simulate(simulation)
-    with TickWriter(args.csv) as writer:
+    with TickWriter(csv_path) as writer:
         for tick in ticks:
             writer.write(tick)
     policy = simulation.policy
     plot_ticks(
         ticks,
-        args.out,
+        png_path,
         f"Simulated: T={policy.target_time:g} s, C={policy.capacity:g} msg/worker/T, "
         f"workers {policy.min_workers}-{policy.max_workers}, window {policy.window:g} s",
     )
@@ -201,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         f"workers at t={peak.time:.0f} s, largest backlog {max(t.backlog for t in ticks)} "
         f"messages, {ticks[-1].acked} messages handled"
     )
-    print(f"wrote {args.csv} and {args.out}")
+    print(f"wrote {csv_path} and {png_path}")
     return 0
 
 

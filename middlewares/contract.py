@@ -293,6 +293,16 @@ class Backend(ABC):
         :class:`BrokerUnavailable` when what keeps the list does not answer."""
         return []
 
+    def check_nodes(self, settings: Settings) -> None:
+        """Raise :class:`BrokerUnavailable` unless the n-node form could start: what
+        :meth:`check` needs, and Redis, where every middleware's n-node form keeps its
+        shared state."""
+        # Imported here: the cluster package builds on this contract.
+        from middlewares.cluster.client import connect
+
+        self.check(settings)
+        connect(settings, timeout=min(settings.timeout, 3.0)).close()
+
     def check_join(self, service: str, settings: Settings) -> None:
         """Raise :class:`BrokerUnavailable` unless a node of ``service`` started with
         ``settings`` could join its deployment (its brokers, its coordinator)."""
@@ -311,6 +321,8 @@ class Backend(ABC):
         return {}
 
     @abstractmethod
-    def cleanup(self, settings: Settings) -> None:
+    def cleanup(self, settings: Settings, service: str | None = None) -> list[str]:
         """Delete every broker object of ``settings.namespace`` (keys, queues, exchanges,
-        registered names). Used by tests and harnesses after a run."""
+        registered names), or only those of ``service``; returns what was removed, one
+        phrase per kind (empty: nothing was there). Used by ``python -m middlewares
+        clean``, by ``serve`` when it stops, and by tests and harnesses after a run."""

@@ -20,15 +20,23 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from pathlib import Path
+from typing import Literal, NoReturn
 
 from middlewares import settings as settings_module
 from middlewares.contract import BrokerUnavailable, CannotStart
 from middlewares.settings import Settings
 from middlewares.throttle import ThrottleError, throttle_from_environment
+
+#: The exit statuses of every command of the suite (README, "Exit statuses"): a run
+#: that failed, a usage error or an unreachable broker, and a run cut short by Ctrl-C.
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
 
 #: Longest node, worker or task id: ids end up in key, queue and registered names.
 MAX_ID_CHARS = 100
@@ -57,6 +65,35 @@ def whole_number(minimum: int) -> Callable[[str], int]:
         return value
 
     return parse
+
+
+def usage_error(message: str) -> NoReturn:
+    """End a command that cannot run as asked: ``error: <message>``, exit status 2."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(EXIT_USAGE)
+
+
+class CommandParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line and exit status 2: the usage of a
+    command with twenty settings would bury the one line that says what is wrong."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``<prog>: error: <message>`` and where the options are, then exit 2."""
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def writable_directory(path: Path) -> Path:
+    """Create directory ``path`` if needed and prove a file can be written in it, before
+    a command spends any time measuring; raises ValueError with one line otherwise."""
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{path} is a file, not a directory; give --out a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as error:
+        raise ValueError(f"cannot write in {path}: {error.strerror or error}") from None
+    return path
 
 
 def configure_logging(name: str) -> logging.Logger:
@@ -176,7 +213,7 @@ def service_main(
 ) -> None:
     """Parse the command line of service module ``module``, then run ``serve`` with
     logging, a stop signal and a clean exit status (see :func:`run_main`)."""
-    parser = argparse.ArgumentParser(prog=f"python -m {module}", description=description)
+    parser = CommandParser(prog=f"python -m {module}", description=description)
     if node_id != "none":
         parser.add_argument(
             "--node-id",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
@@ -19,6 +19,22 @@ WORK_KINDS = ("sleep", "cpu")
 # What a service promises about a request it has accepted (docs/PROTOCOL.md, "Delivery
 # guarantees"): at-least-once survives a crashed worker; at-most-once drops what it held.
 GUARANTEES = ("at-least-once", "at-most-once")
+#: The settings that are TCP ports, and the highest port there is.
+PORT_FIELDS = ("insult_port", "filter_port", "echo_port", "pyro_ns_port")
+MAX_PORT = 65535
+#: The settings whose value is one of a few words, and those words.
+CHOICES = {"work_kind": WORK_KINDS, "guarantee": GUARANTEES}
+#: Settings a process that starts no XML-RPC or Pyro4 server and no InsultService never
+#: reads: a command that runs only clients in namespaces and ports of its own, or only
+#: RabbitMQ workers, leaves them off its command line (see :func:`add_arguments`).
+SERVER_ONLY = (
+    "host",
+    "advertise_host",
+    "coordinator_host",
+    *PORT_FIELDS,
+    "broadcast_interval",
+    "load_defaults",
+)
 
 
 def _setting(default: Any, help_text: str) -> Any:
@@ -61,7 +77,7 @@ class Settings:
     insult_refresh: float = _setting(0.5, "seconds between two insult-list reads by a filter")
     work_ms: float = _setting(0.0, "simulated service time per request or task, in ms")
     work_kind: str = _setting(
-        "sleep", "how work_ms is spent: sleep or cpu (one request at a time per process)"
+        "sleep", "how work_ms is spent (cpu: one request at a time per process)"
     )
     load_defaults: bool = _setting(True, "whether an InsultService adds the default insults")
     delivery_limit: int = _setting(
@@ -77,6 +93,9 @@ class Settings:
     )
 
     def __post_init__(self) -> None:
+        for name in PORT_FIELDS:
+            if not 0 <= getattr(self, name) <= MAX_PORT:
+                raise ValueError(f"{name} must be 0 to {MAX_PORT}, got {getattr(self, name)}")
         if not self.namespace or any(c.isspace() for c in self.namespace):
             raise ValueError(f"namespace must be a non-empty word, got {self.namespace!r}")
         if self.work_kind not in WORK_KINDS:
@@ -147,6 +166,39 @@ def _parser_for(name: str) -> Callable[[str], Any]:
     return _parse_bool if kind is bool else kind
 
 
+def port(text: str) -> int:
+    """An argparse type: a TCP port, 0 (any free one) to 65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a port is a whole number, got {text!r}") from None
+    if not 0 <= value <= MAX_PORT:
+        raise argparse.ArgumentTypeError(f"a port is 0 to {MAX_PORT}, got {value}")
+    return value
+
+
+def _flag_type(name: str) -> Callable[[str], Any]:
+    """The argparse type of a setting's flag: its parser, with messages that say what
+    is expected (argparse would print ``invalid _parse_bool value``)."""
+    if name in PORT_FIELDS:
+        return port
+    parse = _parser_for(name)
+    kind = type(getattr(Settings, name))
+    expected = (
+        "true or false (also yes/no, on/off, 1/0)"
+        if kind is bool
+        else {int: "a whole number", float: "a number"}.get(kind, "text")
+    )
+
+    def parse_flag(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+
+    return parse_flag
+
+
 def _convert(name: str, raw: str) -> Any:
     kind = type(getattr(Settings, name))
     try:
@@ -155,19 +207,37 @@ def _convert(name: str, raw: str) -> Any:
         raise ValueError(f"{_env_name(name)}={raw!r} is not a valid {kind.__name__}") from None
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add one flag per :class:`Settings` field, defaulting to the environment's value."""
-    group = parser.add_argument_group(
-        "settings", "also read from INSULTBENCH_<NAME>, REDIS_URL and AMQP_URL"
-    )
+def add_arguments(
+    parser: argparse.ArgumentParser,
+    only: Iterable[str] | None = None,
+    leave_out: Iterable[str] = (),
+    defaults: dict[str, str] | None = None,
+    note: str = "also read from INSULTBENCH_<NAME>, REDIS_URL and AMQP_URL",
+) -> None:
+    """Add one flag per :class:`Settings` field (those in ``only`` if given, less those
+    in ``leave_out``), defaulting to the environment's value.
+
+    A command lists only the settings it really reads, so its ``--help`` names no flag
+    that does nothing there. ``defaults`` replaces the default shown for a field whose
+    value the command chooses itself (e.g. a fresh namespace); ``note`` describes the
+    group.
+    """
+    chosen = set(only) if only is not None else {item.name for item in fields(Settings)}
+    chosen -= set(leave_out)
+    shown = defaults or {}
+    group = parser.add_argument_group("settings", note)
     for item in fields(Settings):
-        default = getattr(Settings, item.name)
+        if item.name not in chosen:
+            continue
+        default = shown.get(item.name, getattr(Settings, item.name))
+        choices = CHOICES.get(item.name)
         group.add_argument(
             _flag(item.name),
             dest=f"settings_{item.name}",
-            type=_parser_for(item.name),
+            type=_flag_type(item.name),
             default=None,
-            metavar=item.name.upper(),
+            choices=choices,
+            metavar="{" + ",".join(choices) + "}" if choices else item.name.upper(),
             # argparse %-formats help strings; the AMQP URL's %2F must survive that.
             help=f"{item.metadata['help']} (default: {default})".replace("%", "%%"),
         )

@@ -129,8 +129,9 @@ class StubBackend(Backend):
     def echo_client(self, settings: Settings) -> StubEchoClient:
         return StubEchoClient()
 
-    def cleanup(self, settings: Settings) -> None:
+    def cleanup(self, settings: Settings, service: str | None = None) -> list[str]:
         """Nothing was created."""
+        return []
 
 
 BACKEND = StubBackend()

@@ -23,7 +23,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 
@@ -31,10 +31,8 @@ from middlewares import settings as settings_module
 from middlewares.launch import cpu_cap
 from middlewares.launch.cpu_cap import CpuCapError, CpuCaps
 from middlewares.launch.deployment import Deployment
+from middlewares.runtime import CommandParser
 from middlewares.settings import Settings
-from results.bottleneck import add_bottlenecks
-from results.files import default_out
-from results.tables import add_speedup, summarise_speedup
 from speedup.fixed_work import AUTO, FALLBACK_TASKS, AutoTasks, tasks_list
 from stress.cli import config_of
 from stress.external import external_deployment
@@ -43,6 +41,7 @@ from stress.options import (
     add_external_wait,
     backend_factory,
     check_common,
+    check_out,
     float_list,
     guarantees,
     int_list,
@@ -50,8 +49,10 @@ from stress.options import (
 )
 from stress.plan import RunPlan
 from stress.runner import DeployFactory
-from stress.study import Cell, conclude, run_study
 from stress.workload import Workload
+
+if TYPE_CHECKING:
+    from stress.study import Cell
 
 #: Client processes per run when --clients is not given. The filter is pipelined, so 4
 #: clients keep 4 x window tasks in flight; the InsultService is request/response, so it
@@ -76,7 +77,7 @@ def node_cpu_option(text: str) -> float | str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``python -m speedup``."""
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="python -m speedup",
         description="Measure the speedup S(N) = X(N) / X(1) of each service on 1..N nodes "
         "under the same offered load. Every run starts its own deployment in a fresh "
@@ -94,7 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="service to scale (default: all)",
     )
     parser.add_argument(
-        "--nodes", type=int_list, default=[1, 2, 3], help="node counts, must include 1"
+        "--nodes",
+        type=int_list,
+        default=[1, 2, 3],
+        help="node counts, must include 1 (default: 1,2,3)",
     )
     parser.add_argument(
         "--clients",
@@ -212,6 +216,8 @@ def plan_cells(
 ) -> list[Cell]:
     """Every run: repeats outermost, N innermost, so each repeat's S(N) compares runs
     taken moments apart."""
+    from stress.study import Cell
+
     cells = []
     method = caps.method if caps.any else "none"
     auto_tasks = AutoTasks()
@@ -285,6 +291,9 @@ def offered_load(args: argparse.Namespace, chosen: list[str]) -> str:
 
 def finalize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Add the ``speedup`` and bottleneck columns and the per-point summary for the JSON."""
+    from results.bottleneck import add_bottlenecks
+    from results.tables import add_speedup, summarise_speedup
+
     add_speedup(rows)
     add_bottlenecks(rows)
     return {"speedup_summary": summarise_speedup(rows).to_dict("records")}
@@ -294,6 +303,12 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of ``python -m speedup``."""
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else argv
+    # Imported here, not at the top: the study's modules load pandas and matplotlib,
+    # seconds on a busy machine, and a wrong command line must fail at once.
+    from results.files import default_out
+    from stress.study import conclude, run_study
+
+
     args = parser.parse_args(argv)
     check_common(parser, args)
     if 1 not in args.nodes:
@@ -308,8 +323,8 @@ def main(argv: list[str] | None = None) -> None:
     if any(args.tasks) and 0.0 not in args.work_ms:
         parser.error("--tasks measures fixed work without simulated work: add 0 to --work-ms")
     chosen = services(args)
-    middlewares = select_middlewares(args.middleware, settings)
-    out = args.out or default_out("speedup")
+    middlewares = select_middlewares(args.middleware, settings, node_form=True)
+    out = check_out(parser, args.out or default_out("speedup"))
     try:
         caps, capacity = resolve_caps(args)
     except CpuCapError as error:

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from stress.study import Cell
+if TYPE_CHECKING:
+    from stress.study import Cell
 
 #: Written in place of a count to size the work from the timed runs.
 AUTO = "auto"

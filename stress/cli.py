@@ -17,31 +17,34 @@ import argparse
 import itertools
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from middlewares import settings as settings_module
 from middlewares.launch.deployment import Deployment
+from middlewares.runtime import CommandParser
 from middlewares.settings import Settings
-from results.files import default_out
 from stress.external import external_deployment
 from stress.options import (
     add_common_arguments,
     add_external_wait,
     backend_factory,
     check_common,
+    check_out,
     guarantees,
     int_list,
     select_middlewares,
 )
 from stress.plan import RunPlan
 from stress.runner import DeployFactory
-from stress.study import Cell, conclude, run_study
 from stress.workload import Workload, format_mix
+
+if TYPE_CHECKING:
+    from stress.study import Cell
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``python -m stress``."""
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="python -m stress",
         description="Measure the throughput and latency of the InsultService and the "
         "InsultFilter on each middleware with N client processes. Every run starts its own "
@@ -155,6 +158,8 @@ def plan_cells(
     """Every run of the study. Repeats are the outer loop, so slow drift of a noisy
     machine shows up as spread between repeats instead of biasing one configuration;
     the guarantees are the inner one, so each pair compared was measured back to back."""
+    from stress.study import Cell
+
     cells = []
     for repeat in range(1, args.repeat + 1):
         for middleware in middlewares:
@@ -197,6 +202,12 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of ``python -m stress``."""
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else argv
+    # Imported here, not at the top: the study's modules load pandas and matplotlib,
+    # seconds on a busy machine, and a wrong command line must fail at once.
+    from results.files import default_out
+    from stress.study import conclude, run_study
+
+
     args = parser.parse_args(argv)
     check_common(parser, args)
     if args.external_nodes is not None:
@@ -209,8 +220,8 @@ def main(argv: list[str] | None = None) -> None:
         settings = settings_module.from_args(args)
     except ValueError as error:
         parser.error(str(error))
-    middlewares = select_middlewares(args.middleware, settings)
-    out = args.out or default_out("stress")
+    middlewares = select_middlewares(args.middleware, settings, bool(args.external_nodes))
+    out = check_out(parser, args.out or default_out("stress"))
     cells = plan_cells(args, settings, middlewares, clients)
     chosen = guarantees(args, settings)
     print(

@@ -12,6 +12,7 @@ from typing import Any
 from middlewares import settings as settings_module
 from middlewares.contract import Backend, BrokerUnavailable
 from middlewares.registry import MIDDLEWARES, get_backend
+from middlewares.runtime import usage_error, writable_directory
 from middlewares.settings import GUARANTEES, Settings
 from stress.external import DEFAULT_WAIT
 from stress.workload import DEFAULT_MIX, format_mix, parse_mix
@@ -72,7 +73,10 @@ def add_common_arguments(parser: argparse.ArgumentParser, study: str) -> None:
         help=f"{', '.join(MIDDLEWARES)}, a comma-separated list of them, or all (default)",
     )
     parser.add_argument(
-        "--duration", type=positive(float), default=10.0, help="seconds measured per run"
+        "--duration",
+        type=positive(float),
+        default=10.0,
+        help="seconds measured per run (default: %(default)g)",
     )
     parser.add_argument(
         "--warmup",
@@ -119,7 +123,7 @@ def add_common_arguments(parser: argparse.ArgumentParser, study: str) -> None:
     parser.add_argument(
         "--no-report", action="store_true", help="write the CSV and JSON only, no figures"
     )
-    settings_module.add_arguments(parser)
+    settings_module.add_arguments(parser, note=STUDY_SETTINGS_NOTE)
     # Replaces the single-valued settings flag (the parser resolves the conflict).
     parser.add_argument(
         "--guarantee",
@@ -149,6 +153,14 @@ def guarantees(args: argparse.Namespace, settings: Settings) -> list[str]:
     return args.guarantees or [settings.guarantee]
 
 
+#: What the settings flags mean in a study, where each run normally makes its own.
+STUDY_SETTINGS_NOTE = (
+    "each run deploys in a fresh namespace <namespace>-<study>-<id> on free ports, so "
+    "--namespace is only a prefix and the ports, hosts and Pyro4 name server port apply "
+    "only with --external-nodes; also read from INSULTBENCH_<NAME>, REDIS_URL and AMQP_URL"
+)
+
+
 def add_external_wait(parser: argparse.ArgumentParser) -> None:
     """``--external-wait``: how long a study waits for nodes started elsewhere."""
     parser.add_argument(
@@ -169,20 +181,24 @@ def check_common(parser: argparse.ArgumentParser, args: argparse.Namespace) -> N
         parser.error("--rate must not be negative")
 
 
-def select_middlewares(choice: str, settings: Settings) -> list[str]:
-    """The middlewares to measure. With ``all``, ones that are not installed or whose
-    broker is unreachable are skipped with a message; a named one must work."""
+def select_middlewares(choice: str, settings: Settings, node_form: bool = False) -> list[str]:
+    """The middlewares to measure (``node_form``: in their n-node form, which needs
+    Redis as well). With ``all``, ones that are not installed or whose broker is
+    unreachable are skipped with a message; a named one must work. Exits with status 2
+    and one line when nothing can run."""
     names = list(MIDDLEWARES) if choice == "all" else [n.strip() for n in choice.split(",")]
     unknown = [n for n in names if n not in MIDDLEWARES]
     if unknown:
-        raise SystemExit(
-            f"error: unknown middleware {', '.join(unknown)}; choose from "
+        usage_error(
+            f"unknown middleware {', '.join(unknown)}; choose from "
             f"{', '.join(MIDDLEWARES)} or all"
         )
     usable = []
+    reasons = []
     for name in names:
         try:
-            get_backend(name).check(settings)
+            backend = get_backend(name)
+            (backend.check_nodes if node_form else backend.check)(settings)
         except (ImportError, AttributeError) as error:
             reason = f"{name} is not available in this checkout ({error})"
         except BrokerUnavailable as error:
@@ -191,13 +207,23 @@ def select_middlewares(choice: str, settings: Settings) -> list[str]:
             usable.append(name)
             continue
         if choice != "all":
-            raise SystemExit(f"error: {reason}")
-        print(f"warning: skipping {name}: {reason}", file=sys.stderr)
+            usage_error(reason)
+        reasons.append((name, reason))
     if not usable:
-        raise SystemExit(
-            "error: no middleware can run; start Redis and RabbitMQ (see the README) and retry"
-        )
+        # One cause (Redis down) often fails them all: say it once, not four times.
+        causes = "; ".join(dict.fromkeys(reason for _, reason in reasons))
+        usage_error(f"no middleware can run: {causes}")
+    for name, reason in reasons:
+        print(f"warning: skipping {name}: {reason}", file=sys.stderr)
     return usable
+
+
+def check_out(parser: argparse.ArgumentParser, out: Path) -> Path:
+    """``out``, created and proven writable now, before anything is measured."""
+    try:
+        return writable_directory(out)
+    except ValueError as error:
+        parser.error(f"--out: {error}")
 
 
 def backend_factory(middleware: str) -> Callable[[], Backend]:

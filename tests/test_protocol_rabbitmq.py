@@ -367,7 +367,7 @@ def test_an_unreachable_broker_is_named_with_the_password_masked(settings):
     message = str(raised.value)
     assert "s3cret" not in message
     assert "amqp://guest:***@127.0.0.1" in message
-    assert "docker compose up -d rabbitmq" in message
+    assert "python -m middlewares brokers up" in message
 
 
 def test_cleanup_deletes_the_namespace_and_nothing_else(serve, raw, rabbit):

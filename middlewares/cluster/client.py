@@ -10,18 +10,17 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from middlewares.contract import BrokerUnavailable
+from middlewares.hints import start_hint
 from middlewares.settings import Settings
-
-#: What to tell a user whose Redis cannot be reached.
-START_HINT = "start it with `python -m middlewares brokers up` or `docker compose up -d redis`"
 
 #: The errors that mean "Redis is not there", as opposed to a refused command.
 REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
 
 
-def unavailable(settings: Settings, hint: str = START_HINT) -> BrokerUnavailable:
-    """The error for a Redis that cannot be reached (or used) at ``settings.redis_url``."""
-    return BrokerUnavailable(settings.redis_url, hint)
+def unavailable(settings: Settings, hint: str | None = None) -> BrokerUnavailable:
+    """The error for a Redis that cannot be reached (or used) at ``settings.redis_url``;
+    the hint says how to start one on this machine unless given."""
+    return BrokerUnavailable(settings.redis_url, hint or start_hint("redis"))
 
 
 def connect(settings: Settings, timeout: float | None = None) -> redis.Redis:
@@ -45,7 +44,7 @@ def connect(settings: Settings, timeout: float | None = None) -> redis.Redis:
         client.ping()
     except REDIS_DOWN as error:
         client.close()
-        raise unavailable(settings, f"{START_HINT} ({error})") from None
+        raise unavailable(settings, f"{start_hint('redis')} ({error})") from None
     return client
 
 
@@ -55,4 +54,4 @@ def redis_errors_as_unavailable(settings: Settings) -> Iterator[None]:
     try:
         yield
     except REDIS_DOWN as error:
-        raise unavailable(settings, f"{START_HINT} ({error})") from None
+        raise unavailable(settings, f"{start_hint('redis')} ({error})") from None

@@ -8,11 +8,15 @@ starts with ``<ns>:``, so a namespace is deleted by a SCAN of that prefix.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import cached_property
 
 #: Longest reply address accepted, in characters; real ones are far shorter.
 MAX_REPLY_KEY_CHARS = 512
+
+#: The key group of each service: ``<ns>:<group>:...``.
+GROUPS = {"insult": "insults", "filter": "filter", "echo": "echo"}
 
 
 @dataclass(frozen=True)
@@ -106,17 +110,31 @@ class Keys:
         accepted and whose results were not collected yet, its journal."""
         return f"{self.namespace}:front:tasks"
 
-    def shared_state(self) -> list[str]:
-        """The keys an n-node deployment of a direct or RabbitMQ middleware leaves."""
+    def shared_state(self, service: str | None = None) -> list[str]:
+        """The keys an n-node deployment of a direct or RabbitMQ middleware leaves (of
+        ``service`` only, if given)."""
+        insult = [self.store, self.lease, self.subscribers]
+        by_service = {
+            "insult": [*insult, self.counters("insult"), self.presence("insult")],
+            "filter": [self.counters("filter"), self.presence("filter"), self.front_tasks],
+            "echo": [],
+        }
+        if service is not None:
+            return by_service[service]
+        return [key for keys in by_service.values() for key in keys]
+
+    def patterns(self, service: str | None = None) -> list[str]:
+        """SCAN patterns matching every key of the namespace, or of ``service`` only
+        (its group, its counters and presence, and the filter front's journal)."""
+        ns = re.sub(r"([*?\[\]\\])", r"\\\1", self.namespace)
+        if service is None:
+            return [f"{ns}:*"]
+        extra = [f"{ns}:front:tasks"] if service == "filter" else []
         return [
-            self.store,
-            self.lease,
-            self.subscribers,
-            self.counters("insult"),
-            self.counters("filter"),
-            self.presence("insult"),
-            self.presence("filter"),
-            self.front_tasks,
+            f"{ns}:{GROUPS[service]}:*",
+            f"{ns}:stats:{service}",
+            f"{ns}:nodes:{service}*",
+            *extra,
         ]
 
     # -- the Redis middleware's own lists and channels -----------------------------------

@@ -65,16 +65,20 @@ def _store_errors() -> Iterator[None]:
         raise StoreUnavailable(f"the shared insult store (Redis) failed: {error}; retry") from None
 
 
-def delete_shared_state(settings: Settings) -> None:
-    """Delete the n-node form's keys of ``settings.namespace`` (:meth:`Keys.shared_state`).
-    Does nothing when Redis does not answer (then there is nothing to clean either)."""
+def delete_shared_state(settings: Settings, service: str | None = None) -> list[str]:
+    """Delete the n-node form's keys of ``settings.namespace`` (:meth:`Keys.shared_state`,
+    of ``service`` only if given); returns what was removed, in words. Does nothing when
+    Redis does not answer (then there is nothing to clean either)."""
     try:
         client = connect(settings, timeout=min(settings.timeout, 2.0))
     except BrokerUnavailable:
-        return
+        return []
+    keys = Keys(settings.namespace).shared_state(service)
     try:
-        client.delete(*Keys(settings.namespace).shared_state())
+        removed = int(client.delete(*keys)) if keys else 0
     except redis.RedisError as error:
         log.warning("could not delete the shared state of %s: %s", settings.namespace, error)
+        return []
     finally:
         client.close()
+    return [f"{removed} Redis keys of the n-node form"] if removed else []

@@ -169,10 +169,10 @@ class DirectBackend(Backend):
         the filter front's journal of accepted tasks."""
         return SHARED_STATE_PROCESSES if nodes else ()
 
-    def cleanup(self, settings: Settings) -> None:
+    def cleanup(self, settings: Settings, service: str | None = None) -> list[str]:
         """Delete the n-node form's keys from Redis, if it answers. Everything else lives
         in the service processes, and goes when the deployment stops them."""
-        delete_shared_state(settings)
+        return delete_shared_state(settings, service)
 
     def _support_processes(self, settings: Settings) -> list[ProcessSpec]:
         return []

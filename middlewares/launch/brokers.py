@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+from middlewares.hints import compose_answers
+from middlewares.runtime import EXIT_USAGE
 from middlewares.settings import Settings
 
 STATE_FILE = Path(".insultbench-brokers.json")
@@ -111,13 +113,6 @@ def _port_is_local(url: str) -> bool:
     return host in {"127.0.0.1", "localhost", "::1"}
 
 
-def _docker_engine_runs() -> bool:
-    if shutil.which("docker") is None:
-        return False
-    result = subprocess.run(["docker", "info"], capture_output=True, timeout=20, check=False)
-    return result.returncode == 0
-
-
 def _wait_until_answers(broker: Broker) -> bool:
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
@@ -133,9 +128,13 @@ def _run(command: list[str]) -> bool:
 
 
 def _how_to_start(broker: Broker) -> str:
+    # Compose only where it can start something: a plugin and an engine that answer.
+    compose = (
+        f"    docker compose up -d {broker.compose_service}\n" if compose_answers() else ""
+    )
     return (
         f"start {broker.name} yourself, then run this again. Any one of:\n"
-        f"    docker compose up -d {broker.compose_service}\n"
+        f"{compose}"
         f"    sudo apt-get install -y {broker.apt_package} && "
         f"sudo {' '.join(broker.start_command())}\n"
         f"  or point the suite at a running one with "
@@ -155,7 +154,7 @@ def bring_up(broker: Broker) -> str | None:
     binary = broker.start_command()[0]
     if shutil.which(binary) and _run(broker.start_command()) and _wait_until_answers(broker):
         return "binary"
-    if _docker_engine_runs() and _run(
+    if compose_answers() and _run(
         ["docker", "compose", "up", "-d", "--wait", broker.compose_service]
     ) and _wait_until_answers(broker):
         return "compose"
@@ -193,7 +192,7 @@ def up(settings: Settings) -> int:
             state[broker.name] = how
             print(f"{broker.name}: started ({how}) and reachable at {broker.display_url}")
     STATE_FILE.write_text(json.dumps(state))
-    return 1 if failed else 0
+    return EXIT_USAGE if failed else 0
 
 
 def status(settings: Settings) -> int:
@@ -203,7 +202,7 @@ def status(settings: Settings) -> int:
         ok = broker.answers()
         missing += not ok
         print(f"{broker.name:9} {'reachable' if ok else 'NOT reachable'} at {broker.display_url}")
-    return 1 if missing else 0
+    return EXIT_USAGE if missing else 0
 
 
 def down(settings: Settings) -> int:

@@ -10,24 +10,37 @@ from __future__ import annotations
 import argparse
 import sys
 import uuid
+from logging import Logger
 
 from middlewares import settings as settings_module
 from middlewares.contract import SERVICES, Backend, BrokerUnavailable, ProcessSpec
-from middlewares.launch import cpu_cap
+from middlewares.launch import cpu_cap, tools
 from middlewares.launch.brokers import ACTIONS as broker_actions
 from middlewares.launch.cpu_cap import CpuCaps
 from middlewares.launch.processes import ProcessFailed, Supervisor
 from middlewares.registry import MIDDLEWARES, get_backend
-from middlewares.runtime import StopSignal, configure_logging, parse_node_id, run_main
+from middlewares.runtime import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    CommandParser,
+    StopSignal,
+    configure_logging,
+    parse_node_id,
+    run_main,
+)
 from middlewares.secret import ensure_secret
 from middlewares.settings import Settings
 
 _PORT_FIELDS = {"insult": "insult_port", "filter": "filter_port", "echo": "echo_port"}
+#: The services with an n-node form, which a node can join (the echo baseline has none).
+NODE_SERVICES = ("insult", "filter")
+MIDDLEWARE_HELP = "the middleware to run it on"
+SERVICE_HELP = "InsultService, InsultFilter, or the bare echo baseline"
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The launcher's command line."""
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="python -m middlewares",
         description="Run the InsultService, the InsultFilter or the echo baseline "
         "on one middleware.",
@@ -39,8 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Start a service and keep it running until Ctrl-C or SIGTERM. "
         "Example: python -m middlewares serve redis filter --workers 2",
     )
-    serve.add_argument("middleware", choices=MIDDLEWARES)
-    serve.add_argument("service", choices=SERVICES)
+    serve.add_argument("middleware", choices=MIDDLEWARES, help=MIDDLEWARE_HELP)
+    serve.add_argument("service", choices=SERVICES, help=SERVICE_HELP)
     serve.add_argument(
         "--workers", type=int, default=1, help="filter worker processes (default: 1)"
     )
@@ -50,12 +63,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="start the n-node (master/worker) form with this many nodes; "
         "--nodes 1 is the same architecture with one node; --nodes 0 starts only the "
         "coordination (master, front, name server), for nodes that join from other "
-        "machines (docs/HOSTS.md)",
+        "machines (docs/HOSTS.md) (default: the one-node form)",
     )
     serve.add_argument(
         "--port",
-        type=int,
-        help="XML-RPC: this service's port; Pyro4: the name server's port",
+        type=settings_module.port,
+        help="XML-RPC: this service's port; Pyro4: the name server's port (default: the "
+        "service's port setting below)",
+    )
+    serve.add_argument(
+        "--keep",
+        action="store_true",
+        help="on a clean stop, keep the service's keys, queues and names in the broker "
+        "(default: remove them, as `clean` would for this service)",
     )
     cpu_cap.add_arguments(serve, cpu_cap.fraction_or_zero)
     settings_module.add_arguments(serve)
@@ -68,14 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--amqp-url, and --host for where the node listens (docs/HOSTS.md). "
         "Example: python -m middlewares join redis filter",
     )
-    join.add_argument("middleware", choices=MIDDLEWARES)
-    join.add_argument("service", choices=SERVICES)
+    join.add_argument("middleware", choices=MIDDLEWARES, help=MIDDLEWARE_HELP)
+    join.add_argument("service", choices=NODE_SERVICES, help="the service to add a node to")
     join.add_argument(
         "--node-id", type=parse_node_id, help="the node's id (default: a new random one)"
     )
     cpu_cap.add_arguments(join, cpu_cap.fraction_or_zero)
     settings_module.add_arguments(join)
-    commands.add_parser("check", help="say which brokers and servers are reachable")
+    tools.add_commands(commands)
     brokers = commands.add_parser(
         "brokers",
         help="make Redis and RabbitMQ reachable (up), report them (status), stop them (down)",
@@ -83,7 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
         "Docker Compose, else install it with apt (root), else say what to run. "
         "down: stop only what up started. Reads REDIS_URL and AMQP_URL.",
     )
-    brokers.add_argument("action", choices=list(broker_actions))
+    brokers.add_argument(
+        "action", choices=list(broker_actions), help="what to do with the brokers"
+    )
     return parser
 
 
@@ -124,7 +146,26 @@ def serve(args: argparse.Namespace) -> int:
             args.middleware,
             args.service,
         )
-    return supervise(name, specs, settings, _caps(args))
+    status = supervise(name, specs, settings, _caps(args))
+    if status == 0 and not args.keep:
+        _remove_own(backend, settings, args.service, configure_logging(name))
+    return status
+
+
+def _remove_own(backend: Backend, settings: Settings, service: str, log: Logger) -> None:
+    """After a clean stop, delete what the service left in the brokers (its queues,
+    keys, names), so the next deployment in the namespace starts empty."""
+    try:
+        removed = backend.cleanup(settings, service)
+    except BrokerUnavailable as error:
+        log.warning("could not remove the %s objects of %s: %s", service, settings.namespace, error)
+        return
+    if removed:
+        log.info(
+            "removed %s of namespace %s (--keep keeps them)",
+            ", ".join(removed),
+            settings.namespace,
+        )
 
 
 def join(args: argparse.Namespace) -> int:
@@ -165,36 +206,12 @@ def supervise(
             supervisor.check()
     except ProcessFailed as error:
         log.error("%s; stopping the rest", error)
-        return 1
+        return EXIT_FAILED
     finally:
         supervisor.stop()
         if capper:
             capper.close()
     return 0
-
-
-def check(args: argparse.Namespace) -> int:
-    """Print, for each middleware, whether what it needs is reachable, and the messages
-    its queues set aside in the namespace (dead letters)."""
-    settings = Settings.from_env()
-    failures = 0
-    for name in MIDDLEWARES:
-        backend = get_backend(name)
-        try:
-            backend.check(settings)
-            print(f"{name:9} ok{_dead_letter_note(backend.dead_letters(settings), settings)}")
-        except BrokerUnavailable as error:
-            failures += 1
-            print(f"{name:9} {error}")
-    return 1 if failures else 0
-
-
-def _dead_letter_note(dead_letters: dict[str, int], settings: Settings) -> str:
-    """``; dead letters in <ns>: none`` or the lists holding some; "" without queues."""
-    if not dead_letters:
-        return ""
-    held = [f"{queue} holds {count}" for queue, count in dead_letters.items() if count]
-    return f"; dead letters in namespace {settings.namespace}: {', '.join(held) or 'none'}"
 
 
 def brokers(args: argparse.Namespace) -> int:
@@ -206,8 +223,16 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of ``python -m middlewares``."""
     args = build_parser().parse_args(argv)
     try:
-        command = {"serve": serve, "join": join, "check": check, "brokers": brokers}[args.command]
+        command = {
+            "serve": serve,
+            "join": join,
+            "check": tools.check,
+            "clean": tools.clean,
+            "call": tools.call,
+            "watch": tools.watch,
+            "brokers": brokers,
+        }[args.command]
         run_main(lambda: command(args))
     except (ValueError, NotImplementedError) as error:
         print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(EXIT_USAGE)

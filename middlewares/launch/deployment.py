@@ -75,7 +75,12 @@ class Deployment:
             "--nodes", str(self.nodes)
         ]
         launcher = [sys.executable, "-m", "middlewares", "serve", self.middleware, self.service]
-        return [*self.wrapper, *launcher, *form, *self.caps.to_args(), *self.settings.to_args()]
+        # The caller owns the namespace: it reads what the service left (the per-node
+        # counters, results) after the stop, and deletes the namespace itself.
+        keep = ["--keep"]
+        return [
+            *self.wrapper, *launcher, *form, *keep, *self.caps.to_args(), *self.settings.to_args()
+        ]
 
     def start(self) -> None:
         """Start the launcher and wait until the service answers a request."""
@@ -95,7 +100,8 @@ class Deployment:
         last_error: Exception | None = None
         while time.monotonic() < deadline:
             if self._process is not None and self._process.poll() is not None:
-                raise DeploymentFailed(f"launcher exited early:\n{self.log_tail()}")
+                tail = self.log_tail()
+                raise DeploymentFailed(f"launcher exited early: {_reason(tail)}\n{tail}")
             try:
                 if self.nodes == 0:
                     backend.check_join(self.service, probe_settings)
@@ -162,6 +168,14 @@ class Deployment:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
         self._log.close()
+
+
+def _reason(log_tail: str) -> str:
+    """The line of a launcher's log that says why it stopped: its last error, so a
+    one-line summary of the failure is not cut off before the cause."""
+    lines = [line.strip() for line in log_tail.splitlines() if line.strip()]
+    errors = [line for line in lines if "error" in line.lower()]
+    return (errors or lines or ["no output"])[-1]
 
 
 def probe(backend: Backend, service: str, settings: Settings) -> None:

@@ -83,6 +83,10 @@ class PyroTransport(DirectTransport):
         return f"NAMESPACE.{NAMES[role]} in the Pyro4 name server at HOST:PYRO_NS_PORT"
 
 
+#: The roles whose names each service registers (see ``NAMES``).
+SERVICE_ROLES = {"insult": ("insult", "master"), "filter": ("filter",), "echo": ("echo",)}
+
+
 class PyroBackend(DirectBackend):
     """Pyro4 objects found through a name server, which the launcher starts when none
     answers (see :class:`~middlewares.direct.backend.DirectBackend` for the processes)."""
@@ -115,25 +119,33 @@ class PyroBackend(DirectBackend):
         """Nothing to check: Pyro4 needs no broker, and a missing name server is started."""
         configure()
 
-    def cleanup(self, settings: Settings) -> None:
-        """Remove every name of the namespace from the name server, if one answers, and
-        the n-node form's keys from Redis, if it answers."""
+    def cleanup(self, settings: Settings, service: str | None = None) -> list[str]:
+        """Remove every name of the namespace (or of ``service``) from the name server,
+        if one answers, and the n-node form's keys from Redis, if it answers."""
         configure()
-        super().cleanup(settings)
+        removed = super().cleanup(settings, service)
         try:
             ns = name_server(
                 settings.with_changes(timeout=min(settings.timeout, 2.0)), secret=user_secret()
             )
         except BrokerUnavailable:
-            return  # no name server, no names
+            return removed  # no name server, no names
+        prefixes = (
+            [f"{settings.namespace}."]
+            if service is None
+            else [f"{settings.namespace}.{NAMES[role]}" for role in SERVICE_ROLES[service]]
+        )
+        names = 0
         try:
-            ns.remove(prefix=f"{settings.namespace}.")
+            for prefix in prefixes:
+                names += ns.remove(prefix=prefix)
         except Pyro4.errors.CommunicationError:
             pass  # it went away meanwhile, and its names with it
         except Pyro4.errors.NamingError as error:  # another user's name server
             log.warning("could not remove the names of %s: %s", settings.namespace, error)
         finally:
             ns._pyroRelease()
+        return [*removed, f"{names} Pyro4 names"] if names else removed
 
     def _support_processes(self, settings: Settings) -> list[ProcessSpec]:
         """A name server, when none answers."""

@@ -139,21 +139,39 @@ class RabbitMqBackend(Backend):
             close_quietly(connection)
         return counts
 
-    def cleanup(self, settings: Settings) -> None:
-        """Delete the queues and exchanges of ``settings.namespace``, by name, and the Redis
-        keys of its n-node form (when Redis answers), and nothing else."""
-        delete_shared_state(settings)
+    def cleanup(self, settings: Settings, service: str | None = None) -> list[str]:
+        """Delete the queues and exchanges of ``settings.namespace`` (or of ``service``),
+        by name, and the Redis keys of its n-node form (when Redis answers), and nothing
+        else."""
+        removed = delete_shared_state(settings, service)
         names = Names(settings.namespace)
+        queues, exchanges = names.queues(service), names.exchanges(service)
         connection = connect(settings, "cleanup")
+        found: list[str] = []
         try:
             with link_errors_as_unavailable(settings):
                 channel = connection.channel()
-                for queue in names.queues():
-                    channel.queue_delete(queue)
-                for exchange in names.exchanges():
-                    channel.exchange_delete(exchange)
+                for kind, objects in (("queue", queues), ("exchange", exchanges)):
+                    for name in objects:
+                        # Deleting is idempotent; a passive declare first says whether
+                        # there was something to delete (the broker closes the channel
+                        # when there was not).
+                        try:
+                            if kind == "queue":
+                                channel.queue_declare(name, passive=True)
+                            else:
+                                channel.exchange_declare(name, passive=True)
+                        except pika.exceptions.ChannelClosedByBroker:
+                            channel = connection.channel()
+                            continue
+                        if kind == "queue":
+                            channel.queue_delete(name)
+                        else:
+                            channel.exchange_delete(name)
+                        found.append(name)
         finally:
             close_quietly(connection)
+        return [*removed, *(f"RabbitMQ {name}" for name in found)]
 
 
 BACKEND = RabbitMqBackend()

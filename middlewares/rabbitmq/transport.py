@@ -22,6 +22,7 @@ from pika.adapters.blocking_connection import BlockingChannel
 from pika.adapters.utils.connection_workflow import AMQPConnectorException
 
 from middlewares.contract import BrokerUnavailable, ServiceError
+from middlewares.hints import start_hint
 from middlewares.rabbitmq.writes import coalesce_writes
 from middlewares.settings import Settings
 
@@ -45,10 +46,6 @@ RPC_PREFETCH = 32
 #: bounds a long run of deliveries. Half a prefetch window, so the broker can refill
 #: the other half while the consumer works (measured: docs/PROTOCOL.md, RabbitMQ).
 ACK_BATCH = 16
-
-START_HINT = (
-    "start it with `python -m middlewares brokers up` or `docker compose up -d rabbitmq`"
-)
 
 #: What pika hands a consumer callback ``(channel, method, properties, body)``, named
 #: once: the channel, a delivery (or a returned message) and the message's properties.
@@ -115,14 +112,20 @@ class Names:
         """The dead-letter queue of ``queue``: messages returned ``delivery_limit`` times."""
         return f"{queue}.dead"
 
-    def queues(self) -> list[str]:
-        """Every queue of the namespace."""
+    def queues(self, service: str | None = None) -> list[str]:
+        """Every queue of the namespace, or of ``service``."""
         aside = [name for q in self.consumed() for name in (self.retry(q), self.dead(q))]
-        return [*self.consumed(), self.filter_results, *aside]
+        return self._of(service, [*self.consumed(), self.filter_results, *aside])
 
-    def exchanges(self) -> list[str]:
-        """Every exchange of the namespace."""
-        return [self.broadcast, self.filter_stats]
+    def exchanges(self, service: str | None = None) -> list[str]:
+        """Every exchange of the namespace, or of ``service``."""
+        return self._of(service, [self.broadcast, self.filter_stats])
+
+    def _of(self, service: str | None, names: list[str]) -> list[str]:
+        if service is None:
+            return names
+        group = {"insult": "insults"}.get(service, service)
+        return [name for name in names if name.startswith(f"{self.namespace}.{group}.")]
 
 
 def masked_url(url: str) -> str:
@@ -137,8 +140,9 @@ def _hint(error: Exception) -> str:
     if isinstance(error, pika.exceptions.ProbableAccessDeniedError):
         return "the broker refused access to the virtual host; check the vhost in AMQP_URL"
     if isinstance(error, AMQPConnectorException):
-        return f"something accepts connections there but does not speak AMQP; {START_HINT}"
-    return START_HINT
+        hint = start_hint("rabbitmq")
+        return f"something accepts connections there but does not speak AMQP; {hint}"
+    return start_hint("rabbitmq")
 
 
 def connect(settings: Settings, role: str) -> pika.BlockingConnection:
@@ -192,7 +196,7 @@ def _pika_silenced() -> Iterator[None]:
 
 def broken_link(settings: Settings, error: Exception) -> BrokerUnavailable:
     """The error a client raises when its connection broke in the middle of a call."""
-    hint = f"the connection broke ({type(error).__name__}); {START_HINT}"
+    hint = f"the connection broke ({type(error).__name__}); {start_hint('rabbitmq')}"
     return BrokerUnavailable(masked_url(settings.amqp_url), hint)
 
 

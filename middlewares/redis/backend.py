@@ -142,21 +142,24 @@ class RedisBackend(Backend):
         finally:
             client.close()
 
-    def cleanup(self, settings: Settings) -> None:
-        """Delete every ``<ns>:*`` key, found with SCAN; other keys are never touched."""
+    def cleanup(self, settings: Settings, service: str | None = None) -> list[str]:
+        """Delete every ``<ns>:*`` key (or every key of ``service``), found with SCAN;
+        other keys are never touched."""
         client = connect(settings)
+        removed = 0
         try:
-            pattern = re.sub(r"([*?\[\]\\])", r"\\\1", settings.namespace) + ":*"
-            batch: list[bytes] = []
-            for key in client.scan_iter(match=pattern, count=1000):
-                batch.append(key)
-                if len(batch) >= _CLEANUP_BATCH:
-                    client.unlink(*batch)
-                    batch.clear()
-            if batch:
-                client.unlink(*batch)
+            for pattern in Keys(settings.namespace).patterns(service):
+                batch: list[bytes] = []
+                for key in client.scan_iter(match=pattern, count=1000):
+                    batch.append(key)
+                    if len(batch) >= _CLEANUP_BATCH:
+                        removed += client.unlink(*batch)
+                        batch.clear()
+                if batch:
+                    removed += client.unlink(*batch)
         finally:
             client.close()
+        return [f"{removed} Redis keys"] if removed else []
 
 
 BACKEND = RedisBackend()
