@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from results.files import ResultsFileError, csv_path, default_out
-from results.report import build_report, print_summary
+from results.report import build_report, print_headline, print_summary
 
 #: Each profile as the options it passes to ``python -m stress`` and ``python -m speedup``.
 PROFILES = {
@@ -171,7 +171,8 @@ def run_all(
         if code in (2, 130, -signal.SIGINT):  # bad setup or Ctrl-C: stop here
             return 130 if code == -signal.SIGINT else code
         status = max(status, code)
-    print_summary(out)
+    # Each study printed its own table already: only the report's opening here.
+    print_headline(out)
     print(f"\nreport: {build_report(out)}")
     return status
 
