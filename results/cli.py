@@ -10,6 +10,8 @@
   repeats; about 100 minutes on 2 cores) and by default writes into ``results/``.
 - ``python -m results report [DIR]`` redraws the figures and ``REPORT.md`` of ``DIR``
   from its CSV and JSON files, and prints the summary tables; nothing is measured.
+- ``python -m results compare RUN_A RUN_B`` prints how each stress row of RUN_B differs
+  from RUN_A (see :mod:`results.compare`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from results.compare import DEFAULT_NOISE_PCT, run_compare
 from results.files import ResultsFileError, csv_path, default_out
 from results.report import build_report, print_headline, print_summary
 
@@ -109,6 +112,24 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="?",
         default=Path("results"),
         help="directory holding stress.csv/json and/or speedup.csv/json (default: results)",
+    )
+    compare = commands.add_parser(
+        "compare",
+        help="compare two runs row by row: ops/s, p99 and CPU per operation",
+        description="Match the stress rows of two result directories and print, per row, "
+        "the change in ops/s, p99 and CPU per operation from RUN_A to RUN_B, with a "
+        "verdict on the throughput: better, worse or within noise. The noise band is the "
+        "larger spread of the two runs' repeats, or "
+        f"{DEFAULT_NOISE_PCT:g}% when either has one repeat.",
+    )
+    compare.add_argument("run_a", type=Path, metavar="RUN_A", help="the reference run's directory")
+    compare.add_argument("run_b", type=Path, metavar="RUN_B", help="the run to judge against it")
+    compare.add_argument(
+        "--fail-on-regression",
+        type=float,
+        metavar="PCT",
+        help="exit 1 if some row's throughput fell by more than PCT percent and beyond "
+        "the noise (default: always exit 0 once both runs were read)",
     )
     return parser
 
@@ -200,4 +221,6 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     if args.command == "all":
         sys.exit(run_all(args.profile, args.out, args.middleware, args.repeat, args.duration))
+    if args.command == "compare":
+        sys.exit(run_compare(args.run_a, args.run_b, args.fail_on_regression))
     sys.exit(redraw(args.directory))
