@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 
 from results.files import read_document
-from results.speedup_report import node_loads
+from results.node_loads import node_loads
 from results.tables import (
     summarise,
     summarise_speedup,

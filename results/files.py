@@ -38,6 +38,7 @@ RUN_KEYS = (
     "nodes",
     "work_ms",
     "work_kind",
+    "payload_words",
 )
 
 #: Columns of every run row, in order. Latencies are milliseconds, CPU is percent of one core.

@@ -188,7 +188,9 @@ def render(
 #: ``loop`` column in their speedup rows, and the study always runs closed-loop.
 SPEEDUP_KEYS = [key for key in CELL_KEYS if key not in ("loop", "nodes")]
 #: What a speedup row of an older file lacks, and what it meant then.
-SPEEDUP_DEFAULTS = {"tasks": 0, "node_cpu": 0.0, "coordinator_cpu": 0.0, "cap_method": "none"}
+SPEEDUP_DEFAULTS = {
+    "tasks": 0, "node_cpu": 0.0, "coordinator_cpu": 0.0, "cap_method": "none", "payload_words": 0,
+}  # fmt: skip
 
 
 def complete_speedup_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

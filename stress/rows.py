@@ -53,6 +53,7 @@ def summarise_run(
         "repeat": plan.repeat,
         "work_ms": settings.work_ms,
         "work_kind": settings.work_kind,
+        "payload_words": plan.workload.payload_words,
         "tasks": plan.workload.tasks,
         "duration_s": round(window, 6),
         "warmup_s": plan.warmup,
