@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
 from middlewares.registry import MIDDLEWARES
 from results.axes import legend_outside, save
@@ -84,7 +85,7 @@ def guarantee_cost(summary: pd.DataFrame, directory: Path) -> Path | None:
             for axes, column in ((left, "throughput_ops_s"), (right, "cpu_us_per_op_total")):
                 values = [float(mine.loc[m, column]) if m in mine.index else 0.0 for m in names]
                 axes.bar(positions, values, width=width, color=colours, hatch=hatch,
-                         edgecolor="black", linewidth=0.5, label=guarantee)  # fmt: skip
+                         edgecolor="black", linewidth=0.5)  # fmt: skip
         clients = int(rows["clients"].iloc[0])
         for axes, label in ((left, "ops/s"), (right, "CPU µs per operation")):
             axes.set_xticks(range(len(names)))
@@ -92,11 +93,11 @@ def guarantee_cost(summary: pd.DataFrame, directory: Path) -> Path | None:
             axes.set_ylabel(label)
             axes.set_title(f"{workload}, {clients} clients: {label}", fontsize=10)
             axes.grid(alpha=0.3, axis="y")
-    handles, labels = panels[0][1].get_legend_handles_labels()
-    # One entry per guarantee: the bars of a guarantee differ only by colour.
-    unique = {label: handle for handle, label in zip(handles, labels, strict=True)}
-    panels[0][1].legend(unique.values(), unique.keys(), fontsize=8, loc="upper left",
-                        bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)  # fmt: skip
+    # The bars of one guarantee differ only by colour: the legend shows the hatching.
+    keys = [Patch(facecolor="white", edgecolor="black", hatch=h, label=g)
+            for g, h in GUARANTEE_STYLES.items()]  # fmt: skip
+    panels[0][1].legend(handles=keys, fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0),
+                        borderaxespad=0.0)  # fmt: skip
     return save(figure, directory, "guarantee-cost")
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from middlewares.registry import MIDDLEWARES
 from results.axes import clients_axis, legend_outside, milliseconds_axis, save
@@ -108,7 +109,11 @@ def latency_percentiles(summary: pd.DataFrame, directory: Path) -> list[Path]:
             axes.grid(alpha=0.3, which="both")
         milliseconds_axis(panels[0][0])
         panels[0][0].set_ylabel("latency (ms, log scale)")
-        legend_outside(panels[0][-1])
+        # One legend for all panels, in black: the line style, not the colour, is the key.
+        keys = [Line2D([], [], color="black", linestyle=style, label=label)
+                for _, label, style in PERCENTILE_STYLES]  # fmt: skip
+        panels[0][-1].legend(handles=keys, fontsize=8, loc="upper left",
+                             bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)  # fmt: skip
         figure.suptitle(f"{workload}: latency percentiles (merged HDR histograms)")
         paths.append(_save(figure, directory, f"latency-{_slug(workload)}"))
     return paths
