@@ -16,7 +16,7 @@ from results.axes import FigureList
 from results.cost_report import cpu_section, guarantee_section
 from results.data import ResultsData, load
 from results.limits import LOADGEN_CPU_LIMIT_PCT
-from results.speedup_report import speedup_section
+from results.speedup_report import speedup_appendix, speedup_section
 from results.stress_report import baseline_section, ranking_section, stress_section
 from results.summary import summary_lines
 from results.tables import (
@@ -106,6 +106,8 @@ def _full_tables(data: ResultsData) -> str:
         parts.append(
             "Speedup, every point:\n\n" + render(data.speedup_summary, SPEEDUP_TABLE, True)
         )
+        cores = int(data.speedup["environment"].get("cpu_count") or 1) if data.speedup else 1
+        parts.append(speedup_appendix(data.speedup_summary, cores))
     return "\n\n".join(parts) if len(parts) > 1 else ""
 
 

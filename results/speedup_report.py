@@ -25,12 +25,14 @@ SPEEDUP_TARGETS = {2: 1.8, 3: 2.5}
 #: A speedup this far above N is called superlinear.
 SUPERLINEAR = 1.05
 #: The table in the report's body: what a variant's heading already says (cap, work,
-#: fixed work) and the process columns, which the bottleneck table shows, are left out.
+#: fixed work) and the processes' CPU, which the appendix's bottleneck table shows, are
+#: left out.
 MAIN_TABLE = [
     c
     for c in SPEEDUP_TABLE
-    if c[0] not in ("limited_by", "bottleneck_cpu_pct", "node_cpu", "work_ms", "tasks", "trusted")
-]
+    if c[0] not in ("bottleneck_cpu_pct", "node_cpu", "work_ms", "tasks", "node_cpu_mean_pct",
+                    "trusted")
+]  # fmt: skip
 
 
 def speedup_section(
@@ -138,11 +140,6 @@ def _variant(
         ),
         render(points, MAIN_TABLE, markdown=True),
         _above_ideal(points),
-        "What limited each point (CPU in % of one core; the machine in % of all its "
-        f"{cores} cores; a saturated process is at 90% or more of what it may use; "
-        "everything else is the machine's CPU spent outside this run's processes, "
-        "e.g. by other people's work on a shared machine):\n\n"
-        + _bottleneck_table(points, cores),
         _below_target(points, cores),
     ]
     if not loads.empty:
@@ -158,6 +155,24 @@ def _variant(
             )
         )
     return "\n\n".join(p for p in parts if p)
+
+
+def speedup_appendix(summary: pd.DataFrame, cores: int) -> str:
+    """``## What limited each speedup point``: per variant, the CPU of every kind of
+    process at every point, from which the body's "limited by" was read."""
+    if summary.empty:
+        return ""
+    parts = [
+        "## What limited each speedup point",
+        "CPU in % of one core; the machine in % of all its "
+        f"{cores} cores; a saturated process is at 90% or more of what it may use; "
+        "everything else is the machine's CPU spent outside this run's processes, "
+        "e.g. by other people's work on a shared machine.",
+    ]
+    for key, points in ordered_variants(summary):
+        title = plots.variant_label(*key)
+        parts.append(f"**{title[0].upper() + title[1:]}**:\n\n" + _bottleneck_table(points, cores))
+    return "\n\n".join(parts)
 
 
 def _above_ideal(points: pd.DataFrame) -> str:
