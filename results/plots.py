@@ -259,8 +259,3 @@ def per_node_load(loads: pd.DataFrame, directory: Path) -> list[Path]:
         slug = variant_slug(node_cpu, work_ms, fixed_work)
         paths.append(_save(figure, directory, f"nodes-{service}-{slug}"))
     return paths
-
-
-def markdown_images(paths: list[Path], directory: Path, caption: str) -> str:
-    """Markdown image links to ``paths``, relative to the report's ``directory``."""
-    return "\n\n".join(f"![{caption}]({path.relative_to(directory).as_posix()})" for path in paths)
