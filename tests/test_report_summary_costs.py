@@ -174,7 +174,9 @@ def test_compare_flags_a_slowed_run_as_worse_and_fails_on_regression(tmp_path, c
              work_ms=2.0 if s == "filter" else 0.0)
          for s in services for c in (1, 2) for r in (1, 2, 3)], repeat=3,
     )  # fmt: skip
-    table, notes = compare_runs(reference, slowed)
+    tables, notes = compare_runs(reference, slowed)
+    assert set(tables) == {"stress"}
+    table = tables["stress"]
     keys = zip(table["workload"], table["clients"], strict=True)
     verdicts = dict(zip(keys, table["verdict"], strict=True))
     assert verdicts[("filter", 1)] == verdicts[("filter", 2)] == "worse"
@@ -195,4 +197,4 @@ def test_compare_of_a_directory_without_a_run_exits_2(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         results_main(["compare", str(tmp_path), str(tmp_path)])
     assert exit_info.value.code == 2
-    assert "no stress.csv" in capsys.readouterr().err
+    assert "no stress.csv or speedup.csv" in capsys.readouterr().err
