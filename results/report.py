@@ -161,6 +161,12 @@ def _commit(environment: dict[str, Any]) -> str:
 
 def _method(data: ResultsData) -> str:
     config = data.stress["config"]
+    payload = (
+        f"- Payload: every filter text and echo payload is {config['payload_words']} words "
+        "long (`--payload-words`)."
+        if config.get("payload_words")
+        else "- Payload: the built-in filter sentences of about 10 words; an echo of 64 bytes."
+    )
     loop = (
         f"an open loop at {config['rate']:g} operations/s in all, latency counted from each "
         "request's intended send time"
@@ -183,6 +189,7 @@ def _method(data: ResultsData) -> str:
         f"- InsultService mix: `{config['mix']}` (adds cycle through 32 fixed values, so "
         f"the store stays bounded). Filter: submit-and-wait, and pipelined with "
         f"{config['window']} tasks in flight per client.\n"
+        f"{payload}\n"
         "- CPU is measured per process over the window (100% = one core); memory is the "
         "peak resident set."
     )
