@@ -4,11 +4,14 @@
   echo baseline on every middleware) and the speedup study (the filter on 1/2/3 nodes,
   each node held to a fraction of one core, and the secondary variant with 5 ms of
   simulated work) into one directory, then writes its figures and ``REPORT.md``.
-  ``--profile full`` gives report quality (both services, fixed work as well as timed
-  runs, three repeats; about 100 minutes on 2 cores) and by default writes into
-  ``results/``.
+  ``--profile standard`` repeats the same points three times (error bars, about 15-20
+  minutes); ``--repeat`` and ``--duration`` override any profile's. ``--profile full``
+  gives report quality (both services, fixed work as well as timed runs, three
+  repeats; about 100 minutes on 2 cores) and by default writes into ``results/``.
 - ``python -m results report [DIR]`` redraws the figures and ``REPORT.md`` of ``DIR``
   from its CSV and JSON files, and prints the summary tables; nothing is measured.
+- ``python -m results compare RUN_A RUN_B`` prints how each stress row of RUN_B differs
+  from RUN_A (see :mod:`results.compare`).
 """
 
 from __future__ import annotations
@@ -19,8 +22,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from results.compare import DEFAULT_NOISE_PCT, run_compare
 from results.files import ResultsFileError, csv_path, default_out
-from results.report import build_report, print_summary
+from results.report import build_report, print_headline, print_summary
 
 #: Each profile as the options it passes to ``python -m stress`` and ``python -m speedup``.
 PROFILES = {
@@ -31,6 +35,16 @@ PROFILES = {
             "--duration", "2", "--warmup", "0.5", "--repeat", "1",
         ],
         "calibrate": "0.5",
+    },
+    # Three repeats of the quick profile's points, a little longer: error bars in about
+    # 15-20 minutes on 2 cores.
+    "standard": {
+        "stress": ["--clients", "1,4", "--duration", "4", "--warmup", "1", "--repeat", "3"],
+        "speedup": [
+            "--service", "filter", "--nodes", "1,2,3", "--node-cpu", "auto", "--work-ms", "0,5",
+            "--duration", "3", "--warmup", "0.5", "--repeat", "3",
+        ],
+        "calibrate": "1",
     },
     "full": {
         "stress": ["--clients", "1,2,4,8", "--duration", "10", "--warmup", "2", "--repeat", "3"],
@@ -62,8 +76,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--profile",
         choices=sorted(PROFILES),
         default="quick",
-        help="quick: about 5 minutes on 2 cores; full: report quality, about 100 minutes "
+        help="quick: one repeat, about 5 minutes on 2 cores; standard: three repeats with "
+        "error bars, about 15-20 minutes; full: report quality, about 100 minutes "
         "(default: quick)",
+    )
+    everything.add_argument(
+        "--repeat",
+        type=_positive_int,
+        help="repetitions of every run in both studies, instead of the profile's",
+    )
+    everything.add_argument(
+        "--duration",
+        type=_positive_float,
+        metavar="SECONDS",
+        help="seconds measured per run in both studies, instead of the profile's",
     )
     everything.add_argument(
         "--out",
@@ -87,30 +113,87 @@ def build_parser() -> argparse.ArgumentParser:
         default=Path("results"),
         help="directory holding stress.csv/json and/or speedup.csv/json (default: results)",
     )
+    compare = commands.add_parser(
+        "compare",
+        help="compare two runs row by row: ops/s, p99 and CPU per operation",
+        description="Match the stress rows of two result directories and print, per row, "
+        "the change in ops/s, p99 and CPU per operation from RUN_A to RUN_B, with a "
+        "verdict on the throughput: better, worse or within noise. The noise band is the "
+        "larger spread of the two runs' repeats, or "
+        f"{DEFAULT_NOISE_PCT:g}% when either has one repeat.",
+    )
+    compare.add_argument("run_a", type=Path, metavar="RUN_A", help="the reference run's directory")
+    compare.add_argument("run_b", type=Path, metavar="RUN_B", help="the run to judge against it")
+    compare.add_argument(
+        "--fail-on-regression",
+        type=float,
+        metavar="PCT",
+        help="exit 1 if some row's throughput fell by more than PCT percent and beyond "
+        "the noise (default: always exit 0 once both runs were read)",
+    )
     return parser
 
 
-def run_all(profile: str, out: Path, middleware: str) -> int:
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} must be greater than 0")
+    return value
+
+
+def study_arguments(
+    profile: str, repeat: int | None = None, duration: float | None = None
+) -> dict[str, list[str]]:
+    """The options of each study in ``profile``, with ``repeat`` and ``duration`` put in
+    place of the profile's own when given."""
+    options = PROFILES[profile]
+    overrides = {"--repeat": repeat, "--duration": duration}
+    studies = {}
+    for study in ("stress", "speedup"):
+        argv = list(options[study])
+        for flag, value in overrides.items():
+            if value is not None:
+                argv[argv.index(flag) + 1] = f"{value:g}"
+        studies[study] = argv
+    return studies
+
+
+def run_all(
+    profile: str,
+    out: Path,
+    middleware: str,
+    repeat: int | None = None,
+    duration: float | None = None,
+) -> int:
     """Run both studies of ``profile`` into ``out`` and write the report; exit status.
 
     Each study runs as its own ``python -m`` process, as a user would run it: this
     package only reads and draws results, and never imports the measuring code.
     """
     options = PROFILES[profile]
+    argv_of = study_arguments(profile, repeat, duration)
     out = out or (Path("results") if profile == "full" else default_out("all"))
     common = ["--middleware", middleware, "--out", str(out), "--no-report"]
     status = 0
     studies = (
         ("stress", ["--service", "all", "--baseline", "--calibrate", options["calibrate"]]
-         + options["stress"]),
-        ("speedup", ["--calibrate", "0"] + options["speedup"]),
+         + argv_of["stress"]),
+        ("speedup", ["--calibrate", "0"] + argv_of["speedup"]),
     )  # fmt: skip
     for study, argv in studies:
         code = subprocess.run([sys.executable, "-m", study, *argv, *common], check=False).returncode
         if code in (2, 130, -signal.SIGINT):  # bad setup or Ctrl-C: stop here
             return 130 if code == -signal.SIGINT else code
         status = max(status, code)
-    print_summary(out)
+    # Each study printed its own table already: only the report's opening here.
+    print_headline(out)
     print(f"\nreport: {build_report(out)}")
     return status
 
@@ -137,5 +220,7 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of ``python -m results``."""
     args = build_parser().parse_args(argv)
     if args.command == "all":
-        sys.exit(run_all(args.profile, args.out, args.middleware))
+        sys.exit(run_all(args.profile, args.out, args.middleware, args.repeat, args.duration))
+    if args.command == "compare":
+        sys.exit(run_compare(args.run_a, args.run_b, args.fail_on_regression))
     sys.exit(redraw(args.directory))

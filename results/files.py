@@ -39,6 +39,7 @@ RUN_KEYS = (
     "work_ms",
     "work_kind",
     "guarantee",
+    "payload_words",
 )
 
 #: Columns of every run row, in order. Latencies are milliseconds, CPU is percent of one

@@ -13,8 +13,10 @@ from typing import Any
 
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from middlewares.registry import MIDDLEWARES
+from results.axes import clients_axis, legend_outside, milliseconds_axis, save
 from results.profiles import profile
 
 PERCENTILE_STYLES = [
@@ -26,11 +28,7 @@ PERCENTILE_STYLES = [
 
 
 def _save(figure: Figure, directory: Path, name: str) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    figure.tight_layout()
-    for suffix in ("png", "svg"):
-        figure.savefig(directory / f"{name}.{suffix}", dpi=120)
-    return directory / f"{name}.png"
+    return save(figure, directory, name)
 
 
 def _ordered(names: Any) -> list[str]:
@@ -44,26 +42,26 @@ def _slug(label: str) -> str:
 
 def throughput_vs_clients(summary: pd.DataFrame, directory: Path) -> list[Path]:
     """Per workload: throughput against clients, one line per middleware, with the
-    middleware's echo baseline dashed in the same colour."""
+    middleware's echo baseline dashed in the same colour; error bars (one standard
+    deviation) only when there was more than one repeat."""
     paths = []
     echo = summary[summary["service"] == "echo"]
     for workload in summary["workload"].unique():
         if workload == "echo" and summary["workload"].nunique() > 1:
             continue
         data = summary[summary["workload"] == workload]
-        figure = Figure(figsize=(7, 4.5))
+        figure = Figure(figsize=(7.5, 4.2))
         axes = figure.subplots()
         for middleware in _ordered(data["middleware"]):
             line = data[data["middleware"] == middleware].sort_values("clients")
-            axes.errorbar(
-                line["clients"],
-                line["throughput_ops_s"],
-                yerr=line["throughput_std"],
-                marker="o",
-                capsize=3,
-                color=profile(middleware).colour,
-                label=middleware,
-            )
+            style = {"marker": "o", "color": profile(middleware).colour, "label": middleware}
+            if line["repeats"].max() > 1:
+                axes.errorbar(
+                    line["clients"], line["throughput_ops_s"], yerr=line["throughput_std"],
+                    capsize=3, **style,
+                )  # fmt: skip
+            else:
+                axes.plot(line["clients"], line["throughput_ops_s"], **style)
             base = echo[echo["middleware"] == middleware].sort_values("clients")
             if workload != "echo" and not base.empty:
                 axes.plot(
@@ -74,13 +72,13 @@ def throughput_vs_clients(summary: pd.DataFrame, directory: Path) -> list[Path]:
                     color=profile(middleware).colour,
                     label=f"{middleware} echo baseline",
                 )
-        axes.set_xlabel("client processes (closed loop)")
-        axes.set_ylabel("completed operations per second (confirmed by the service)")
+        axes.set_xlabel("client processes (closed loop, log₂ scale)")
+        axes.set_ylabel("confirmed operations per second")
         axes.set_title(f"{workload}: throughput against clients")
-        axes.set_xticks(sorted(data["clients"].unique()))
+        clients_axis(axes, data["clients"])
         axes.set_ylim(bottom=0)
         axes.grid(alpha=0.3)
-        axes.legend(fontsize=8)
+        legend_outside(axes)
         paths.append(_save(figure, directory, f"throughput-{_slug(workload)}"))
     return paths
 
@@ -105,13 +103,17 @@ def latency_percentiles(summary: pd.DataFrame, directory: Path) -> list[Path]:
                     color=profile(middleware).colour,
                     label=label,
                 )
-            axes.set_yscale("log")
             axes.set_title(middleware)
             axes.set_xlabel("client processes")
-            axes.set_xticks(sorted(line["clients"].unique()))
+            clients_axis(axes, data["clients"])
             axes.grid(alpha=0.3, which="both")
+        milliseconds_axis(panels[0][0])
         panels[0][0].set_ylabel("latency (ms, log scale)")
-        panels[0][-1].legend(fontsize=8)
+        # One legend for all panels, in black: the line style, not the colour, is the key.
+        keys = [Line2D([], [], color="black", linestyle=style, label=label)
+                for _, label, style in PERCENTILE_STYLES]  # fmt: skip
+        panels[0][-1].legend(handles=keys, fontsize=8, loc="upper left",
+                             bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)  # fmt: skip
         figure.suptitle(f"{workload}: latency percentiles (merged HDR histograms)")
         paths.append(_save(figure, directory, f"latency-{_slug(workload)}"))
     return paths
@@ -153,7 +155,7 @@ def cpu_breakdown(summary: pd.DataFrame, directory: Path) -> list[Path]:
             axes.axhline(cores, color="black", linestyle="--", linewidth=1, label="machine cores")
         axes.set_ylabel("CPU (cores)")
         axes.set_title(f"{workload}: CPU at {int(top['clients'].max())} clients")
-        axes.legend(fontsize=8)
+        legend_outside(axes)
         axes.grid(alpha=0.3, axis="y")
         paths.append(_save(figure, directory, f"cpu-{_slug(workload)}"))
     return paths
@@ -219,7 +221,7 @@ def speedup_vs_nodes(speedup: pd.DataFrame, directory: Path) -> list[Path]:
         axes.set_ylim(bottom=0)
         axes.set_title(f"{service}: {variant_label(node_cpu, work_ms, fixed_work)}", fontsize=10)
         axes.grid(alpha=0.3)
-        axes.legend(fontsize=8)
+        legend_outside(axes)
         slug = variant_slug(node_cpu, work_ms, fixed_work)
         paths.append(_save(figure, directory, f"speedup-{service}-{slug}"))
     return paths
@@ -251,15 +253,9 @@ def per_node_load(loads: pd.DataFrame, directory: Path) -> list[Path]:
             f"load per node at N = {nodes}",
             fontsize=10,
         )
-        # Room above the bars for the legend, so it never hides one.
-        axes.set_ylim(0, 1.35 * max(data["share"].max(), 1 / nodes))
-        axes.legend(fontsize=8, loc="upper center", ncol=nodes + 1)
+        axes.set_ylim(0, 1.1 * max(data["share"].max(), 1 / nodes))
+        legend_outside(axes)
         axes.grid(alpha=0.3, axis="y")
         slug = variant_slug(node_cpu, work_ms, fixed_work)
         paths.append(_save(figure, directory, f"nodes-{service}-{slug}"))
     return paths
-
-
-def markdown_images(paths: list[Path], directory: Path, caption: str) -> str:
-    """Markdown image links to ``paths``, relative to the report's ``directory``."""
-    return "\n\n".join(f"![{caption}]({path.relative_to(directory).as_posix()})" for path in paths)

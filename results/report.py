@@ -12,10 +12,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from results.axes import FigureList
+from results.cost_report import cpu_section, guarantee_section
 from results.data import ResultsData, load
 from results.limits import LOADGEN_CPU_LIMIT_PCT
-from results.speedup_report import speedup_section
+from results.speedup_report import speedup_appendix, speedup_section
 from results.stress_report import baseline_section, ranking_section, stress_section
+from results.summary import summary_lines
 from results.tables import (
     SPEEDUP_TABLE,
     STRESS_TABLE,
@@ -24,39 +27,88 @@ from results.tables import (
 
 SPREAD_TARGET_PCT = 10.0
 
+#: The stress table as the console prints it: one table for all workloads.
+CONSOLE_TABLE = [
+    ("middleware", "middleware", 0),
+    ("workload", "workload", 0),
+    ("clients", "clients", 0),
+    ("throughput_ops_s", "ops/s", 0),
+    ("spread_pct", "spread %", 1),
+    ("vs_echo_pct", "% of echo", 0),
+    ("p50_ms", "p50 ms", 2),
+    ("p99_ms", "p99 ms", 2),
+    ("cpu_us_per_op_total", "CPU µs/op", 0),
+    ("errors", "errors", 0),
+    ("flags", "flags", 0),
+]
+#: The speedup table as the console prints it.
+CONSOLE_SPEEDUP = [c for c in SPEEDUP_TABLE if c[0] not in ("bottleneck_cpu_pct", "trusted")]
+
 
 def print_summary(directory: Path, studies: tuple[str, ...] = ("stress", "speedup")) -> None:
     """Print the summary tables of ``studies`` found in ``directory``."""
     data = load(directory)
     if "stress" in studies and not data.stress_summary.empty:
         print("\nstress (throughput = mean of repeats; latency from merged histograms)")
-        print(render(data.stress_summary, STRESS_TABLE))
+        print(render(data.stress_summary, CONSOLE_TABLE))
     if "speedup" in studies and not data.speedup_summary.empty:
         print("\nspeedup S(N) = X(N) / X(1), paired by repeat")
-        print(render(data.speedup_summary, SPEEDUP_TABLE))
+        print(render(data.speedup_summary, CONSOLE_SPEEDUP))
+
+
+def print_headline(directory: Path) -> None:
+    """Print the report's opening summary (no tables: each study printed its own)."""
+    print("\nsummary")
+    for line in summary_lines(load(directory)):
+        print(line.replace("**", ""))
 
 
 def build_report(directory: Path) -> Path:
-    """Draw every figure and write ``REPORT.md`` in ``directory``; returns its path."""
+    """Draw every figure and write ``REPORT.md`` in ``directory``; returns its path.
+
+    The report opens with its answer (:mod:`results.summary`), then the numbered
+    figures with their short tables; the method, the machine and the full tables are
+    in the appendix.
+    """
     data = load(directory)
-    figures = directory / "figures"
-    sections = [_header(data), _machine(data)]
+    figures = FigureList(directory)
+    sections = [_header(data)]
     if not data.stress_summary.empty:
         sections += [
-            _method(data),
-            _calibration(data),
             stress_section(data, figures),
             baseline_section(data),
+            cpu_section(data.stress_summary, figures),
+            guarantee_section(data.stress_guarantees, figures),
             ranking_section(data),
         ]
     if data.speedup and not data.speedup_summary.empty:
         sections.append(
-            speedup_section(data.speedup, data.speedup_summary, data.node_loads, directory)
+            speedup_section(data.speedup, data.speedup_summary, data.node_loads, figures)
         )
-    sections.append(_trust(data))
+    sections += [_trust(data), "# Appendix", _machine(data)]
+    if not data.stress_summary.empty:
+        sections += [_method(data), _calibration(data)]
+    sections.append(_full_tables(data))
     report = directory / "REPORT.md"
     report.write_text("\n\n".join(s for s in sections if s).rstrip() + "\n", encoding="utf-8")
     return report
+
+
+def _full_tables(data: ResultsData) -> str:
+    parts = ["## Full tables"]
+    if not data.stress_guarantees.empty:
+        parts.append(
+            "Stress, every configuration (throughput: mean of the repeats; latency: "
+            "merged histograms; CPU in % of one core):\n\n"
+            + render(data.stress_guarantees, STRESS_TABLE, markdown=True)
+        )
+    if not data.speedup_summary.empty:
+        parts.append(
+            "Speedup, every point:\n\n" + render(data.speedup_summary, SPEEDUP_TABLE, True)
+        )
+        cores = int(data.speedup["environment"].get("cpu_count") or 1) if data.speedup else 1
+        parts.append(speedup_appendix(data.speedup_summary, cores))
+    return "\n\n".join(parts) if len(parts) > 1 else ""
 
 
 def _header(data: ResultsData) -> str:
@@ -64,7 +116,9 @@ def _header(data: ResultsData) -> str:
     files = ", ".join(f"`{s}.csv`, `{s}.json`" for s in studies) or "no study files"
     commands = [f"`{' '.join(d['command'])}`" for d in (data.stress, data.speedup) if d]
     return (
-        "# insultbench results\n\n"
+        "# insultbench results\n\n## Summary\n\n"
+        + "\n".join(summary_lines(data))
+        + "\n\n"
         f"Generated by `python -m results report {data.directory}` on "
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC from {files}; rerun it rather than "
         "editing this file. Produced by " + (" and ".join(commands) or "nothing yet") + "."
@@ -107,6 +161,12 @@ def _commit(environment: dict[str, Any]) -> str:
 
 def _method(data: ResultsData) -> str:
     config = data.stress["config"]
+    payload = (
+        f"- Payload: every filter text and echo payload is {config['payload_words']} words "
+        "long (`--payload-words`)."
+        if config.get("payload_words")
+        else "- Payload: the built-in filter sentences of about 10 words; an echo of 64 bytes."
+    )
     loop = (
         f"an open loop at {config['rate']:g} operations/s in all, latency counted from each "
         "request's intended send time"
@@ -129,6 +189,7 @@ def _method(data: ResultsData) -> str:
         f"- InsultService mix: `{config['mix']}` (adds cycle through 32 fixed values, so "
         f"the store stays bounded). Filter: submit-and-wait, and pipelined with "
         f"{config['window']} tasks in flight per client.\n"
+        f"{payload}\n"
         "- CPU is measured per process over the window (100% = one core); memory is the "
         "peak resident set."
     )

@@ -10,94 +10,41 @@ limits it, with the CPU that one operation costs in every kind of process.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from middlewares.registry import MIDDLEWARES
 from results import plots
+from results.axes import FigureList
 from results.bottleneck import SATURATED
-from results.plots import markdown_images
 from results.tables import SPEEDUP_TABLE, render
 
 #: The targets of the speedup study: S(N) at least this much, by N.
 SPEEDUP_TARGETS = {2: 1.8, 3: 2.5}
 #: A speedup this far above N is called superlinear.
 SUPERLINEAR = 1.05
-#: The printed table without the process columns, which the bottleneck table shows.
-MAIN_TABLE = [c for c in SPEEDUP_TABLE if c[0] not in ("limited_by", "bottleneck_cpu_pct")]
-
-
-def node_loads(runs: list[dict[str, Any]]) -> pd.DataFrame:
-    """Each node's share of the work in the runs with the most nodes, per variant.
-
-    A node's share is its share of the requests served, from the per-node counters the
-    n-node form publishes. When a run could not read them it is its share of the
-    CPU seconds of the node processes, recognised as the role (``python -m`` module)
-    that runs exactly N times in an N-node deployment.
-    """
-    records = []
-    for run in runs:
-        row = run["row"]
-        if row["nodes"] < 2:
-            continue
-        shares = _counter_shares(run) or _cpu_shares(run)
-        if shares is None:
-            continue
-        measure, values = shares
-        total = sum(values)
-        for number, value in enumerate(values, 1):
-            records.append(
-                {
-                    "middleware": row["middleware"],
-                    "service": row["service"],
-                    "work_ms": row["work_ms"],
-                    "node_cpu": row.get("node_cpu", 0.0),
-                    "fixed_work": bool(row.get("tasks")),
-                    "nodes": row["nodes"],
-                    "repeat": row["repeat"],
-                    "node": number,
-                    "share": value / total if total else math.nan,
-                    "measure": measure,
-                }
-            )
-    frame = pd.DataFrame(records)
-    if frame.empty:
-        return frame
-    keys = ["middleware", "service", *plots.VARIANT_KEYS]
-    widest = frame.groupby(keys)["nodes"].transform("max")
-    return frame[frame["nodes"] == widest]
-
-
-def _counter_shares(run: dict[str, Any]) -> tuple[str, list[float]] | None:
-    counters = run["detail"].get("node_counters") or {}
-    if len(counters) != run["row"]["nodes"]:
-        return None
-    return "requests served (node counters)", [counters[node] for node in sorted(counters)]
-
-
-def _cpu_shares(run: dict[str, Any]) -> tuple[str, list[float]] | None:
-    by_role: dict[str, list[dict[str, Any]]] = {}
-    for process in run["detail"].get("processes", {}).get("service", []):
-        by_role.setdefault(process["role"], []).append(process)
-    nodes = [group for group in by_role.values() if len(group) == run["row"]["nodes"]]
-    if not nodes:
-        return None
-    chosen = sorted(nodes[0], key=lambda p: p["pid"])
-    return "node processes' CPU time", [p["cpu_s"] for p in chosen]
+#: The table in the report's body: what a variant's heading already says (cap, work,
+#: fixed work) and the processes' CPU, which the appendix's bottleneck table shows, are
+#: left out.
+MAIN_TABLE = [
+    c
+    for c in SPEEDUP_TABLE
+    if c[0] not in ("bottleneck_cpu_pct", "node_cpu", "work_ms", "tasks", "node_cpu_mean_pct",
+                    "trusted")
+]  # fmt: skip
 
 
 def speedup_section(
-    document: dict[str, Any], summary: pd.DataFrame, loads: pd.DataFrame, directory: Path
+    document: dict[str, Any], summary: pd.DataFrame, loads: pd.DataFrame, figures: FigureList
 ) -> str:
-    """The ``## Speedup`` section, drawing its figures under ``directory/figures``."""
+    """The ``## Speedup`` section, drawing its figures under ``<report dir>/figures``."""
     cores = int(document["environment"].get("cpu_count") or 1)
     parts = ["## Speedup with 1, 2 and 3 nodes", _intro(document)]
-    variants = _ordered_variants(summary)
+    variants = ordered_variants(summary)
     for number, (key, points) in enumerate(variants):
         part_loads = _matching(loads, key) if not loads.empty else loads
-        parts.append(_variant(key, points, part_loads, directory, cores, headline=number == 0))
+        parts.append(_variant(key, points, part_loads, figures, cores, headline=number == 0))
     if variants:
         parts.append(_limits(variants[0][1], cores))
     return "\n\n".join(p for p in parts if p)
@@ -137,9 +84,9 @@ def _intro(document: dict[str, Any]) -> str:
 Variant = tuple[float, float, bool]
 
 
-def _ordered_variants(summary: pd.DataFrame) -> list[tuple[Variant, pd.DataFrame]]:
-    """The variants: capped with no work first (timed, then fixed work), then uncapped
-    with no work, then simulated work."""
+def ordered_variants(summary: pd.DataFrame) -> list[tuple[Variant, pd.DataFrame]]:
+    """The study's variants, the headline first: capped with no work (timed, then fixed
+    work), then uncapped with no work, then simulated work."""
     groups = [
         ((float(k[0]), float(k[1]), bool(k[2])), g)
         for k, g in summary.groupby(plots.VARIANT_KEYS)
@@ -165,7 +112,7 @@ def _variant(
     key: Variant,
     points: pd.DataFrame,
     loads: pd.DataFrame,
-    directory: Path,
+    figures: FigureList,
     cores: int,
     headline: bool,
 ) -> str:
@@ -174,25 +121,97 @@ def _variant(
     title = title[0].upper() + title[1:]
     if headline and node_cpu and not work_ms:
         title += " (the headline)"
-    figures = directory / "figures"
+    drawn = figures.directory / "figures"
+    bars = (
+        " Error bars: the range of the repeats."
+        if points["repeats"].max() > 1
+        else " One repeat: no error bars."
+    )
     parts = [
         f"### {title}",
-        markdown_images(plots.speedup_vs_nodes(points, figures), directory, "speedup"),
+        *(
+            figures.add(
+                path,
+                f"{path.stem.split('-')[1]}: speedup S(N) per middleware against the ideal "
+                "S(N) = N (dashed). Look at where each line leaves the ideal: from there a "
+                "shared process or the machine, named in the table below, limits it." + bars,
+            )
+            for path in plots.speedup_vs_nodes(points, drawn)
+        ),
         render(points, MAIN_TABLE, markdown=True),
-        "What limited each point (CPU in % of one core; the machine in % of all its "
-        f"{cores} cores; a saturated process is at 90% or more of what it may use; "
-        "everything else is the machine's CPU spent outside this run's processes, "
-        "e.g. by other people's work on a shared machine):\n\n"
-        + _bottleneck_table(points, cores),
+        _above_ideal(points),
         _below_target(points, cores),
     ]
     if not loads.empty:
         parts.append(
-            "Share of the work done by each node at the largest N (its share of the "
-            "requests served, from the per-node counters, warm-up included):\n\n"
-            + markdown_images(plots.per_node_load(loads, figures), directory, "per-node load")
+            "\n\n".join(
+                figures.add(
+                    path,
+                    "Share of the work done by each node at the largest N (of the requests "
+                    "served, from the per-node counters, warm-up included). Bars at the "
+                    "dashed line mean an even spread; a short bar is a node that idled.",
+                )
+                for path in plots.per_node_load(loads, drawn)
+            )
         )
     return "\n\n".join(p for p in parts if p)
+
+
+def speedup_appendix(summary: pd.DataFrame, cores: int) -> str:
+    """``## What limited each speedup point``: per variant, the CPU of every kind of
+    process at every point, from which the body's "limited by" was read."""
+    if summary.empty:
+        return ""
+    parts = [
+        "## What limited each speedup point",
+        "CPU in % of one core; the machine in % of all its "
+        f"{cores} cores; a saturated process is at 90% or more of what it may use; "
+        "everything else is the machine's CPU spent outside this run's processes, "
+        "e.g. by other people's work on a shared machine.",
+    ]
+    for key, points in ordered_variants(summary):
+        title = plots.variant_label(*key)
+        parts.append(f"**{title[0].upper() + title[1:]}**:\n\n" + _bottleneck_table(points, cores))
+    return "\n\n".join(parts)
+
+
+def _above_ideal(points: pd.DataFrame) -> str:
+    """Why a point lies above S(N) = N, for every point that does."""
+    above = points[points["speedup_mean"] > SUPERLINEAR * points["nodes"]]
+    if above.empty:
+        return ""
+    cases = []
+    for _, row in above.iterrows():
+        base = points[
+            (points["middleware"] == row["middleware"])
+            & (points["service"] == row["service"])
+            & (points["nodes"] == 1)
+        ]
+        before = per_operation_us(base.iloc[0]).get("the nodes", 0.0) if not base.empty else 0.0
+        after = per_operation_us(row).get("the nodes", 0.0)
+        cost = (
+            f", a node spending {after:,.0f} µs of CPU per operation against {before:,.0f} "
+            "at N = 1"
+            if before and after
+            else ""
+        )
+        spread = (
+            f", S ranging {row['speedup_min']:.2f}-{row['speedup_max']:.2f} over the repeats"
+            if row["repeats"] > 1
+            else ""
+        )
+        cases.append(
+            f"{row['middleware']} {row['service']} S({int(row['nodes'])}) = "
+            f"{row['speedup_mean']:.2f}{cost}{spread}"
+        )
+    return (
+        "Above the ideal line: " + "; ".join(cases) + ". More nodes cannot add more than "
+        "their capacity, so S(N) > N means the single node was less efficient than each of "
+        "several: one node serves every client connection and every queued task, and pays "
+        "more CPU per operation for it (polling, context switches, larger batches to "
+        "sort through), or the 1-node run of that repeat got a smaller share of the shared "
+        "machine. It is not a gain of the architecture."
+    )
 
 
 def _short(process: Any) -> str:

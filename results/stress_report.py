@@ -6,21 +6,18 @@ ranking of the middlewares.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from middlewares.registry import MIDDLEWARES
 from results import plots
+from results.axes import FigureList
 from results.data import ResultsData
 from results.limits import SATURATED
-from results.plots import markdown_images
 from results.profiles import profile
-from results.tables import (
-    STRESS_TABLE,
-    render,
-)
+from results.speedup_report import everything_else_pct
+from results.tables import STRESS_BRIEF, render
 
 #: Targets of the issue, checked on every report.
 BASELINE_TARGET_PCT = 70.0
@@ -29,30 +26,55 @@ BASELINE_TARGET_PCT = 70.0
 SATURATED_PCT = 100 * SATURATED
 
 
-def stress_section(data: ResultsData, figures: Path) -> str:
+def stress_section(data: ResultsData, figures: FigureList) -> str:
+    """Per workload: numbered figures of throughput, latency and CPU, and the short
+    table (the full one is in the appendix)."""
     summary = data.stress_summary
+    drawn = figures.directory / "figures"
     parts = ["## Single-node throughput and latency"]
-    throughput = {p.stem: p for p in plots.throughput_vs_clients(summary, figures)}
-    latency = {p.stem: p for p in plots.latency_percentiles(summary, figures)}
-    cpu = {p.stem: p for p in plots.cpu_breakdown(summary, figures)}
+    throughput = {p.stem: p for p in plots.throughput_vs_clients(summary, drawn)}
+    latency = {p.stem: p for p in plots.latency_percentiles(summary, drawn)}
+    cpu = {p.stem: p for p in plots.cpu_breakdown(summary, drawn)}
     for workload in summary["workload"].unique():
         slug = plots._slug(workload)
+        rows = summary[summary["workload"] == workload]
+        top = int(rows["clients"].max())
+        captions = (
+            (throughput, "throughput", f"{workload}: confirmed operations per second "
+             "against client processes, one line per middleware; dashed, the same "
+             "middleware's bare echo. Look at the gap between each line and its own echo: "
+             "it is what the service adds to the transport." + _bars_note(rows)),
+            (latency, "latency", f"{workload}: latency percentiles per middleware, in ms "
+             "on a log scale. Look at how far p99 and p99.9 rise above p50 as clients "
+             "are added: that is waiting in queues, not work."),
+            (cpu, "cpu", f"{workload}: where the CPU went at {top} clients, in cores. A "
+             "stack that reaches the dashed line used the whole machine: the machine, "
+             "not the middleware, then set the throughput."),
+        )  # fmt: skip
         images = [
-            m.get(f"{kind}-{slug}")
-            for m, kind in ((throughput, "throughput"), (latency, "latency"), (cpu, "cpu"))
+            figures.add(paths[f"{kind}-{slug}"], caption)
+            for paths, kind, caption in captions
+            if f"{kind}-{slug}" in paths
         ]
-        table = render(
-            summary[summary["workload"] == workload].sort_values(["middleware", "clients"]),
-            STRESS_TABLE,
-            markdown=True,
-        )
-        parts.append(
-            f"### {workload}\n\n"
-            + markdown_images([i for i in images if i], data.directory, workload)
-            + "\n\n"
-            + table
-        )
+        table = render(rows.sort_values(["middleware", "clients"]), _brief(rows), markdown=True)
+        parts.append(f"### {workload}\n\n" + "\n\n".join([*images, table]))
     return "\n\n".join(parts)
+
+
+def _bars_note(rows: pd.DataFrame) -> str:
+    if rows["repeats"].max() > 1:
+        return f" Error bars: one standard deviation over {rows['repeats'].max()} repeats."
+    return " One repeat: no error bars, and differences under 10% may be noise."
+
+
+def _brief(rows: pd.DataFrame) -> list[tuple[str, str, int]]:
+    """The short table's columns, with errors and flags only when some row has them."""
+    spec = list(STRESS_BRIEF)
+    if rows["errors"].sum():
+        spec.append(("errors", "errors", 0))
+    if rows["flags"].astype(bool).any():
+        spec.append(("flags", "flags", 0))
+    return spec
 
 
 def baseline_section(data: ResultsData) -> str:
@@ -95,9 +117,48 @@ def baseline_section(data: ResultsData) -> str:
         "| workload | middleware | share of echo, by clients | best vs best | "
         f"at {_clients(services['clients'].min())} | best |\n|---|---|---|---|---|---|\n"
         + "\n".join(lines)
+        + _above_echo(services, summary)
         + "\n\nWhat one operation crosses (the echo and the InsultService take the same "
         "path):\n\n| middleware | echo, InsultService | filter, submit-and-wait |\n"
         "|---|---|---|\n" + paths + "\n\n" + _path_explanation(services)
+    )
+
+
+def _above_echo(services: pd.DataFrame, summary: pd.DataFrame) -> str:
+    """Why a service may beat its own echo, for every row that does, with the other
+    work the machine did during each of the two runs."""
+    above = services[(services["vs_echo_pct"] > 100) & (services["mode"] == "sync")]
+    if above.empty:
+        return ""
+    cores = int(summary.attrs.get("cpu_count") or 1)
+    cases = []
+    for _, row in above.iterrows():
+        echo = summary[
+            (summary["service"] == "echo")
+            & (summary["middleware"] == row["middleware"])
+            & (summary["clients"] == row["clients"])
+        ].iloc[0]
+        spread = (
+            f", repeats' spread {max(row['spread_pct'], echo['spread_pct']):.0f}%"
+            if row["repeats"] > 1
+            else ""
+        )
+        cases.append(
+            f"{row['middleware']} {row['workload']} at {_clients(row['clients'])}: "
+            f"{row['vs_echo_pct']:.0f}% (other work on the machine: "
+            f"{everything_else_pct(echo, cores):.0f}% of a core during the echo run, "
+            f"{everything_else_pct(row, cores):.0f}% during this one{spread})"
+        )
+    single = (
+        " With one repeat there is no spread to judge it by." if above["repeats"].max() == 1 else ""
+    )
+    return (
+        "\n\nAbove 100%: " + "; ".join(cases) + ". A service cannot outrun its own "
+        "transport, so a share above 100% means the two runs, taken apart in time on a "
+        "shared machine, did not get the same share of its cores (compare the other work "
+        "in each), or, for the InsultService, that its operations were a little cheaper "
+        "than the echo's 64-byte round trip (`random_insult` sends no argument and gets a "
+        "short reply). Read it as \"as fast as the transport\"." + single
     )
 
 

@@ -19,25 +19,20 @@ from results.histogram import merge, summary_ms
 
 #: A configuration: everything but the repeat number.
 CONFIG_KEYS = [
-    "middleware",
-    "service",
-    "mode",
-    "window",
-    "rate",
-    "clients",
-    "nodes",
-    "work_ms",
-    "guarantee",
-]
-#: What a run row of an older file lacks, and what it meant then.
-ROW_DEFAULTS = {"guarantee": "at-least-once"}
-#: CPU microseconds per completed operation, by whom (``stress.rows.cpu_per_operation``).
+    "middleware", "service", "mode", "window", "rate", "clients", "nodes", "work_ms",
+    "guarantee", "payload_words",
+]  # fmt: skip
+#: What a row of an older file lacks, and what it meant then.
+CONFIG_DEFAULTS = {"guarantee": "at-least-once", "payload_words": 0}
+#: CPU µs per completed operation, by kind of process and in total, when rows have them.
 CPU_PER_OP = (
     "cpu_us_per_op_client",
     "cpu_us_per_op_service",
     "cpu_us_per_op_broker",
     "cpu_us_per_op_total",
 )
+#: Columns that say how much repeats differ: "n/a" when there was only one.
+REPEAT_ONLY = {"spread_pct", "cpu_spread_pct", "speedup_min", "speedup_max", "speedup_spread_pct"}
 
 
 def workload_label(service: str, mode: str, window: int) -> str:
@@ -51,7 +46,7 @@ def summarise(runs: list[dict[str, Any]]) -> pd.DataFrame:
         return pd.DataFrame()
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for run in runs:
-        row = {**ROW_DEFAULTS, **run["row"]}
+        row = {**CONFIG_DEFAULTS, **run["row"]}
         groups.setdefault(tuple(row[k] for k in CONFIG_KEYS), []).append(run)
     summary = []
     for key, members in groups.items():
@@ -77,12 +72,24 @@ def summarise(runs: list[dict[str, Any]]) -> pd.DataFrame:
                 "loadgen_cpu_pct": _mean(r["loadgen_cpu_pct"] for r in rows),
                 "loadgen_cpu_max_pct": max(r["loadgen_cpu_max_pct"] for r in rows),
                 "machine_cpu_pct": _mean(r["machine_cpu_pct"] for r in rows),
-                **{c: _mean(r.get(c, math.nan) for r in rows) for c in CPU_PER_OP},
+                **_cpu_per_op(rows),
                 "trusted": all(r["trusted"] for r in rows),
                 "flags": ";".join(flags),
             }
         )
     return pd.DataFrame(summary)
+
+
+def _cpu_per_op(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Mean CPU µs per operation of each kind over the repeats, and how much the total
+    differs between them (the same measure as the throughput's spread)."""
+    if not all(c in rows[0] for c in CPU_PER_OP):
+        return {}
+    means = {c: _mean(r[c] for r in rows) for c in CPU_PER_OP}
+    totals = [r["cpu_us_per_op_total"] for r in rows if r["cpu_us_per_op_total"] is not None]
+    mean = means["cpu_us_per_op_total"]
+    spread = 100 * (max(totals) - min(totals)) / mean if totals and mean else math.nan
+    return {**means, "cpu_spread_pct": spread}
 
 
 def _mean(values: Any) -> float:
@@ -110,7 +117,9 @@ def with_baseline(summary: pd.DataFrame) -> pd.DataFrame:
     return summary.assign(vs_echo_pct=shares)
 
 
-def _cell(value: Any, digits: int) -> str:
+def _cell(value: Any, digits: int, single: bool = False) -> str:
+    if single:
+        return "n/a"
     if isinstance(value, bool):
         return "yes" if value else "NO"
     if isinstance(value, float):
@@ -120,7 +129,20 @@ def _cell(value: Any, digits: int) -> str:
     return str(value)
 
 
-#: Columns of the printed and reported stress table: (column, header, decimals).
+#: Columns of the stress table in the report's body, one table per workload.
+STRESS_BRIEF = [
+    ("middleware", "middleware", 0),
+    ("clients", "clients", 0),
+    ("throughput_ops_s", "ops/s", 0),
+    ("spread_pct", "spread %", 1),
+    ("vs_echo_pct", "% of echo", 0),
+    ("p50_ms", "p50 ms", 2),
+    ("p99_ms", "p99 ms", 2),
+    ("cpu_us_per_op_total", "CPU µs/op", 0),
+]
+
+#: Columns of the printed stress table and of the report's appendix: (column, header,
+#: decimals).
 STRESS_TABLE = [
     ("middleware", "middleware", 0),
     ("workload", "workload", 0),
@@ -136,6 +158,8 @@ STRESS_TABLE = [
     ("broker_cpu_pct", "broker CPU %", 0),
     ("loadgen_cpu_max_pct", "max client CPU %", 0),
     ("cpu_us_per_op_total", "CPU µs/op", 0),
+    ("guarantee", "guarantee", 0),
+    ("payload_words", "payload words", 0),
     ("trusted", "trusted", 0),
     ("flags", "flags", 0),
 ]
@@ -144,10 +168,14 @@ STRESS_TABLE = [
 def render(
     frame: pd.DataFrame, spec: Sequence[tuple[str, str, int]], markdown: bool = False
 ) -> str:
-    """``frame`` as an aligned text table, or as a Markdown table."""
+    """``frame`` as an aligned text table, or as a Markdown table. Columns ``frame``
+    lacks are left out; a spread over a single repeat reads "n/a"."""
     present = [(c, h, d) for c, h, d in spec if c in frame.columns]
     header = [h for _, h, _ in present]
-    body = [[_cell(row[c], d) for c, _, d in present] for _, row in frame.iterrows()]
+    body = [
+        [_cell(row[c], d, c in REPEAT_ONLY and row.get("repeats", 2) == 1) for c, _, d in present]
+        for _, row in frame.iterrows()
+    ]
     if markdown:
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(cells) + " |" for cells in body]
@@ -168,6 +196,7 @@ SPEEDUP_DEFAULTS = {
     "coordinator_cpu": 0.0,
     "cap_method": "none",
     "guarantee": "at-least-once",
+    "payload_words": 0,
 }
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from middlewares import settings as settings_module
+from middlewares.core import DEFAULT_LIMITS
 from middlewares.launch.deployment import Deployment
 from middlewares.runtime import CommandParser
 from middlewares.settings import Settings
@@ -36,7 +37,7 @@ from stress.options import (
 )
 from stress.plan import RunPlan
 from stress.runner import DeployFactory
-from stress.workload import Workload, format_mix
+from stress.workload import MAX_PAYLOAD_WORDS, Workload, format_mix
 
 if TYPE_CHECKING:
     from stress.study import Cell
@@ -92,6 +93,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--namespace (started with `python -m middlewares serve <mw> <service> --nodes 0` "
         "and `join`, see docs/HOSTS.md); the results record each node's id and host",
     )
+    parser.add_argument(
+        "--payload-words",
+        type=int,
+        default=0,
+        metavar="N",
+        help="words in every filter text and echo payload, and in every added insult up "
+        f"to the {DEFAULT_LIMITS.max_insult_chars}-character insult limit, at most "
+        f"{MAX_PAYLOAD_WORDS}; recorded in the results (default: 0, the built-in "
+        "sentences of about 10 words)",
+    )
     add_external_wait(parser)
     add_common_arguments(parser, "stress")
     return parser
@@ -125,16 +136,20 @@ def client_counts(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
 
 def workloads(args: argparse.Namespace) -> list[Workload]:
     """The workloads the options ask for, in report order."""
+    words = args.payload_words
     chosen = []
     if args.service in ("insult", "all"):
-        chosen.append(Workload("insult", mix=args.mix, rate=args.rate))
+        chosen.append(Workload("insult", mix=args.mix, rate=args.rate, payload_words=words))
     if args.service in ("filter", "all"):
         if args.filter_mode in ("sync", "both"):
-            chosen.append(Workload("filter", rate=args.rate))
+            chosen.append(Workload("filter", rate=args.rate, payload_words=words))
         if args.filter_mode in ("pipelined", "both"):
-            chosen.append(Workload("filter", mode="pipelined", window=args.window, rate=args.rate))
+            chosen.append(
+                Workload("filter", mode="pipelined", window=args.window, rate=args.rate,
+                         payload_words=words)
+            )  # fmt: skip
     if args.service == "echo" or args.baseline:
-        chosen.append(Workload("echo", rate=args.rate))
+        chosen.append(Workload("echo", rate=args.rate, payload_words=words))
     return chosen
 
 
@@ -210,6 +225,8 @@ def main(argv: list[str] | None = None) -> None:
 
     args = parser.parse_args(argv)
     check_common(parser, args)
+    if not 0 <= args.payload_words <= MAX_PAYLOAD_WORDS:
+        parser.error(f"--payload-words must be between 0 and {MAX_PAYLOAD_WORDS}")
     if args.external_nodes is not None:
         if args.external_nodes < 1:
             parser.error("--external-nodes must be at least 1")

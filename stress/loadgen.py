@@ -32,7 +32,7 @@ from middlewares.contract import Backend, FilterClient
 from middlewares.settings import Settings
 from results.histogram import encode
 from stress.tally import Tally
-from stress.workload import ADD_POOL, ECHO_PAYLOAD, Workload, expected_censored
+from stress.workload import Workload, add_pool, echo_payload, expected_censored
 
 #: How often a client publishes its live counters and looks for a stop request.
 TICK_S = 0.1
@@ -72,17 +72,20 @@ def operation_stream(
     For the InsultService the right reply is one of the right type (the values depend on
     the store); for the filter and the echo it is the exact expected text.
     """
+    words = workload.payload_words
     if workload.service == "echo":
-        return itertools.repeat(lambda: client.echo(ECHO_PAYLOAD) == ECHO_PAYLOAD)
+        payload = echo_payload(words)
+        return itertools.repeat(lambda: client.echo(payload) == payload)
     if workload.service == "filter":
-        expected = expected_censored()
+        expected = expected_censored(words)
         texts = list(expected)
         rng.shuffle(texts)
         return (
             (lambda text=text: client.filter(text) == expected[text])
             for text in itertools.cycle(texts)
         )
-    adds = itertools.cycle(rng.sample(ADD_POOL, len(ADD_POOL)))
+    pool = add_pool(words)
+    adds = itertools.cycle(rng.sample(pool, len(pool)))
     calls: dict[str, Callable[[], bool]] = {
         "random_insult": lambda: isinstance(client.random_insult(), str),
         "add_insult": lambda: isinstance(client.add_insult(next(adds)), bool),
@@ -186,7 +189,7 @@ def run_pipelined(
     as timed out. In an open loop, tasks are due at a fixed rate and those that could not
     be sent because the window was full wait, with their latency running.
     """
-    expected = expected_censored()
+    expected = expected_censored(workload.payload_words)
     texts = itertools.cycle(rng.sample(list(expected), len(expected)))
     interval = 1 / rate_per_client if rate_per_client else 0.0
     next_due = start

@@ -54,6 +54,7 @@ def summarise_run(
         "work_ms": settings.work_ms,
         "work_kind": settings.work_kind,
         "guarantee": settings.guarantee,
+        "payload_words": plan.workload.payload_words,
         "tasks": plan.workload.tasks,
         "duration_s": round(window, 6),
         "warmup_s": plan.warmup,

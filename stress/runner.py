@@ -64,8 +64,9 @@ class Deployed(Protocol):
 
 #: Starts the service under test with the given settings, stops it on exit.
 DeployFactory = Callable[[Settings], AbstractContextManager[Deployed]]
-#: Called about twice a second: (seconds elapsed, seconds in all, live operations/s).
-ProgressCallback = Callable[[float, float, float], None]
+#: Called about twice a second: (seconds elapsed, seconds in all, live operations/s,
+#: failed operations so far).
+ProgressCallback = Callable[[float, float, float, int], None]
 
 
 class RunFailed(RuntimeError):
@@ -295,11 +296,12 @@ def _watch(
         elif begun:
             sampler.sample()
         count = sum(live[i * LIVE_SLOTS] for i in range(clients))
+        errors = sum(live[i * LIVE_SLOTS + 1] for i in range(clients))
         # Fixed work restarts each client's count after the warm-up: never show a dip.
         rate = max(0.0, count - last_count) / max(1e-9, now - last_time)
         last_count, last_time = count, now
         if progress is not None:
-            progress(max(0.0, now - start), total, rate)
+            progress(max(0.0, now - start), total, rate, errors)
         next_stop = warm_end if not begun else end
         # Fixed work ends when the clients say so: look more often than we sample.
         interval = SAMPLE_INTERVAL_S / 10 if fixed_work and begun else SAMPLE_INTERVAL_S
@@ -308,7 +310,7 @@ def _watch(
         sampler.begin()
     if progress is not None:
         done = time.monotonic() - start if fixed_work else total
-        progress(done, done, 0.0)
+        progress(done, done, 0.0, sum(live[i * LIVE_SLOTS + 1] for i in range(clients)))
 
 
 def _collect(

@@ -28,6 +28,7 @@ from results.report import build_report, print_summary
 from stress.calibrate import calibrate
 from stress.environment import collect_environment
 from stress.plan import RunPlan
+from stress.progress import RunProgress
 from stress.rows import flag_repeat_spread
 from stress.runner import DeployFactory, RunFailed, RunResult, isolated_settings, run_once
 
@@ -159,24 +160,15 @@ def _run_cell(study: str, cell: Cell) -> RunResult:
     plan = cell.plan
     settings = cell.settings if cell.external else isolated_settings(cell.settings, study)
     total = plan.warmup + plan.duration
-    with tqdm(
-        total=round(total, 1),
-        desc="  run",
-        unit="s",
-        leave=False,
-        file=sys.stderr,
-        disable=None,
-        bar_format="{desc} {bar} {n:.0f}/{total:.0f} s {postfix}",
-    ) as bar:
-
-        def progress(elapsed: float, _total: float, rate: float) -> None:
-            bar.n = round(elapsed, 1)
-            phase = "warm-up" if elapsed < plan.warmup else "measuring"
-            bar.set_postfix_str(f"{phase}, {rate:,.0f} ops/s", refresh=True)
-
+    with RunProgress(plan.describe(), plan.warmup, total) as progress:
         started = time.monotonic()
         result = run_once(
-            plan, settings, cell.deploy, cell.backend_factory, progress, cleanup=not cell.external
+            plan,
+            settings,
+            cell.deploy,
+            cell.backend_factory,
+            progress.update,
+            cleanup=not cell.external,
         )
         result.detail["wall_s"] = round(time.monotonic() - started, 2)
     return result

@@ -8,9 +8,10 @@ the store without bound and every reply can be checked against the expected one.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
-from middlewares.core import censor, load_default_insults
+from middlewares.core import DEFAULT_LIMITS, censor, load_default_insults
 
 SERVICES = ("insult", "filter", "echo")
 MODES = ("sync", "pipelined")
@@ -41,15 +42,50 @@ FILTER_TEXTS = (
 #: What the echo baseline sends: about the size of a filter text.
 ECHO_PAYLOAD = "echo baseline payload: the same bytes there and back again, 64 B."
 
+#: The largest ``--payload-words``: a text of this many of the filter texts' words (at
+#: most 12 bytes each with its space) stays under the services' 64 KiB limit.
+MAX_PAYLOAD_WORDS = 5000
 
-def expected_censored() -> dict[str, str]:
-    """Each filter text and its censored form under the default insult list.
+
+def sized(text: str, words: int) -> str:
+    """``text`` cut or repeated to exactly ``words`` words; ``words`` = 0 keeps it."""
+    if not words:
+        return text
+    return " ".join(itertools.islice(itertools.cycle(text.split()), words))
+
+
+def filter_texts(words: int = 0) -> tuple[str, ...]:
+    """The texts submitted to the filter, each of ``words`` words (0: as written)."""
+    return tuple(dict.fromkeys(sized(text, words) for text in FILTER_TEXTS))
+
+
+def add_pool(words: int = 0) -> tuple[str, ...]:
+    """What ``add_insult`` cycles through: :data:`ADD_POOL`, or with ``words`` each
+    insult padded to that many words, cut to the services' insult length limit."""
+    if not words:
+        return ADD_POOL
+    limit = DEFAULT_LIMITS.max_insult_chars
+    # The first word tells the insults apart, whatever their size.
+    return tuple(
+        sized(f"stress-insult-{number} {'very ' * words}", words)[:limit]
+        for number in range(len(ADD_POOL))
+    )
+
+
+def echo_payload(words: int = 0) -> str:
+    """What the echo baseline sends: as many words as a filter text."""
+    return sized(ECHO_PAYLOAD, words)
+
+
+def expected_censored(words: int = 0) -> dict[str, str]:
+    """Each filter text of ``words`` words and its censored form under the default
+    insult list.
 
     Every run uses a fresh namespace with no InsultService, so the filter censors with
     the default list and the exact reply is known in advance.
     """
     insults = load_default_insults()
-    return {text: censor(text, insults) for text in FILTER_TEXTS}
+    return {text: censor(text, insults) for text in filter_texts(words)}
 
 
 def parse_mix(text: str) -> tuple[tuple[str, float], ...]:
@@ -95,6 +131,8 @@ class Workload:
         tasks: Fixed work: this many operations over all clients, sent as fast as the
             service allows and timed from the first sent to the last confirmed; 0 means
             a measurement window of fixed duration.
+        payload_words: Words in every filter text and echo payload, and in every added
+            insult up to the insult length limit; 0 keeps the built-in sentences.
     """
 
     service: str
@@ -103,6 +141,7 @@ class Workload:
     mix: tuple[tuple[str, float], ...] = DEFAULT_MIX
     rate: float = 0.0
     tasks: int = 0
+    payload_words: int = 0
 
     def __post_init__(self) -> None:
         if self.service not in SERVICES:
@@ -119,6 +158,10 @@ class Workload:
             raise ValueError(f"rate must not be negative, got {self.rate}")
         if self.tasks < 0:
             raise ValueError(f"tasks must not be negative, got {self.tasks}")
+        if not 0 <= self.payload_words <= MAX_PAYLOAD_WORDS:
+            raise ValueError(
+                f"payload_words must be between 0 and {MAX_PAYLOAD_WORDS}, got {self.payload_words}"
+            )
         if self.tasks and self.rate:
             raise ValueError("fixed work is sent as fast as possible: give tasks or a rate")
 
