@@ -6,37 +6,17 @@ laptop but fails under CI (``CI=true``), so CI can never go green by skipping.
 
 from __future__ import annotations
 
-import os
-import socket
-import time
 import uuid
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
 import redis
 
-from middlewares.contract import Backend, BrokerUnavailable
+from middlewares.contract import Backend
 from middlewares.launch.deployment import Deployment
 from middlewares.registry import MIDDLEWARES, get_backend
 from middlewares.settings import Settings
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def require(backend: Backend, settings: Settings) -> None:
-    """Skip (or, under CI, fail) when the backend's broker is unreachable."""
-    try:
-        backend.check(settings)
-    except BrokerUnavailable as error:
-        if os.environ.get("CI"):
-            pytest.fail(f"broker missing under CI: {error}")
-        pytest.skip(str(error))
+from tests.helpers import Deploy, free_port, require
 
 
 @pytest.fixture
@@ -73,9 +53,6 @@ def backend(middleware: str) -> Backend:
     return get_backend(middleware)
 
 
-Deploy = Callable[..., Deployment]
-
-
 @pytest.fixture
 def deploy(middleware: str, settings: Settings) -> Iterator[Deploy]:
     """Start services through the launcher: ``deploy("filter", workers=2, **changes)``,
@@ -98,26 +75,6 @@ def deploy(middleware: str, settings: Settings) -> Iterator[Deploy]:
     yield start
     for deployment in reversed(started):
         deployment.stop()
-
-
-PROTOCOL_DOC = Path(__file__).resolve().parents[1] / "docs" / "PROTOCOL.md"
-
-
-def protocol_section(title: str) -> str:
-    """One middleware's section of docs/PROTOCOL.md, from ``## <title>`` to the next ``## ``."""
-    text = PROTOCOL_DOC.read_text("utf-8")
-    section = text.split(f"\n## {title}\n", 1)[1]
-    return section.split("\n## ", 1)[0]
-
-
-def wait_for(condition, timeout: float, interval: float = 0.05) -> bool:
-    """Poll ``condition`` until it is true or ``timeout`` seconds pass."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(interval)
-    return condition()
 
 
 @pytest.fixture

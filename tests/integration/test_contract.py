@@ -21,7 +21,7 @@ from middlewares.contract import Backend, ServiceError
 from middlewares.core import load_default_insults
 from middlewares.registry import get_backend
 from middlewares.settings import Settings
-from tests.conftest import Deploy, wait_for
+from tests.helpers import Deploy, wait_for
 
 
 def test_insults_are_a_set_compared_without_case(backend: Backend, deploy: Deploy, settings):

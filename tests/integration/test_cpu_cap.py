@@ -28,7 +28,7 @@ from middlewares.launch.processes import start_process, stop_processes
 from middlewares.registry import get_backend
 from middlewares.settings import Settings
 from middlewares.throttle import SelfThrottle
-from tests.conftest import require, wait_for
+from tests.helpers import require, wait_for
 
 CAP = 0.25
 MEASURED_S = 3.0

@@ -29,7 +29,7 @@ from middlewares.launch.deployment import Deployment
 from middlewares.redis.transport import Ack, ReliableConsumer
 from middlewares.registry import get_backend
 from middlewares.settings import Settings
-from tests.conftest import require, wait_for
+from tests.helpers import require, wait_for
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ import pytest
 from middlewares.launch.deployment import Deployment
 from middlewares.registry import get_backend
 from middlewares.settings import Settings
-from tests.conftest import require, wait_for
+from tests.helpers import require, wait_for
 
 #: Idle (or half-sent) connections an attacker opens; more than a server keeps (512).
 IDLE_CONNECTIONS = 600

@@ -29,7 +29,7 @@ from middlewares.launch.deployment import Deployment
 from middlewares.messages import BoundedLog, check_shape, classify, handle_message
 from middlewares.registry import get_backend
 from middlewares.settings import Settings
-from tests.conftest import free_port, require
+from tests.helpers import free_port, require
 
 #: What a good request after the poison must be answered within.
 NEXT_ANSWER_SECONDS = 2.0

@@ -30,7 +30,7 @@ from middlewares.launch.processes import Supervisor
 from middlewares.registry import get_backend
 from middlewares.secret import SECRET_ENV, user_secret
 from middlewares.settings import Settings
-from tests.conftest import Deploy, wait_for
+from tests.helpers import Deploy, wait_for
 from tests.worker_protocol import (
     check_a_restarted_workers_tasks_are_requeued,
     check_a_silent_workers_tasks_are_requeued,

@@ -35,19 +35,9 @@ from middlewares.rabbitmq.filter_worker import InsultFollower
 from middlewares.registry import get_backend
 from middlewares.service import InsultService
 from middlewares.settings import Settings
-from tests.conftest import free_port, protocol_section, require
+from tests.helpers import free_port, protocol_section, require, wait_for
 
 BACKEND = get_backend("rabbitmq")
-
-
-def wait_for(condition: Callable[[], object], timeout: float, interval: float = 0.05) -> bool:
-    """Poll ``condition`` until it is true or ``timeout`` seconds pass."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(interval)
-    return bool(condition())
 
 
 class RawClient:

@@ -21,7 +21,7 @@ import redis
 from middlewares.core import load_default_insults
 from middlewares.registry import get_backend
 from middlewares.settings import Settings
-from tests.conftest import Deploy, protocol_section, require
+from tests.helpers import Deploy, protocol_section, require
 
 
 @pytest.fixture

@@ -35,7 +35,7 @@ from middlewares.secret import SECRET_ENV, user_secret
 from middlewares.settings import Settings
 from middlewares.xmlrpc.clients import Remote
 from middlewares.xmlrpc.transport import NODE_LEAVING, RpcServer
-from tests.conftest import Deploy, free_port, protocol_section, wait_for
+from tests.helpers import Deploy, free_port, protocol_section, wait_for
 from tests.worker_protocol import (
     check_a_restarted_workers_tasks_are_requeued,
     check_a_silent_workers_tasks_are_requeued,

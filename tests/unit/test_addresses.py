@@ -27,7 +27,7 @@ from middlewares.registry import get_backend
 from middlewares.settings import Settings
 from middlewares.stub import StubBackend
 from stress.external import ExternalDeployment
-from tests.conftest import free_port
+from tests.helpers import free_port
 
 
 def test_loopback_and_wildcard_addresses_are_told_apart() -> None:

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tests.conftest import free_port
+from tests.helpers import free_port
 
 
 def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

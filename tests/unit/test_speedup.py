@@ -17,7 +17,7 @@ from speedup import cli
 from speedup.fixed_work import AutoTasks, tasks_list
 from stress.plan import RunPlan
 from stress.study import Cell
-from tests.conftest import require
+from tests.helpers import require
 
 
 def _row(nodes: int, repeat: int, rate: float) -> dict:
