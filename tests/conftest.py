@@ -6,7 +6,6 @@ laptop but fails under CI (``CI=true``), so CI can never go green by skipping.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -16,26 +15,19 @@ from middlewares.contract import Backend
 from middlewares.launch.deployment import Deployment
 from middlewares.registry import MIDDLEWARES, get_backend
 from middlewares.settings import Settings
-from tests.helpers import Deploy, free_port, require
+from tests.helpers import Deploy, SharedDeployments, fresh_settings, new_namespace, require
 
 
 @pytest.fixture
 def namespace() -> str:
     """A namespace no other test or run uses."""
-    return f"ibtest-{uuid.uuid4().hex[:10]}"
+    return new_namespace()
 
 
 @pytest.fixture
 def settings(namespace: str) -> Settings:
     """Settings with a private namespace and free ports, and short timeouts for tests."""
-    return Settings.from_env().with_changes(
-        namespace=namespace,
-        insult_port=free_port(),
-        filter_port=free_port(),
-        echo_port=free_port(),
-        pyro_ns_port=free_port(),
-        timeout=10.0,
-    )
+    return fresh_settings(namespace)
 
 
 @pytest.fixture(params=MIDDLEWARES)
@@ -75,6 +67,15 @@ def deploy(middleware: str, settings: Settings) -> Iterator[Deploy]:
     yield start
     for deployment in reversed(started):
         deployment.stop()
+
+
+@pytest.fixture(scope="module")
+def shared_deploy() -> Iterator[SharedDeployments]:
+    """Deployments shared by the tests of one module (see :class:`SharedDeployments`),
+    stopped and cleaned up when the module is done."""
+    shared = SharedDeployments()
+    yield shared
+    shared.stop_all()
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import pytest
 
 from middlewares.contract import Backend, BrokerUnavailable
 from middlewares.launch.deployment import Deployment
+from middlewares.registry import get_backend
 from middlewares.settings import Settings
 
 #: What the ``deploy`` fixture returns: ``deploy("filter", workers=2, **changes)``.
@@ -56,3 +58,60 @@ def protocol_section(title: str) -> str:
     text = PROTOCOL_DOC.read_text("utf-8")
     section = text.split(f"\n## {title}\n", 1)[1]
     return section.split("\n## ", 1)[0]
+
+
+def new_namespace() -> str:
+    """A namespace no other test or run uses."""
+    return f"ibtest-{uuid.uuid4().hex[:10]}"
+
+
+def fresh_settings(namespace: str | None = None, **changes: object) -> Settings:
+    """Settings with a namespace of their own, free ports and a short timeout for tests."""
+    defaults: dict[str, object] = {
+        "namespace": namespace or new_namespace(),
+        "insult_port": free_port(),
+        "filter_port": free_port(),
+        "echo_port": free_port(),
+        "pyro_ns_port": free_port(),
+        "timeout": 10.0,
+    }
+    return Settings.from_env().with_changes(**(defaults | changes))
+
+
+class SharedDeployments:
+    """Deployments started once and reused by every test of a module that asks for them.
+
+    ``shared(middleware, service, workers=1, nodes=None, **changes)`` starts the first
+    time a combination is asked for, in a namespace and on ports of its own, and returns
+    the running deployment (its settings are ``deployment.settings``) every later time.
+    Checks that send one bad input each use one deployment between them: a deployment
+    costs seconds to start, a bad input milliseconds, and each check still asserts that
+    the service answered it and serves the next request.
+    """
+
+    def __init__(self) -> None:
+        self._running: dict[tuple[object, ...], Deployment] = {}
+
+    def __call__(
+        self,
+        middleware: str,
+        service: str,
+        workers: int = 1,
+        nodes: int | None = None,
+        **changes: object,
+    ) -> Deployment:
+        key = (middleware, service, workers, nodes, tuple(sorted(changes.items())))
+        if key not in self._running:
+            settings = fresh_settings(**changes)
+            require(get_backend(middleware), settings)
+            deployment = Deployment(middleware, service, settings, workers, nodes=nodes)
+            deployment.start()
+            self._running[key] = deployment
+        return self._running[key]
+
+    def stop_all(self) -> None:
+        """Stop every deployment and delete what each left in its namespace."""
+        for deployment in reversed(list(self._running.values())):
+            deployment.stop()
+            get_backend(deployment.middleware).cleanup(deployment.settings)
+        self._running.clear()

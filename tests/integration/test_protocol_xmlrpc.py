@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 import xmlrpc.client
 from collections.abc import Iterator
 from xmlrpc.server import SimpleXMLRPCServer
@@ -35,7 +36,7 @@ from middlewares.secret import SECRET_ENV, user_secret
 from middlewares.settings import Settings
 from middlewares.xmlrpc.clients import Remote
 from middlewares.xmlrpc.transport import NODE_LEAVING, RpcServer
-from tests.helpers import Deploy, free_port, protocol_section, wait_for
+from tests.helpers import Deploy, SharedDeployments, free_port, protocol_section, wait_for
 from tests.worker_protocol import (
     check_a_restarted_workers_tasks_are_requeued,
     check_a_silent_workers_tasks_are_requeued,
@@ -49,6 +50,18 @@ def middleware(settings: Settings) -> Iterator[str]:
     """Only XML-RPC here."""
     yield "xmlrpc"
     get_backend("xmlrpc").cleanup(settings)
+
+
+@pytest.fixture
+def insult_settings(shared_deploy: SharedDeployments) -> Settings:
+    """The settings of the module's one InsultService, which the bad-input checks share."""
+    return shared_deploy("xmlrpc", "insult").settings
+
+
+@pytest.fixture
+def filter_settings(shared_deploy: SharedDeployments) -> Settings:
+    """The settings of the module's one filter, which the bad-input checks share."""
+    return shared_deploy("xmlrpc", "filter").settings
 
 
 def url_of(settings: Settings, role: str) -> str:
@@ -138,27 +151,27 @@ MALFORMED = [
     ("body", "code", "message"), MALFORMED, ids=["text", "cut", "ctl", "reply"]
 )
 def test_malformed_requests_get_a_fault_on_a_connection_that_keeps_serving(
-    deploy: Deploy, settings, body, code, message
+    insult_settings: Settings, body, code, message
 ):
-    deploy("insult")
-    connection = http_connection(settings, "insult")
-    response = post(connection, path_of(settings, "insult"), body)
+    connection = http_connection(insult_settings, "insult")
+    response = post(connection, path_of(insult_settings, "insult"), body)
     assert response.status == 200
     fault = fault_of(response.read())
     assert fault.faultCode == code
     assert message in fault.faultString
     # Same connection, next request: answered.
     response = post(
-        connection, path_of(settings, "insult"), xmlrpc.client.dumps((), "random_insult").encode()
+        connection,
+        path_of(insult_settings, "insult"),
+        xmlrpc.client.dumps((), "random_insult").encode(),
     )
     assert xmlrpc.client.loads(response.read())[0][0]
     connection.close()
 
 
 @pytest.mark.parametrize("method", ["no_such_op", "_store", "methods", "system.listMethods"])
-def test_unknown_and_internal_methods_are_refused(deploy: Deploy, settings, method):
-    deploy("insult")
-    service = proxy_of(settings, "insult")
+def test_unknown_and_internal_methods_are_refused(insult_settings: Settings, method):
+    service = proxy_of(insult_settings, "insult")
     with pytest.raises(xmlrpc.client.Fault, match=re.escape(repr(method))) as raised:
         getattr(service, method)()
     assert raised.value.faultCode == xmlrpc.client.METHOD_NOT_FOUND
@@ -185,15 +198,15 @@ INSULT_REFUSALS = [
 
 @pytest.mark.parametrize(("method", "args", "message"), INSULT_REFUSALS)
 def test_insult_service_refuses_bad_calls_and_keeps_serving(
-    deploy: Deploy, settings, method, args, message
+    insult_settings: Settings, method, args, message
 ):
-    deploy("insult", load_defaults=False)
-    service = proxy_of(settings, "insult")
+    service = proxy_of(insult_settings, "insult")
     with pytest.raises(xmlrpc.client.Fault, match=re.escape(message)) as raised:
         getattr(service, method)(*args)
     assert raised.value.faultCode == xmlrpc.client.INVALID_METHOD_PARAMS
-    assert service.add_insult("after the refusal") is True
-    assert service.get_insults() == ["after the refusal"]
+    after = f"after refusing {uuid.uuid4().hex[:8]}"
+    assert service.add_insult(after) is True
+    assert after in service.get_insults()
 
 
 #: Stands for the deployment secret (known once the deployment runs) in the list below.
@@ -227,10 +240,9 @@ def with_secret(args: tuple) -> list:
 
 @pytest.mark.parametrize(("method", "args", "message"), FILTER_REFUSALS)
 def test_filter_refuses_bad_calls_and_keeps_serving(
-    deploy: Deploy, settings, method, args, message
+    filter_settings: Settings, method, args, message
 ):
-    deploy("filter")
-    front = proxy_of(settings, "filter")
+    front = proxy_of(filter_settings, "filter")
     with pytest.raises(xmlrpc.client.Fault, match=re.escape(message)) as raised:
         getattr(front, method)(*with_secret(args))
     assert raised.value.faultCode == xmlrpc.client.INVALID_METHOD_PARAMS
@@ -694,9 +706,7 @@ def test_an_insult_node_joins_a_running_deployment_and_leaves_it_gracefully(
         joined.start()
         assert wait_for(lambda: len(master.nodes()) == 2, 10)
         # A running client finds the new node on its next refresh of the node list.
-        assert wait_for(
-            lambda: joined.node_counters().get("joined-node", 0) > 0, 15
-        )
+        assert wait_for(lambda: joined.node_counters().get("joined-node", 0) > 0, 15)
         joined.stop()  # SIGTERM: the node deregisters, answers what it accepted, exits
         assert len(master.nodes()) == 1, "it deregistered before it went"
         served = calls[0]
