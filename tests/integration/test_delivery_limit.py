@@ -1,6 +1,6 @@
 """Every queue has a delivery limit: a message that keeps killing its consumer is set aside.
 
-No message should crash a consumer any more (tests/test_poison.py); this is the defence
+No message should crash a consumer any more (tests/integration/test_poison.py); this is the defence
 in depth for what still can: a SIGKILL, the OOM killer, a hang. A message whose consumer
 died holding it ``delivery_limit`` times (3 by default) goes to the queue's dead-letter
 list (Redis, ``<ns>:<service>:dead``) or queue (RabbitMQ, ``<queue>.dead``) instead of
