@@ -29,7 +29,6 @@ import pytest
 
 from middlewares.contract import BrokerUnavailable, MiddlewareError
 from middlewares.direct.gate import RequestGate
-from middlewares.launch.deployment import Deployment
 from middlewares.launch.processes import Supervisor
 from middlewares.registry import get_backend
 from middlewares.secret import SECRET_ENV, user_secret
@@ -678,43 +677,3 @@ def test_a_leaving_node_answers_what_it_accepted_and_refuses_the_rest_unrun():
     finally:
         release.set()
         server.stop()
-
-
-def test_an_insult_node_joins_a_running_deployment_and_leaves_it_gracefully(
-    deploy: Deploy, backend, settings
-):
-    deployment = deploy("insult", nodes=1)
-    master = proxy_of(settings, "insult")
-    failures: list[BaseException] = []
-    calls = [0]
-    stop = threading.Event()
-
-    def keep_calling() -> None:
-        with backend.insult_client(deployment.settings) as client:
-            while not stop.is_set():
-                try:
-                    assert client.random_insult()
-                    calls[0] += 1
-                except BaseException as error:
-                    failures.append(error)
-
-    caller = threading.Thread(target=keep_calling)
-    caller.start()
-    joined = Deployment("xmlrpc", "insult", deployment.settings, join_as="joined-node")
-    try:
-        # Ready means the service answers, which it did before: wait for the node itself.
-        joined.start()
-        assert wait_for(lambda: len(master.nodes()) == 2, 10)
-        # A running client finds the new node on its next refresh of the node list.
-        assert wait_for(lambda: joined.node_counters().get("joined-node", 0) > 0, 15)
-        joined.stop()  # SIGTERM: the node deregisters, answers what it accepted, exits
-        assert len(master.nodes()) == 1, "it deregistered before it went"
-        served = calls[0]
-        assert wait_for(lambda: calls[0] > served + 100, 10)
-    finally:
-        stop.set()
-        caller.join(30)
-        joined.stop()
-    assert failures == [], f"calls failed while a node left: {failures[:3]}"
-    log = joined.log_tail(100)
-    assert "Traceback" not in log and "restarting" not in log
