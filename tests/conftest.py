@@ -79,6 +79,20 @@ def shared_deploy() -> Iterator[SharedDeployments]:
 
 
 @pytest.fixture
+def insult_settings(shared_deploy: SharedDeployments, middleware: str) -> Settings:
+    """The settings of the module's one InsultService of the middleware under test, which
+    checks that each send one bad input share."""
+    return shared_deploy(middleware, "insult").settings
+
+
+@pytest.fixture
+def filter_settings(shared_deploy: SharedDeployments, middleware: str) -> Settings:
+    """The settings of the module's one filter (texts up to 2048 bytes) of the middleware
+    under test, which checks that each send one bad input share."""
+    return shared_deploy(middleware, "filter", max_text_bytes=2048).settings
+
+
+@pytest.fixture
 def client(namespace: str) -> Iterator[redis.Redis]:
     """A Redis client; every key of the test's namespace is deleted afterwards."""
     connection = redis.Redis.from_url(Settings.from_env().redis_url, socket_timeout=5)

@@ -18,10 +18,14 @@ import pytest
 from middlewares.contract import Backend, BrokerUnavailable
 from middlewares.launch.deployment import Deployment
 from middlewares.registry import get_backend
+from middlewares.secret import user_secret
 from middlewares.settings import Settings
 
 #: What the ``deploy`` fixture returns: ``deploy("filter", workers=2, **changes)``.
 Deploy = Callable[..., Deployment]
+
+#: Stands for the deployment secret (known once a deployment runs) in tables of calls.
+SECRET = "<the deployment secret>"
 
 PROTOCOL_DOC = Path(__file__).resolve().parents[1] / "docs" / "PROTOCOL.md"
 
@@ -51,6 +55,11 @@ def wait_for(condition: Callable[[], object], timeout: float, interval: float = 
             return True
         time.sleep(interval)
     return bool(condition())
+
+
+def with_secret(args: tuple[object, ...]) -> list[object]:
+    """``args`` with the deployment secret where :data:`SECRET` stands."""
+    return [user_secret() if arg == SECRET else arg for arg in args]
 
 
 def protocol_section(title: str) -> str:

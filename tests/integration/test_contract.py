@@ -22,7 +22,7 @@ from middlewares.contract import Backend, ServiceError
 from middlewares.core import load_default_insults
 from middlewares.registry import get_backend
 from middlewares.settings import Settings
-from tests.helpers import Deploy, SharedDeployments, wait_for
+from tests.helpers import Deploy, wait_for
 
 
 def test_insults_are_a_set_compared_without_case(backend: Backend, deploy: Deploy, settings):
@@ -157,10 +157,9 @@ BAD_INSULTS = ["", "   ", "x" * 65, 42, None, ["tonto"]]
 
 @pytest.mark.parametrize("bad", BAD_INSULTS, ids=repr)
 def test_bad_insults_are_refused_and_service_still_serves(
-    backend: Backend, shared_deploy: SharedDeployments, middleware: str, bad
+    backend: Backend, insult_settings: Settings, bad
 ):
-    settings = shared_deploy(middleware, "insult").settings
-    with backend.insult_client(settings) as client:
+    with backend.insult_client(insult_settings) as client:
         with pytest.raises(ServiceError, match="insult"):
             client.add_insult(bad)
         assert client.add_insult(f"after bad input {uuid.uuid4().hex[:8]}") is True
@@ -168,10 +167,9 @@ def test_bad_insults_are_refused_and_service_still_serves(
 
 @pytest.mark.parametrize("bad", ["", "x" * 2049, 7, None], ids=lambda b: repr(b)[:12])
 def test_bad_texts_are_refused_and_filter_still_serves(
-    backend: Backend, shared_deploy: SharedDeployments, middleware: str, bad
+    backend: Backend, filter_settings: Settings, bad
 ):
-    settings = shared_deploy(middleware, "filter", max_text_bytes=2048).settings
-    with backend.filter_client(settings) as client:
+    with backend.filter_client(filter_settings) as client:
         with pytest.raises(ServiceError, match="text"):
             client.filter(bad)
         assert client.filter("still feo") == "still CENSORED"

@@ -31,7 +31,7 @@ from middlewares.launch.processes import Supervisor
 from middlewares.registry import get_backend
 from middlewares.secret import SECRET_ENV, user_secret
 from middlewares.settings import Settings
-from tests.helpers import Deploy, SharedDeployments, wait_for
+from tests.helpers import SECRET, Deploy, SharedDeployments, wait_for, with_secret
 from tests.worker_protocol import (
     check_a_restarted_workers_tasks_are_requeued,
     check_a_silent_workers_tasks_are_requeued,
@@ -43,18 +43,6 @@ def middleware(settings: Settings) -> Iterator[str]:
     """Only Pyro4 here; the namespace's names are removed afterwards."""
     yield "pyro"
     get_backend("pyro").cleanup(settings)
-
-
-@pytest.fixture
-def insult_settings(shared_deploy: SharedDeployments) -> Settings:
-    """The settings of the module's one InsultService, which the bad-input checks share."""
-    return shared_deploy("pyro", "insult").settings
-
-
-@pytest.fixture
-def filter_settings(shared_deploy: SharedDeployments) -> Settings:
-    """The settings of the module's one filter, which the bad-input checks share."""
-    return shared_deploy("pyro", "filter").settings
 
 
 def name_server(settings: Settings) -> Pyro4.Proxy:
@@ -104,15 +92,6 @@ def test_insult_service_refuses_bad_calls_and_keeps_serving(
     after = f"after refusing {uuid.uuid4().hex[:8]}"
     assert service.add_insult(after) is True
     assert after in service.get_insults()
-
-
-#: Stands for the deployment secret (known once the deployment runs) in the lists below.
-SECRET = "<the deployment secret>"
-
-
-def with_secret(args: tuple) -> list:
-    """``args`` with the deployment secret where :data:`SECRET` stands."""
-    return [user_secret() if arg == SECRET else arg for arg in args]
 
 
 FILTER_REFUSALS = [

@@ -131,9 +131,9 @@ BAD_REQUESTS = [
 
 @pytest.mark.parametrize(("op", "args", "message"), BAD_REQUESTS, ids=lambda v: repr(v)[:20])
 def test_bad_requests_get_an_error_answer(
-    shared_deploy: SharedDeployments, raw: redis.Redis, op, args, message
+    insult_settings: Settings, raw: redis.Redis, op, args, message
 ):
-    settings = shared_deploy("redis", "insult").settings
+    settings = insult_settings
     reply = request(raw, settings, op, args)
     assert reply["ok"] is False
     assert message in reply["error"]
@@ -163,9 +163,9 @@ def test_unanswerable_requests_are_dropped_without_stalling(
 
 
 def test_a_reply_to_naming_another_kind_of_key_does_not_stop_the_service(
-    shared_deploy: SharedDeployments, raw: redis.Redis
+    insult_settings: Settings, raw: redis.Redis
 ):
-    settings = shared_deploy("redis", "insult").settings
+    settings = insult_settings
     not_a_list = f"{settings.namespace}:a-string"
     raw.set(not_a_list, "keep me")
     message = {"id": "1", "op": "add_insult", "args": ["bad reply_to"], "reply_to": not_a_list}

@@ -35,7 +35,14 @@ from middlewares.secret import SECRET_ENV, user_secret
 from middlewares.settings import Settings
 from middlewares.xmlrpc.clients import Remote
 from middlewares.xmlrpc.transport import NODE_LEAVING, RpcServer
-from tests.helpers import Deploy, SharedDeployments, free_port, protocol_section, wait_for
+from tests.helpers import (
+    SECRET,
+    Deploy,
+    free_port,
+    protocol_section,
+    wait_for,
+    with_secret,
+)
 from tests.worker_protocol import (
     check_a_restarted_workers_tasks_are_requeued,
     check_a_silent_workers_tasks_are_requeued,
@@ -49,18 +56,6 @@ def middleware(settings: Settings) -> Iterator[str]:
     """Only XML-RPC here."""
     yield "xmlrpc"
     get_backend("xmlrpc").cleanup(settings)
-
-
-@pytest.fixture
-def insult_settings(shared_deploy: SharedDeployments) -> Settings:
-    """The settings of the module's one InsultService, which the bad-input checks share."""
-    return shared_deploy("xmlrpc", "insult").settings
-
-
-@pytest.fixture
-def filter_settings(shared_deploy: SharedDeployments) -> Settings:
-    """The settings of the module's one filter, which the bad-input checks share."""
-    return shared_deploy("xmlrpc", "filter").settings
 
 
 def url_of(settings: Settings, role: str) -> str:
@@ -208,9 +203,6 @@ def test_insult_service_refuses_bad_calls_and_keeps_serving(
     assert after in service.get_insults()
 
 
-#: Stands for the deployment secret (known once the deployment runs) in the list below.
-SECRET = "<the deployment secret>"
-
 FILTER_REFUSALS = [
     ("submit", ("",), "text is empty"),
     ("submit", (b"bytes",), "text must be a string, got bytes"),
@@ -230,11 +222,6 @@ FILTER_REFUSALS = [
     ("worker_exchange", ("w", SECRET, {}, 0, 0), "max_tasks must be an integer"),
     ("worker_leave", ("w", SECRET), "missing a required argument: 'results'"),
 ]
-
-
-def with_secret(args: tuple) -> list:
-    """``args`` with the deployment secret where :data:`SECRET` stands."""
-    return [user_secret() if arg == SECRET else arg for arg in args]
 
 
 @pytest.mark.parametrize(("method", "args", "message"), FILTER_REFUSALS)

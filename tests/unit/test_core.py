@@ -304,11 +304,16 @@ def test_settings_round_trip_through_flags_and_environment() -> None:
     settings_module.add_arguments(parser)
     assert settings_module.from_args(parser.parse_args(original.to_args())) == original
     from_env = Settings.from_env(
-        {"INSULTBENCH_NAMESPACE": "envns", "REDIS_URL": "redis://h:1/0",
-         "INSULTBENCH_LOAD_DEFAULTS": "no"}
+        {
+            "INSULTBENCH_NAMESPACE": "envns",
+            "REDIS_URL": "redis://h:1/0",
+            "INSULTBENCH_LOAD_DEFAULTS": "no",
+        }
     )
     assert (from_env.namespace, from_env.redis_url, from_env.load_defaults) == (
-        "envns", "redis://h:1/0", False
+        "envns",
+        "redis://h:1/0",
+        False,
     )
 
 

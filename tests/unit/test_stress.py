@@ -300,9 +300,7 @@ class FakeBackend(StubBackend):
     def echo_client(self, settings: Settings) -> EchoClient:
         if self.behaviour == "unreachable":
             raise BrokerUnavailable("fake://nowhere", "start the fake broker")
-        return {"refuse": RefusingEcho, "hang": HangingEcho}.get(
-            self.behaviour, StubEchoClient
-        )()
+        return {"refuse": RefusingEcho, "hang": HangingEcho}.get(self.behaviour, StubEchoClient)()
 
     def filter_client(self, settings: Settings) -> FilterClient:
         kind = SilentFilterClient if self.behaviour == "silent" else StubFilterClient
