@@ -21,7 +21,7 @@ import redis
 from middlewares.core import load_default_insults
 from middlewares.registry import get_backend
 from middlewares.settings import Settings
-from tests.helpers import Deploy, SharedDeployments, protocol_section, require
+from tests.helpers import Deploy, SharedDeployments, protocol_section, require, wait_for
 
 
 @pytest.fixture
@@ -307,8 +307,13 @@ def test_messages_of_a_live_consumer_are_left_alone(
     raw.lpush(f"{ns}:filter:processing:busy", json.dumps({"id": "b", "text": "tonto"}))
     raw.sadd(f"{ns}:filter:consumers", "busy")
     raw.set(f"{ns}:filter:heartbeat:busy", "alive", ex=30)
-    time.sleep(3)  # longer than a sweep interval: the live consumer's message must stay
+    # A dead consumer registered after it: once a sweep has re-queued the dead one's
+    # message, that sweep has seen the live one too (no fixed wait for a sweep).
+    raw.lpush(f"{ns}:filter:processing:ghost", json.dumps({"id": "g", "text": "tonto"}))
+    raw.sadd(f"{ns}:filter:consumers", "ghost")
+    assert wait_for(lambda: not raw.sismember(f"{ns}:filter:consumers", "ghost"), 15)
     assert raw.llen(f"{ns}:filter:processing:busy") == 1
+    assert raw.sismember(f"{ns}:filter:consumers", "busy")
 
 
 def test_cleanup_deletes_the_namespace_and_nothing_else(
