@@ -299,6 +299,7 @@ def test_garbage_and_silent_connections_do_not_stall_the_service(deploy: Deploy,
 
 def test_a_client_that_hangs_up_before_its_answer_is_dropped_quietly(deploy: Deploy, settings):
     deployment = deploy("filter")
+    gone: set[int] = set()
     for _ in range(3):
         connection = http_connection(settings, "filter")
         # A call that blocks for a second; the client is gone before the answer.
@@ -307,10 +308,19 @@ def test_a_client_that_hangs_up_before_its_answer_is_dropped_quietly(deploy: Dep
             path_of(settings, "filter"),
             xmlrpc.client.dumps((["nope"], 1), "wait_results").encode(),
         )
+        gone.add(connection.sock.getsockname()[1])
         connection.close()
-    # Nothing a client can observe tells when the server found them gone: give the
-    # blocked calls time to end and their answers to hit the closed sockets.
-    time.sleep(1.5)
+
+    def server_let_go() -> bool:
+        """No process of the deployment holds a connection to a client that hung up."""
+        return not any(
+            c.raddr and c.raddr.port in gone
+            for pid in deployment.worker_pids()
+            for c in psutil.Process(pid).net_connections("tcp")
+        )
+
+    # The server ends the blocked calls and closes their sockets: wait for that.
+    assert wait_for(server_let_go, 15)
     front = proxy_of(settings, "filter")
     assert front.filter("still feo") == "still CENSORED"
     assert "Traceback" not in deployment.log_tail(200)

@@ -29,6 +29,7 @@ from middlewares.service import (
     simulate_work,
 )
 from middlewares.settings import Settings
+from tests.helpers import wait_for
 
 INSULTS = {"tonto", "feo"}
 
@@ -275,8 +276,7 @@ def test_refreshing_insults_uses_defaults_without_a_service_and_caches() -> None
     assert insults.current() == load_default_insults()
     assert insults.current() == load_default_insults()
     assert len(fetched) == 1, "no fetch per call within the interval"
-    time.sleep(0.06)
-    assert insults.current() == ["zopenco"]
+    assert wait_for(lambda: insults.current() == ["zopenco"], 5), "fetched after the interval"
 
 
 def test_refreshing_insults_keeps_the_last_list_when_a_fetch_fails() -> None:

@@ -21,6 +21,7 @@ from middlewares.direct.directory import NODE_HEARTBEAT, NodeDirectory, StartupB
 from middlewares.direct.gate import NodeLeaving, RequestGate
 from middlewares.direct.pool import NodePool
 from middlewares.direct.queue import TaskQueue
+from tests.helpers import wait_for
 
 
 class FakeNodes:
@@ -220,8 +221,7 @@ def test_a_startup_barrier_opens_on_arrivals_or_after_its_grace():
     assert barrier.is_open()
     late = StartupBarrier(expected=5, grace=0.1)
     assert late.arrive("a") is False
-    time.sleep(0.15)
-    assert late.is_open()
+    assert wait_for(late.is_open, 5), "it opens after its grace without the others"
     assert StartupBarrier().is_open(), "expecting nobody, it is open at once"
 
 
