@@ -6,56 +6,28 @@ laptop but fails under CI (``CI=true``), so CI can never go green by skipping.
 
 from __future__ import annotations
 
-import os
-import socket
-import time
-import uuid
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
 import redis
 
-from middlewares.contract import Backend, BrokerUnavailable
+from middlewares.contract import Backend
 from middlewares.launch.deployment import Deployment
 from middlewares.registry import MIDDLEWARES, get_backend
 from middlewares.settings import Settings
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def require(backend: Backend, settings: Settings) -> None:
-    """Skip (or, under CI, fail) when the backend's broker is unreachable."""
-    try:
-        backend.check(settings)
-    except BrokerUnavailable as error:
-        if os.environ.get("CI"):
-            pytest.fail(f"broker missing under CI: {error}")
-        pytest.skip(str(error))
+from tests.helpers import Deploy, SharedDeployments, fresh_settings, new_namespace, require
 
 
 @pytest.fixture
 def namespace() -> str:
     """A namespace no other test or run uses."""
-    return f"ibtest-{uuid.uuid4().hex[:10]}"
+    return new_namespace()
 
 
 @pytest.fixture
 def settings(namespace: str) -> Settings:
     """Settings with a private namespace and free ports, and short timeouts for tests."""
-    return Settings.from_env().with_changes(
-        namespace=namespace,
-        insult_port=free_port(),
-        filter_port=free_port(),
-        echo_port=free_port(),
-        pyro_ns_port=free_port(),
-        timeout=10.0,
-    )
+    return fresh_settings(namespace)
 
 
 @pytest.fixture(params=MIDDLEWARES)
@@ -71,9 +43,6 @@ def middleware(request: pytest.FixtureRequest, settings: Settings) -> Iterator[s
 def backend(middleware: str) -> Backend:
     """The backend of the middleware under test."""
     return get_backend(middleware)
-
-
-Deploy = Callable[..., Deployment]
 
 
 @pytest.fixture
@@ -100,24 +69,27 @@ def deploy(middleware: str, settings: Settings) -> Iterator[Deploy]:
         deployment.stop()
 
 
-PROTOCOL_DOC = Path(__file__).resolve().parents[1] / "docs" / "PROTOCOL.md"
+@pytest.fixture(scope="module")
+def shared_deploy() -> Iterator[SharedDeployments]:
+    """Deployments shared by the tests of one module (see :class:`SharedDeployments`),
+    stopped and cleaned up when the module is done."""
+    shared = SharedDeployments()
+    yield shared
+    shared.stop_all()
 
 
-def protocol_section(title: str) -> str:
-    """One middleware's section of docs/PROTOCOL.md, from ``## <title>`` to the next ``## ``."""
-    text = PROTOCOL_DOC.read_text("utf-8")
-    section = text.split(f"\n## {title}\n", 1)[1]
-    return section.split("\n## ", 1)[0]
+@pytest.fixture
+def insult_settings(shared_deploy: SharedDeployments, middleware: str) -> Settings:
+    """The settings of the module's one InsultService of the middleware under test, which
+    checks that each send one bad input share."""
+    return shared_deploy(middleware, "insult").settings
 
 
-def wait_for(condition, timeout: float, interval: float = 0.05) -> bool:
-    """Poll ``condition`` until it is true or ``timeout`` seconds pass."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(interval)
-    return condition()
+@pytest.fixture
+def filter_settings(shared_deploy: SharedDeployments, middleware: str) -> Settings:
+    """The settings of the module's one filter (texts up to 2048 bytes) of the middleware
+    under test, which checks that each send one bad input share."""
+    return shared_deploy(middleware, "filter", max_text_bytes=2048).settings
 
 
 @pytest.fixture

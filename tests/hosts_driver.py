@@ -1,4 +1,4 @@
-"""The clients of the emulated-hosts tests (tests/test_hosts.py), run on the clients'
+"""The clients of the emulated-hosts tests (tests/integration/test_hosts.py), run on the clients'
 emulated host: ``python -m <this module> '<json spec>'``.
 
 It talks to the test on stdout, one line each: ``phase1`` once the first stream is

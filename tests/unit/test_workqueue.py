@@ -116,15 +116,3 @@ def test_a_leaving_worker_hands_in_results_and_its_leftovers_are_queued_again():
 def test_argument_checks_name_the_problem(check, value, message):
     with pytest.raises(ValueError, match=message):
         check(value, "x")
-
-
-def test_task_queue_requeues_expired_leases_first_and_keeps_one_result():
-    queue = TaskQueue(ResultLog(10), lease_timeout=0)
-    first, second = queue.submit(["one", "two"])
-    queue.register("dead")
-    assert queue.exchange("dead", {}, 1, 0) == [(first, "one")]
-    queue.requeue_silent_workers()
-    assert queue.exchange("alive", {}, 1, 0) == [(first, "one")], "re-queued at the head"
-    queue.exchange("alive", {first: "ONE"}, 1, 0)
-    queue.leave("dead", {first: "duplicate"})
-    assert queue.collect([first, second], 0) == {first: "ONE"}

@@ -35,19 +35,9 @@ from middlewares.rabbitmq.filter_worker import InsultFollower
 from middlewares.registry import get_backend
 from middlewares.service import InsultService
 from middlewares.settings import Settings
-from tests.conftest import free_port, protocol_section, require
+from tests.helpers import free_port, protocol_section, require, wait_for
 
 BACKEND = get_backend("rabbitmq")
-
-
-def wait_for(condition: Callable[[], object], timeout: float, interval: float = 0.05) -> bool:
-    """Poll ``condition`` until it is true or ``timeout`` seconds pass."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(interval)
-    return bool(condition())
 
 
 class RawClient:
@@ -100,23 +90,10 @@ def rabbit(settings: Settings) -> Iterator[Settings]:
 
 
 @pytest.fixture
-def serve(rabbit: Settings) -> Iterator[Callable[..., Deployment]]:
-    """Start a RabbitMQ service through the launcher; every one is stopped at teardown."""
-    started: list[Deployment] = []
-
-    def start(
-        service: str, workers: int = 1, nodes: int | None = None, **changes: object
-    ) -> Deployment:
-        deployment = Deployment(
-            "rabbitmq", service, rabbit.with_changes(**changes), workers, nodes=nodes
-        )
-        deployment.start()
-        started.append(deployment)
-        return deployment
-
-    yield start
-    for deployment in reversed(started):
-        deployment.stop()
+def middleware(rabbit: Settings) -> str:
+    """Only RabbitMQ here: the ``deploy`` fixture starts its services, in ``rabbit``'s
+    namespace."""
+    return "rabbitmq"
 
 
 @pytest.fixture
@@ -153,8 +130,8 @@ BAD_REQUESTS = [
 ]
 
 
-def test_insult_requests_get_ok_replies_with_their_correlation_id(serve, raw, rabbit):
-    serve("insult", load_defaults=False)
+def test_insult_requests_get_ok_replies_with_their_correlation_id(deploy, raw, rabbit):
+    deploy("insult", load_defaults=False)
     queue = names(rabbit)["requests"]
     assert raw.call_json(queue, {"op": "add_insult", "args": ["Zote"]}) == {
         "ok": True,
@@ -165,8 +142,8 @@ def test_insult_requests_get_ok_replies_with_their_correlation_id(serve, raw, ra
     assert raw.call_json(queue, {"op": "random_insult"})["result"] == "zote"
 
 
-def test_bad_insult_requests_get_error_replies_naming_the_problem(serve, raw, rabbit):
-    serve("insult")
+def test_bad_insult_requests_get_error_replies_naming_the_problem(deploy, raw, rabbit):
+    deploy("insult")
     queue = names(rabbit)["requests"]
     for body, problem in BAD_REQUESTS:
         reply = raw.call_json(queue, body)
@@ -175,8 +152,8 @@ def test_bad_insult_requests_get_error_replies_naming_the_problem(serve, raw, ra
     assert raw.call_json(queue, {"op": "add_insult", "args": ["after bad input"]})["result"]
 
 
-def test_unanswerable_requests_are_dropped_without_stalling_the_service(serve, raw, rabbit):
-    serve("insult")
+def test_unanswerable_requests_are_dropped_without_stalling_the_service(deploy, raw, rabbit):
+    deploy("insult")
     queue = names(rabbit)["requests"]
     raw.publish(queue, b'{"op": "random_insult", "args": []}')  # no reply_to
     raw.publish(queue, b"\x00 not json, no reply_to")
@@ -186,8 +163,8 @@ def test_unanswerable_requests_are_dropped_without_stalling_the_service(serve, r
     assert wait_for(lambda: raw.message_count(queue) == 0, timeout=5)
 
 
-def test_broadcasts_reach_a_bare_fanout_subscriber_as_utf8(serve, raw, rabbit):
-    serve("insult", broadcast_interval=0.2, load_defaults=False)
+def test_broadcasts_reach_a_bare_fanout_subscriber_as_utf8(deploy, raw, rabbit):
+    deploy("insult", broadcast_interval=0.2, load_defaults=False)
     raw.call_json(names(rabbit)["requests"], {"op": "add_insult", "args": ["Ñoño 🙂"]})
     queue = raw.channel.queue_declare("", exclusive=True).method.queue
     raw.channel.queue_bind(queue, names(rabbit)["broadcast"])
@@ -199,8 +176,8 @@ def test_broadcasts_reach_a_bare_fanout_subscriber_as_utf8(serve, raw, rabbit):
     assert received[:2] == ["ñoño 🙂".encode()] * 2
 
 
-def test_echo_returns_the_body_byte_for_byte(serve, raw, rabbit):
-    serve("echo")
+def test_echo_returns_the_body_byte_for_byte(deploy, raw, rabbit):
+    deploy("echo")
     for body in (b"hello", b"\x00\xff\xfe binary", "¿qué? 🙂".encode(), b""):
         assert raw.call(names(rabbit)["echo"], body) == body
 
@@ -215,8 +192,8 @@ BAD_TASKS = [
 ]
 
 
-def test_filter_tasks_get_results_or_error_answers(serve, raw, rabbit):
-    serve("filter", max_text_bytes=2048)
+def test_filter_tasks_get_results_or_error_answers(deploy, raw, rabbit):
+    deploy("filter", max_text_bytes=2048)
     queue = names(rabbit)["tasks"]
     assert raw.call_json(queue, {"text": "Eres TONTO, muy tonto."}) == {
         "text": "Eres CENSORED, muy CENSORED."
@@ -228,8 +205,8 @@ def test_filter_tasks_get_results_or_error_answers(serve, raw, rabbit):
     assert raw.call_json(queue, {"text": "still feo"}) == {"text": "still CENSORED"}
 
 
-def test_bad_tasks_without_reply_to_are_dropped_and_never_requeued(serve, raw, rabbit):
-    serve("filter")
+def test_bad_tasks_without_reply_to_are_dropped_and_never_requeued(deploy, raw, rabbit):
+    deploy("filter")
     queue = names(rabbit)["tasks"]
     for body in (b"{not json", b'{"text": 7}', b"\xff"):
         raw.publish(queue, body, delivery_mode=2)
@@ -238,8 +215,8 @@ def test_bad_tasks_without_reply_to_are_dropped_and_never_requeued(serve, raw, r
     assert raw.message_count(queue) == 0
 
 
-def test_a_task_without_reply_to_lands_in_the_result_list(serve, raw, rabbit):
-    serve("filter")
+def test_a_task_without_reply_to_lands_in_the_result_list(deploy, raw, rabbit):
+    deploy("filter")
     raw.publish(names(rabbit)["tasks"], b'{"text": "solo un bobo"}', correlation_id="t-1")
     stored: dict[str, bytes] = {}
 
@@ -255,7 +232,7 @@ def test_a_task_without_reply_to_lands_in_the_result_list(serve, raw, rabbit):
 
 
 def test_every_filter_worker_reports_its_acknowledged_count_to_the_stats_exchange(
-    serve, raw, rabbit
+    deploy, raw, rabbit
 ):
     exchange = names(rabbit)["stats"]
     raw.channel.exchange_declare(exchange, exchange_type="fanout")
@@ -272,7 +249,7 @@ def test_every_filter_worker_reports_its_acknowledged_count_to_the_stats_exchang
             raw.connection.process_data_events(time_limit=0.05)
         return condition()
 
-    deployment = serve("filter")  # the stock deployment, not the dynamic-scaling master
+    deployment = deploy("filter")  # the stock deployment, not the dynamic-scaling master
     # The launcher's readiness check may have sent a task: count from a report made after.
     started = time.time()
     assert pump_until(lambda: any(report["time"] > started for report in reports), timeout=5)
@@ -315,8 +292,8 @@ def test_the_insult_follower_connects_with_the_full_timeout_and_asks_for_at_most
         follower.close()
 
 
-def test_reading_the_result_list_leaves_it_intact(serve, raw, rabbit):
-    serve("filter", result_limit=3)
+def test_reading_the_result_list_leaves_it_intact(deploy, raw, rabbit):
+    deploy("filter", result_limit=3)
     with BACKEND.filter_client(rabbit) as client:
         for n in range(5):
             client.filter(f"text {n}, tonto")
@@ -332,9 +309,9 @@ def _doc_example() -> str:
     return re.search(r"```python\n(.*?)```", section, re.DOTALL).group(1)
 
 
-def test_the_ten_line_client_of_the_docs_works(serve, rabbit):
-    serve("insult")
-    serve("filter")
+def test_the_ten_line_client_of_the_docs_works(deploy, rabbit):
+    deploy("insult")
+    deploy("filter")
     environment = {
         **os.environ,
         "INSULTBENCH_NAMESPACE": rabbit.namespace,
@@ -370,8 +347,8 @@ def test_an_unreachable_broker_is_named_with_the_password_masked(settings):
     assert "python -m middlewares brokers up" in message
 
 
-def test_cleanup_deletes_the_namespace_and_nothing_else(serve, raw, rabbit):
-    for deployment in (serve("insult"), serve("filter"), serve("echo")):
+def test_cleanup_deletes_the_namespace_and_nothing_else(deploy, raw, rabbit):
+    for deployment in (deploy("insult"), deploy("filter"), deploy("echo")):
         deployment.stop()  # running services would declare their queues again
     bystander = f"{rabbit.namespace}-bystander.filter.tasks"
     raw.channel.queue_declare(bystander)
@@ -387,8 +364,8 @@ def test_cleanup_deletes_the_namespace_and_nothing_else(serve, raw, rabbit):
 
 
 @pytest.mark.slow
-def test_a_sigtermed_worker_finishes_its_task_and_answers_nothing_twice(serve, raw, rabbit):
-    deployment = serve("filter", workers=2)
+def test_a_sigtermed_worker_finishes_its_task_and_answers_nothing_twice(deploy, raw, rabbit):
+    deployment = deploy("filter", workers=2)
     worker = next(
         process
         for process in map(psutil.Process, deployment.worker_pids())
@@ -481,7 +458,7 @@ class DyingNode(threading.Thread):
 
 
 def test_a_request_a_dead_node_held_is_answered_by_another_over_direct_reply_to(
-    serve, raw, rabbit
+    deploy, raw, rabbit
 ):
     queue = names(rabbit)["requests"]
     dying = DyingNode(rabbit, queue)
@@ -492,14 +469,14 @@ def test_a_request_a_dead_node_held_is_answered_by_another_over_direct_reply_to(
     assert dying.taken == "held-1"
     # The node starts after the requester published: the reply can only reach the
     # requester's direct reply-to channel through the redelivered request.
-    serve("insult", nodes=1, load_defaults=False)
+    deploy("insult", nodes=1, load_defaults=False)
     deadline = time.monotonic() + 10
     while "held-1" not in raw.replies and time.monotonic() < deadline:
         raw.connection.process_data_events(time_limit=0.1)
     assert json.loads(raw.replies["held-1"]) == {"ok": True, "result": True}
 
 
-def test_the_client_keeps_the_first_answer_and_ignores_a_redelivered_duplicate(serve, rabbit):
+def test_the_client_keeps_the_first_answer_and_ignores_a_redelivered_duplicate(deploy, rabbit):
     dead_answer = json.dumps({"ok": True, "result": "from the dead node"}).encode()
     dying = DyingNode(rabbit, names(rabbit)["requests"], reply=dead_answer)
     dying.take_one()
@@ -507,7 +484,7 @@ def test_the_client_keeps_the_first_answer_and_ignores_a_redelivered_duplicate(s
     with BACKEND.insult_client(rabbit.with_changes(timeout=60)) as client:
         assert client.random_insult() == "from the dead node"
         dying.join(30)
-        deployment = serve("insult", nodes=1, load_defaults=False)
+        deployment = deploy("insult", nodes=1, load_defaults=False)
         # The node answers the redelivered request (an empty store: ""), then the
         # launcher's readiness probe; the duplicate answer is on its way to the client.
         assert wait_for(
@@ -519,7 +496,7 @@ def test_the_client_keeps_the_first_answer_and_ignores_a_redelivered_duplicate(s
         assert client.get_insults() == ["only once"]
 
 
-def test_a_filter_task_answered_twice_is_handed_out_once(serve, rabbit):
+def test_a_filter_task_answered_twice_is_handed_out_once(deploy, rabbit):
     dying = DyingNode(
         rabbit, names(rabbit)["tasks"], durable=True, reply=b'{"text": "first answer"}'
     )
@@ -528,7 +505,7 @@ def test_a_filter_task_answered_twice_is_handed_out_once(serve, rabbit):
         task_id = client.submit("eres tonto")
         dying.join(30)
         assert dying.taken == task_id
-        serve("filter", nodes=1)
+        deploy("filter", nodes=1)
         # The node answers the redelivered task: to the result list, then to the client.
         assert wait_for(lambda: "eres CENSORED" in client.get_results(10), timeout=10)
         assert client.wait([task_id], timeout=5) == {task_id: "first answer"}
@@ -536,8 +513,8 @@ def test_a_filter_task_answered_twice_is_handed_out_once(serve, rabbit):
 
 
 @pytest.mark.slow
-def test_a_restarted_node_goes_on_counting_from_its_last_count(serve, rabbit):
-    deployment = serve("filter", nodes=1)
+def test_a_restarted_node_goes_on_counting_from_its_last_count(deploy, rabbit):
+    deployment = deploy("filter", nodes=1)
 
     def counters() -> dict[str, int]:
         return deployment.node_counters()
@@ -568,9 +545,9 @@ def test_a_node_whose_redis_is_gone_answers_with_an_error_naming_it():
         assert "shared insult store (Redis) failed" in reply["error"]
 
 
-def test_cleanup_deletes_the_redis_keys_of_the_n_node_form_and_nothing_else(serve, rabbit):
+def test_cleanup_deletes_the_redis_keys_of_the_n_node_form_and_nothing_else(deploy, rabbit):
     for service in ("insult", "filter"):
-        serve(service, nodes=1).stop()
+        deploy(service, nodes=1).stop()
     client = redis.Redis.from_url(rabbit.redis_url, socket_timeout=5)
     ns = rabbit.namespace
     bystander = f"{ns}-bystander:insults:store"
@@ -586,8 +563,8 @@ def test_cleanup_deletes_the_redis_keys_of_the_n_node_form_and_nothing_else(serv
         client.close()
 
 
-def test_the_insult_service_spends_work_ms_on_every_request(serve, raw, rabbit):
-    serve("insult", nodes=1, work_ms=50.0)
+def test_the_insult_service_spends_work_ms_on_every_request(deploy, raw, rabbit):
+    deploy("insult", nodes=1, work_ms=50.0)
     started = time.monotonic()
     for _ in range(10):
         assert raw.call_json(names(rabbit)["requests"], {"op": "random_insult"})["ok"]

@@ -31,7 +31,7 @@ from middlewares.launch.emulated_hosts import (
 )
 from middlewares.registry import MIDDLEWARES, get_backend
 from middlewares.settings import Settings
-from tests.conftest import wait_for
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.hosts
 

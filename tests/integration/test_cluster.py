@@ -1,4 +1,5 @@
-"""Shared state of the n-node form, against the real Redis."""
+"""Shared state of the n-node form, against the real Redis: the store, the broadcast
+lease, counters, subscribers and the live nodes each node announces."""
 
 from __future__ import annotations
 
@@ -8,11 +9,17 @@ from concurrent.futures import ThreadPoolExecutor
 
 import redis
 
+from middlewares.broadcast import SubscriberSet
 from middlewares.cluster.counters import NodeCounters
 from middlewares.cluster.keys import Keys
-from middlewares.cluster.lease import BroadcastLease, LeasedBroadcaster
-from middlewares.cluster.store import RedisInsultStore
+from middlewares.cluster.lease import BroadcastLease, LeasedBroadcaster, RestartSafeLease
+from middlewares.cluster.presence import read_live_nodes
+from middlewares.cluster.store import RedisInsultStore, delete_shared_state
+from middlewares.cluster.subscribers import RedisSubscriberRegistry
+from middlewares.contract import LiveNode
 from middlewares.direct.directory import NodeRegistry
+from middlewares.settings import Settings
+from tests.helpers import wait_for
 
 
 def test_store_adds_atomically_across_concurrent_writers(client: redis.Redis, namespace: str):
@@ -119,3 +126,97 @@ def test_exactly_one_leased_broadcaster_sends_and_another_takes_over(
         node.stop()
     gaps = [b[0] - a[0] for a, b in itertools.pairwise(sent)]
     assert min(gaps) >= 0.6 * interval
+
+
+# -- the direct middlewares' Redis pieces (the others: tests/unit/test_direct.py)
+
+
+def test_subscribers_in_redis_are_shared_and_dropped_after_three_failures(
+    client: redis.Redis, namespace: str
+):
+    node_a = RedisSubscriberRegistry(client, namespace)
+    node_b = RedisSubscriberRegistry(client, namespace)
+    assert node_a.add("PYRO:x@h:1") is True
+    assert node_b.add("PYRO:x@h:1") is False, "one registry for every node"
+    node_a.add("PYRO:y@h:2")
+    assert sorted(node_b.addresses()) == ["PYRO:x@h:1", "PYRO:y@h:2"]
+    assert node_a.record("PYRO:x@h:1", True, 3) is False
+    assert node_b.record("PYRO:x@h:1", True, 3) is False, "the count survives a new broadcaster"
+    assert node_a.record("PYRO:x@h:1", False, 3) is False, "a success resets it"
+    assert [node_b.record("PYRO:x@h:1", True, 3) for _ in range(3)] == [False, False, True]
+    assert node_a.addresses() == ["PYRO:y@h:2"]
+    assert node_a.remove("PYRO:y@h:2") is True
+    assert node_a.remove("PYRO:y@h:2") is False
+    assert node_a.record("PYRO:y@h:2", True, 3) is False
+    assert node_a.addresses() == [], "a late failure never brings a subscriber back"
+
+
+def test_whichever_node_broadcasts_notifies_subscribers_of_every_node(
+    client: redis.Redis, namespace: str
+):
+    delivered: list[tuple[object, str]] = []
+
+    def notify(address: object, insult: str) -> None:
+        if address == "dead":
+            raise ConnectionRefusedError("gone")
+        delivered.append((address, insult))
+
+    node_a = SubscriberSet(notify, registry=RedisSubscriberRegistry(client, namespace))
+    node_b = SubscriberSet(notify, registry=RedisSubscriberRegistry(client, namespace))
+    node_a.add("alive")
+    node_a.add("dead")
+    for _ in range(3):
+        node_b.broadcast("tonto")
+    assert delivered == [("alive", "tonto")] * 3
+    assert node_a.addresses() == ["alive"]
+    node_a.close()
+    node_b.close()
+
+
+def test_a_resumed_counter_goes_on_from_the_published_count(client: redis.Redis, namespace: str):
+    first = NodeCounters(client, namespace, "insult", "n1")
+    first.increment(5)
+    first.close()
+    restarted = NodeCounters(client, namespace, "insult", "n1", resume=True)
+    restarted.increment(2)
+    restarted.close()
+    assert NodeCounters.read(client, namespace, "insult") == {"n1": 7}
+
+
+def test_a_restarted_node_does_not_renew_its_earlier_lives_lease(
+    client: redis.Redis, namespace: str
+):
+    assert BroadcastLease(client, namespace, "n1", ttl=0.3).held()
+    restarted = RestartSafeLease(client, namespace, "n1", ttl=0.3)
+    assert restarted.held() is False
+    restarted.release()
+    assert client.get(Keys(namespace).lease) == b"n1", "not its lease to release yet"
+    assert wait_for(restarted.held, 5), "it takes the lease once the earlier one expired"
+
+
+def test_shared_state_is_deleted_by_namespace(client: redis.Redis, namespace: str):
+    client.sadd(Keys(namespace).store, "tonto")
+    client.hset(Keys(namespace).subscribers, "PYRO:x@h:1", 0)
+    client.set(f"{namespace}-other:insults:store", "kept")
+    try:
+        delete_shared_state(Settings.from_env().with_changes(namespace=namespace))
+        assert not client.exists(Keys(namespace).store, Keys(namespace).subscribers)
+        assert client.exists(f"{namespace}-other:insults:store")
+    finally:
+        client.delete(f"{namespace}-other:insults:store")
+
+
+# -- presence: the live nodes each node announces
+
+
+def test_nodes_announce_their_host_and_withdraw_when_they_stop(client, settings) -> None:
+    counters = NodeCounters(client, settings.namespace, "filter", "n1", host="10.1.2.3")
+    other = NodeCounters(client, settings.namespace, "filter", "n2", host="10.1.2.4")
+    assert read_live_nodes(settings, "filter") == [
+        LiveNode("n1", "10.1.2.3"),
+        LiveNode("n2", "10.1.2.4"),
+    ]
+    counters.close()
+    assert read_live_nodes(settings, "filter") == [LiveNode("n2", "10.1.2.4")]
+    other.close()
+    assert read_live_nodes(settings, "filter") == []

@@ -1,7 +1,8 @@
 """The direct middlewares' n-node pieces (middlewares.direct), without any transport.
 
-Links are fakes here; the Redis pieces talk to the real Redis. The Pyro4 and XML-RPC
-forms built on them are tested end to end in tests/test_nodes.py and their protocol tests.
+Links are fakes here; the pieces that keep their state in Redis are tested in
+tests/integration/test_cluster.py, and the Pyro4 and XML-RPC forms built on them end to
+end in tests/integration/test_nodes.py and their protocol tests.
 """
 
 from __future__ import annotations
@@ -12,14 +13,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
-import redis
 
-from middlewares.broadcast import SubscriberSet
-from middlewares.cluster.counters import NodeCounters
-from middlewares.cluster.keys import Keys
-from middlewares.cluster.lease import BroadcastLease, RestartSafeLease
-from middlewares.cluster.store import delete_shared_state
-from middlewares.cluster.subscribers import RedisSubscriberRegistry
 from middlewares.contract import BrokerUnavailable, ServiceError
 from middlewares.core import ResultLog
 from middlewares.direct import pool as pool_module
@@ -27,7 +21,7 @@ from middlewares.direct.directory import NODE_HEARTBEAT, NodeDirectory, StartupB
 from middlewares.direct.gate import NodeLeaving, RequestGate
 from middlewares.direct.pool import NodePool
 from middlewares.direct.queue import TaskQueue
-from middlewares.settings import Settings
+from tests.helpers import wait_for
 
 
 class FakeNodes:
@@ -227,8 +221,7 @@ def test_a_startup_barrier_opens_on_arrivals_or_after_its_grace():
     assert barrier.is_open()
     late = StartupBarrier(expected=5, grace=0.1)
     assert late.arrive("a") is False
-    time.sleep(0.15)
-    assert late.is_open()
+    assert wait_for(late.is_open, 5), "it opens after its grace without the others"
     assert StartupBarrier().is_open(), "expecting nobody, it is open at once"
 
 
@@ -239,82 +232,3 @@ def test_a_queue_expecting_workers_leases_nothing_until_they_came():
     assert queue.exchange("first", {}, 10, 0.05) == []
     queue.register("second")
     assert [task for task, _ in queue.exchange("first", {}, 10, 0)] == ids[:1], "its share"
-
-
-# -- the Redis pieces ---------------------------------------------------------------------
-
-
-def test_subscribers_in_redis_are_shared_and_dropped_after_three_failures(
-    client: redis.Redis, namespace: str
-):
-    node_a = RedisSubscriberRegistry(client, namespace)
-    node_b = RedisSubscriberRegistry(client, namespace)
-    assert node_a.add("PYRO:x@h:1") is True
-    assert node_b.add("PYRO:x@h:1") is False, "one registry for every node"
-    node_a.add("PYRO:y@h:2")
-    assert sorted(node_b.addresses()) == ["PYRO:x@h:1", "PYRO:y@h:2"]
-    assert node_a.record("PYRO:x@h:1", True, 3) is False
-    assert node_b.record("PYRO:x@h:1", True, 3) is False, "the count survives a new broadcaster"
-    assert node_a.record("PYRO:x@h:1", False, 3) is False, "a success resets it"
-    assert [node_b.record("PYRO:x@h:1", True, 3) for _ in range(3)] == [False, False, True]
-    assert node_a.addresses() == ["PYRO:y@h:2"]
-    assert node_a.remove("PYRO:y@h:2") is True
-    assert node_a.remove("PYRO:y@h:2") is False
-    assert node_a.record("PYRO:y@h:2", True, 3) is False
-    assert node_a.addresses() == [], "a late failure never brings a subscriber back"
-
-
-def test_whichever_node_broadcasts_notifies_subscribers_of_every_node(
-    client: redis.Redis, namespace: str
-):
-    delivered: list[tuple[object, str]] = []
-
-    def notify(address: object, insult: str) -> None:
-        if address == "dead":
-            raise ConnectionRefusedError("gone")
-        delivered.append((address, insult))
-
-    node_a = SubscriberSet(notify, registry=RedisSubscriberRegistry(client, namespace))
-    node_b = SubscriberSet(notify, registry=RedisSubscriberRegistry(client, namespace))
-    node_a.add("alive")
-    node_a.add("dead")
-    for _ in range(3):
-        node_b.broadcast("tonto")
-    assert delivered == [("alive", "tonto")] * 3
-    assert node_a.addresses() == ["alive"]
-    node_a.close()
-    node_b.close()
-
-
-def test_a_resumed_counter_goes_on_from_the_published_count(client: redis.Redis, namespace: str):
-    first = NodeCounters(client, namespace, "insult", "n1")
-    first.increment(5)
-    first.close()
-    restarted = NodeCounters(client, namespace, "insult", "n1", resume=True)
-    restarted.increment(2)
-    restarted.close()
-    assert NodeCounters.read(client, namespace, "insult") == {"n1": 7}
-
-
-def test_a_restarted_node_does_not_renew_its_earlier_lives_lease(
-    client: redis.Redis, namespace: str
-):
-    assert BroadcastLease(client, namespace, "n1", ttl=0.3).held()
-    restarted = RestartSafeLease(client, namespace, "n1", ttl=0.3)
-    assert restarted.held() is False
-    restarted.release()
-    assert client.get(Keys(namespace).lease) == b"n1", "not its lease to release yet"
-    time.sleep(0.35)
-    assert restarted.held() is True
-
-
-def test_shared_state_is_deleted_by_namespace(client: redis.Redis, namespace: str):
-    client.sadd(Keys(namespace).store, "tonto")
-    client.hset(Keys(namespace).subscribers, "PYRO:x@h:1", 0)
-    client.set(f"{namespace}-other:insults:store", "kept")
-    try:
-        delete_shared_state(Settings.from_env().with_changes(namespace=namespace))
-        assert not client.exists(Keys(namespace).store, Keys(namespace).subscribers)
-        assert client.exists(f"{namespace}-other:insults:store")
-    finally:
-        client.delete(f"{namespace}-other:insults:store")

@@ -25,7 +25,7 @@ import pytest
 from middlewares.launch.deployment import Deployment
 from middlewares.registry import get_backend
 from middlewares.settings import Settings
-from tests.conftest import require, wait_for
+from tests.helpers import SharedDeployments, require, wait_for
 
 #: Idle (or half-sent) connections an attacker opens; more than a server keeps (512).
 IDLE_CONNECTIONS = 600
@@ -40,17 +40,15 @@ SERPENT = Pyro4.util.get_serializer("serpent")
 
 
 @pytest.fixture
-def xmlrpc_echo(settings: Settings) -> Iterator[Deployment]:
-    with Deployment("xmlrpc", "echo", settings) as deployment:
-        yield deployment
+def xmlrpc_echo(shared_deploy: SharedDeployments) -> Deployment:
+    """The module's one XML-RPC echo service, which the hostile clients share."""
+    return shared_deploy("xmlrpc", "echo")
 
 
 @pytest.fixture
-def pyro_echo(settings: Settings) -> Iterator[Deployment]:
-    require(get_backend("pyro"), settings)
-    with Deployment("pyro", "echo", settings) as deployment:
-        yield deployment
-    get_backend("pyro").cleanup(settings)
+def pyro_echo(shared_deploy: SharedDeployments) -> Deployment:
+    """The module's one Pyro4 echo service (and name server), which the hostile clients share."""
+    return shared_deploy("pyro", "echo")
 
 
 def xmlrpc_proxy(url: str) -> xmlrpc.client.ServerProxy:
@@ -123,7 +121,8 @@ def served_within(call, seconds: float) -> float:
 # -- connections -------------------------------------------------------------------------
 
 
-def test_idle_and_half_sent_connections_do_not_lock_out_xmlrpc_clients(xmlrpc_echo, settings):
+def test_idle_and_half_sent_connections_do_not_lock_out_xmlrpc_clients(xmlrpc_echo):
+    settings = xmlrpc_echo.settings
     pid = server_pid(xmlrpc_echo, "echo_service")
     url = f"http://{settings.host}:{settings.echo_port}/{settings.namespace}/echo"
     half = b"POST /x HTTP/1.1\r\nContent-Le"
@@ -133,14 +132,16 @@ def test_idle_and_half_sent_connections_do_not_lock_out_xmlrpc_clients(xmlrpc_ec
             assert client.echo("and ours") == "and ours"
 
 
-def test_idle_and_half_sent_connections_do_not_lock_out_a_pyro_daemon(pyro_echo, settings):
+def test_idle_and_half_sent_connections_do_not_lock_out_a_pyro_daemon(pyro_echo):
+    settings = pyro_echo.settings
     uri = pyro_proxy(settings, "echo")._pyroUri
     daemon = server_pid(pyro_echo, "echo_service")
     with idle_connections(daemon, (uri.host, uri.port), b"PYRO\x00\x30"):  # 6 of 24 bytes
         served_within(lambda: _fresh_proxy(uri).echo("new client"), SERVED_WITHIN_S)
 
 
-def test_idle_and_half_sent_connections_do_not_lock_out_the_name_server(pyro_echo, settings):
+def test_idle_and_half_sent_connections_do_not_lock_out_the_name_server(pyro_echo):
+    settings = pyro_echo.settings
     name_server = server_pid(pyro_echo, "name_server")
     address = (settings.host, settings.pyro_ns_port)
     with idle_connections(name_server, address, b"PYRO\x00\x30"):
@@ -153,7 +154,8 @@ def _fresh_proxy(uri: Pyro4.URI) -> Pyro4.Proxy:
     return proxy
 
 
-def test_a_content_length_that_is_not_ascii_digits_gets_400(xmlrpc_echo, settings):
+def test_a_content_length_that_is_not_ascii_digits_gets_400(xmlrpc_echo):
+    settings = xmlrpc_echo.settings
     for bad in (b"\xb2", b"12a", b"-1", b"\xd9\xa3"):  # superscript two, Arabic three
         with socket.create_connection((settings.host, settings.echo_port), timeout=10) as raw:
             raw.sendall(
@@ -169,7 +171,8 @@ def test_a_content_length_that_is_not_ascii_digits_gets_400(xmlrpc_echo, setting
     assert xmlrpc_proxy(url).echo("still there") == "still there"
 
 
-def test_a_body_over_the_limit_is_refused_before_it_is_read(xmlrpc_echo, settings):
+def test_a_body_over_the_limit_is_refused_before_it_is_read(xmlrpc_echo):
+    settings = xmlrpc_echo.settings
     connection = http.client.HTTPConnection(settings.host, settings.echo_port, timeout=10)
     connection.putrequest("POST", f"/{settings.namespace}/echo")
     connection.putheader("Content-Length", str(5 * 1024 * 1024))
@@ -182,7 +185,8 @@ def test_a_body_over_the_limit_is_refused_before_it_is_read(xmlrpc_echo, setting
 # -- Pyro4 messages ----------------------------------------------------------------------
 
 
-def test_a_compressed_pyro_message_is_refused(pyro_echo, settings, monkeypatch):
+def test_a_compressed_pyro_message_is_refused(pyro_echo, monkeypatch):
+    settings = pyro_echo.settings
     monkeypatch.setattr(Pyro4.config, "COMPRESSION", True)
     squeezed = pyro_proxy(settings, "echo")
     with pytest.raises(Pyro4.errors.ProtocolError, match="compressed messages are refused"):
@@ -191,7 +195,8 @@ def test_a_compressed_pyro_message_is_refused(pyro_echo, settings, monkeypatch):
     assert pyro_proxy(settings, "echo").echo("still there") == "still there"
 
 
-def test_a_zlib_bomb_is_refused_without_being_inflated(pyro_echo, settings):
+def test_a_zlib_bomb_is_refused_without_being_inflated(pyro_echo):
+    settings = pyro_echo.settings
     daemon = psutil.Process(server_pid(pyro_echo, "echo_service"))
     before = daemon.memory_info().rss
     bomb = zlib.compressobj(9)
@@ -204,7 +209,8 @@ def test_a_zlib_bomb_is_refused_without_being_inflated(pyro_echo, settings):
     assert pyro_proxy(settings, "echo").echo("still there") == "still there"
 
 
-def test_a_keep_serialized_pyro_message_is_refused(pyro_echo, settings):
+def test_a_keep_serialized_pyro_message_is_refused(pyro_echo):
+    settings = pyro_echo.settings
     # This flag would make Pyro4's daemon marshal.loads the BLBI annotation.
     import marshal
 

@@ -21,7 +21,7 @@ import redis
 from middlewares.core import load_default_insults
 from middlewares.registry import get_backend
 from middlewares.settings import Settings
-from tests.conftest import Deploy, protocol_section, require
+from tests.helpers import Deploy, SharedDeployments, protocol_section, require, wait_for
 
 
 @pytest.fixture
@@ -131,13 +131,14 @@ BAD_REQUESTS = [
 
 @pytest.mark.parametrize(("op", "args", "message"), BAD_REQUESTS, ids=lambda v: repr(v)[:20])
 def test_bad_requests_get_an_error_answer(
-    deploy: Deploy, settings: Settings, raw: redis.Redis, op, args, message
+    insult_settings: Settings, raw: redis.Redis, op, args, message
 ):
-    deploy("insult")
+    settings = insult_settings
     reply = request(raw, settings, op, args)
     assert reply["ok"] is False
     assert message in reply["error"]
-    assert request(raw, settings, "add_insult", ["still serving"])["result"] is True
+    after = f"still serving {uuid.uuid4().hex[:8]}"
+    assert request(raw, settings, "add_insult", [after])["result"] is True
 
 
 UNANSWERABLE = [
@@ -152,9 +153,9 @@ UNANSWERABLE = [
 
 @pytest.mark.parametrize("service", ["insults", "echo"])
 def test_unanswerable_requests_are_dropped_without_stalling(
-    deploy: Deploy, settings: Settings, raw: redis.Redis, service: str
+    shared_deploy: SharedDeployments, raw: redis.Redis, service: str
 ):
-    deploy("insult" if service == "insults" else "echo")
+    settings = shared_deploy("redis", "insult" if service == "insults" else "echo").settings
     raw.lpush(f"{settings.namespace}:{service}:requests", *UNANSWERABLE)
     op = "random_insult" if service == "insults" else "echo"
     assert request(raw, settings, op, ["x"] if service == "echo" else [], service)["ok"]
@@ -162,14 +163,14 @@ def test_unanswerable_requests_are_dropped_without_stalling(
 
 
 def test_a_reply_to_naming_another_kind_of_key_does_not_stop_the_service(
-    deploy: Deploy, settings: Settings, raw: redis.Redis
+    insult_settings: Settings, raw: redis.Redis
 ):
-    deploy("insult")
+    settings = insult_settings
     not_a_list = f"{settings.namespace}:a-string"
     raw.set(not_a_list, "keep me")
     message = {"id": "1", "op": "add_insult", "args": ["bad reply_to"], "reply_to": not_a_list}
     raw.lpush(f"{settings.namespace}:insults:requests", json.dumps(message))
-    assert request(raw, settings, "add_insult", ["next one"])["result"] is True
+    assert request(raw, settings, "add_insult", [f"next {uuid.uuid4().hex[:8]}"])["result"] is True
     assert raw.get(not_a_list) == "keep me"
 
 
@@ -306,8 +307,13 @@ def test_messages_of_a_live_consumer_are_left_alone(
     raw.lpush(f"{ns}:filter:processing:busy", json.dumps({"id": "b", "text": "tonto"}))
     raw.sadd(f"{ns}:filter:consumers", "busy")
     raw.set(f"{ns}:filter:heartbeat:busy", "alive", ex=30)
-    time.sleep(3)  # longer than a sweep interval: the live consumer's message must stay
+    # A dead consumer registered after it: once a sweep has re-queued the dead one's
+    # message, that sweep has seen the live one too (no fixed wait for a sweep).
+    raw.lpush(f"{ns}:filter:processing:ghost", json.dumps({"id": "g", "text": "tonto"}))
+    raw.sadd(f"{ns}:filter:consumers", "ghost")
+    assert wait_for(lambda: not raw.sismember(f"{ns}:filter:consumers", "ghost"), 15)
     assert raw.llen(f"{ns}:filter:processing:busy") == 1
+    assert raw.sismember(f"{ns}:filter:consumers", "busy")
 
 
 def test_cleanup_deletes_the_namespace_and_nothing_else(

@@ -7,8 +7,10 @@ broadcasting node and read the per-node counters.
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
+import statistics
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -21,7 +23,7 @@ from middlewares.contract import Backend
 from middlewares.launch.deployment import Deployment
 from middlewares.registry import get_backend
 from middlewares.settings import Settings
-from tests.conftest import Deploy, wait_for
+from tests.helpers import Deploy, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -55,12 +57,12 @@ def test_three_nodes_share_the_load(backend: Backend, deploy: Deploy, settings, 
     deployment = deploy(service, nodes=3, work_ms=1.0)
     before = deployment.node_counters()
     with ThreadPoolExecutor(4) as pool:
-        served = sum(pool.map(lambda _: _drive(backend, deployment.settings, service, 750),
-                              range(4)))
+        served = sum(
+            pool.map(lambda _: _drive(backend, deployment.settings, service, 750), range(4))
+        )
     assert served == 3000
     assert wait_for(
-        lambda: sum(deployment.node_counters().values())
-        >= sum(before.values()) + 3000,
+        lambda: sum(deployment.node_counters().values()) >= sum(before.values()) + 3000,
         timeout=5,
     )
     after = deployment.node_counters()
@@ -83,9 +85,10 @@ def test_concurrent_adds_through_many_nodes_are_consistent(
     with ProcessPoolExecutor(8) as pool:
         added = sum(pool.map(_add_all, [middleware] * 8, [deployment.settings] * 8, orders))
     assert added == len(insults), "every insult is new exactly once, whichever node added it"
-    with backend.insult_client(deployment.settings) as writer, backend.insult_client(
-        deployment.settings
-    ) as reader:
+    with (
+        backend.insult_client(deployment.settings) as writer,
+        backend.insult_client(deployment.settings) as reader,
+    ):
         assert sorted(reader.get_insults()) == sorted(insults)
         for n in range(6):
             assert writer.add_insult(f"fresh {n}") is True
@@ -154,27 +157,29 @@ def test_exactly_one_broadcaster_and_it_is_replaced(backend: Backend, deploy: De
     received: list[float] = []
     with backend.insult_client(deployment.settings) as client:
         client.subscribe(lambda insult: received.append(time.monotonic()))
-        assert wait_for(lambda: len(received) >= 2, timeout=5 * interval)
-        count = len(received)
-        time.sleep(6 * interval)  # counting broadcasts over a fixed window
-        in_window = len(received) - count
-        assert 5 <= in_window <= 7, f"{in_window} broadcasts in 6 intervals with 3 nodes"
+        # Counted, not timed: seven broadcasts give six gaps, however long they take.
+        assert wait_for(lambda: len(received) >= 7, timeout=60 * interval)
+        gaps = [b - a for a, b in itertools.pairwise(received[:7])]
+        # Three broadcasters would send three per interval (gaps near interval / 3).
+        assert statistics.median(gaps) >= 0.6 * interval, f"gaps {gaps} with 3 nodes"
         pid = _broadcaster_pid(deployment)
         assert pid is not None, "the lease names no live node"
         os.kill(pid, signal.SIGKILL)
         killed_at = time.monotonic()
-        assert wait_for(lambda: any(t > killed_at for t in received), timeout=5 * interval)
+        assert wait_for(lambda: any(t > killed_at for t in received), timeout=60 * interval), (
+            "no node took over the broadcasts"
+        )
         first_after = min(t for t in received if t > killed_at)
         last_before = max(t for t in received if t <= killed_at)
-        assert first_after - last_before <= 2 * interval + 0.3
+        # The lease lives one interval and is bid for every quarter: a takeover is due
+        # within about 1.25 intervals; the bound is loose for a loaded machine.
+        assert first_after - last_before <= 5 * interval
         client.unsubscribe()
 
 
 def test_nodes_can_join_and_leave_gracefully(backend: Backend, deploy: Deploy, settings):
     deployment = deploy("filter", nodes=2, work_ms=1.0)
-    joined = Deployment(
-        deployment.middleware, "filter", deployment.settings, join_as="joined-node"
-    )
+    joined = Deployment(deployment.middleware, "filter", deployment.settings, join_as="joined-node")
     joined.start()
     try:
         total = 3000
@@ -192,6 +197,58 @@ def test_nodes_can_join_and_leave_gracefully(backend: Backend, deploy: Deploy, s
         joined.stop()
 
 
+@pytest.mark.parametrize("middleware", ["xmlrpc", "pyro"], indirect=True)
+def test_an_insult_node_joins_under_load_and_leaves_gracefully(
+    backend: Backend, deploy: Deploy, settings
+):
+    """The direct middlewares route InsultService calls through a master's node list:
+    a joined node must be listed and get calls, a leaving one must be unlisted first,
+    and clients calling all along see no failure and no add applied twice."""
+    deployment = deploy("insult", nodes=2, load_defaults=False)
+    failures: list[BaseException] = []
+    added: list[bool] = []
+    stop = threading.Event()
+
+    def keep_calling(name: str) -> None:
+        with backend.insult_client(settings) as client:
+            n = 0
+            while not stop.is_set():
+                try:
+                    added.append(client.add_insult(f"{name} {n}"))
+                    client.random_insult()
+                    n += 1
+                except BaseException as error:
+                    failures.append(error)
+
+    threads = [threading.Thread(target=keep_calling, args=[f"c{k}"]) for k in range(2)]
+    for thread in threads:
+        thread.start()
+    joined = Deployment(deployment.middleware, "insult", settings, join_as="joined-node")
+    try:
+        joined.start()
+        assert wait_for(lambda: len(backend.live_nodes("insult", settings)) == 3, 15)
+        # Clients refresh their node list every 2 s: the joined node gets calls.
+        assert wait_for(lambda: joined.node_counters().get("joined-node", 0) > 50, 15), (
+            joined.node_counters()
+        )
+        leaver = deployment.node_pids()[0]
+        os.kill(leaver, signal.SIGTERM)  # it deregisters, answers what it accepted, exits
+        assert wait_for(lambda: not psutil.pid_exists(leaver), 15)
+        assert len(backend.live_nodes("insult", settings)) == 2, "it withdrew before it went"
+        calls_after = len(added)
+        assert wait_for(lambda: len(added) > calls_after + 200, 15)
+        assert "left the deployment" in deployment.log_tail(200), "it exited with status 0"
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+        joined.stop()
+    assert failures == [], f"calls failed while nodes came and went: {failures[:3]}"
+    assert all(added), "no retried add was applied twice: every insult here is new"
+    for log in (deployment.log_tail(200), joined.log_tail(100)):
+        assert "Traceback" not in log
+
+
 @pytest.mark.parametrize("nodes", [1, 2, 3])
 def test_n_node_form_starts_and_stops_cleanly(
     middleware: str, settings: Settings, service: str, nodes: int
@@ -202,7 +259,8 @@ def test_n_node_form_starts_and_stops_cleanly(
         assert len(deployment.node_pids()) == nodes
     assert wait_for(lambda: not any(psutil.pid_exists(p) for p in pids), timeout=10)
     leftovers = [
-        p.pid for p in psutil.process_iter(["cmdline"])
+        p.pid
+        for p in psutil.process_iter(["cmdline"])
         if settings.namespace in " ".join(p.info["cmdline"] or [])
     ]
     assert leftovers == []

@@ -29,6 +29,7 @@ from middlewares.service import (
     simulate_work,
 )
 from middlewares.settings import Settings
+from tests.helpers import wait_for
 
 INSULTS = {"tonto", "feo"}
 
@@ -275,8 +276,7 @@ def test_refreshing_insults_uses_defaults_without_a_service_and_caches() -> None
     assert insults.current() == load_default_insults()
     assert insults.current() == load_default_insults()
     assert len(fetched) == 1, "no fetch per call within the interval"
-    time.sleep(0.06)
-    assert insults.current() == ["zopenco"]
+    assert wait_for(lambda: insults.current() == ["zopenco"], 5), "fetched after the interval"
 
 
 def test_refreshing_insults_keeps_the_last_list_when_a_fetch_fails() -> None:
@@ -304,11 +304,16 @@ def test_settings_round_trip_through_flags_and_environment() -> None:
     settings_module.add_arguments(parser)
     assert settings_module.from_args(parser.parse_args(original.to_args())) == original
     from_env = Settings.from_env(
-        {"INSULTBENCH_NAMESPACE": "envns", "REDIS_URL": "redis://h:1/0",
-         "INSULTBENCH_LOAD_DEFAULTS": "no"}
+        {
+            "INSULTBENCH_NAMESPACE": "envns",
+            "REDIS_URL": "redis://h:1/0",
+            "INSULTBENCH_LOAD_DEFAULTS": "no",
+        }
     )
     assert (from_env.namespace, from_env.redis_url, from_env.load_defaults) == (
-        "envns", "redis://h:1/0", False
+        "envns",
+        "redis://h:1/0",
+        False,
     )
 
 

@@ -17,19 +17,17 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pika
 import pytest
 import redis
 
 from middlewares.contract import InsultClient
-from middlewares.core import Limits
 from middlewares.launch.deployment import Deployment
-from middlewares.messages import BoundedLog, check_shape, classify, handle_message
 from middlewares.registry import get_backend
 from middlewares.settings import Settings
-from tests.conftest import free_port, require
+from tests.helpers import SharedDeployments
 
 #: What a good request after the poison must be answered within.
 NEXT_ANSWER_SECONDS = 2.0
@@ -43,32 +41,15 @@ def restarts(deployment: Deployment) -> int:
     return deployment.log_tail(100_000).count("; restarting it")
 
 
-@pytest.fixture(scope="module")
-def deployed() -> Iterator[Callable[[str, str], Deployed]]:
-    """``deployed(middleware, service)``: one running deployment per pair, for the module."""
-    running: dict[tuple[str, str], Deployed] = {}
+@pytest.fixture
+def deployed(shared_deploy: SharedDeployments) -> Callable[[str, str], Deployed]:
+    """``deployed(middleware, service)``: the module's one deployment of the pair."""
 
     def get(middleware: str, service: str) -> Deployed:
-        if (middleware, service) not in running:
-            settings = Settings.from_env().with_changes(
-                namespace=f"ibtest-poison-{uuid.uuid4().hex[:8]}",
-                insult_port=free_port(),
-                filter_port=free_port(),
-                echo_port=free_port(),
-                pyro_ns_port=free_port(),
-                timeout=5.0,
-                broadcast_interval=60.0,
-            )
-            require(get_backend(middleware), settings)
-            deployment = Deployment(middleware, service, settings)
-            deployment.start()
-            running[(middleware, service)] = (deployment, settings)
-        return running[(middleware, service)]
+        deployment = shared_deploy(middleware, service, timeout=5.0, broadcast_interval=60.0)
+        return deployment, deployment.settings
 
-    yield get
-    for (middleware, _), (deployment, settings) in running.items():
-        deployment.stop()
-        get_backend(middleware).cleanup(settings)
+    return get
 
 
 def assert_still_serving(deployment: Deployment, settings: Settings) -> None:
@@ -86,47 +67,6 @@ def assert_still_serving(deployment: Deployment, settings: Settings) -> None:
         with backend.echo_client(quick) as echo:
             assert echo.echo("still here") == "still here"
     assert restarts(deployment) <= 1, deployment.log_tail()
-
-
-# -- the step itself, without a broker ------------------------------------------------------
-
-
-def test_the_shape_check_refuses_deep_or_huge_bodies_and_lets_brackets_in_texts_pass():
-    limits = Limits()
-    for body in (b"[" * 100_000, b'{"a":' + b"[" * 17 + b"]" * 17 + b"}"):
-        with pytest.raises(ValueError, match="nests deeper than 16"):
-            check_shape(body, limits)
-    with pytest.raises(ValueError, match="over the limit"):
-        check_shape(b" " * (limits.max_message_bytes + 1), limits)
-    text = json.dumps({"id": "t", "text": "[[[{{{" * 1000 + '\\"[[['}).encode()
-    check_shape(text, limits)
-
-
-def test_every_exception_becomes_a_refusal_and_none_escapes():
-    def act(body: bytes, message: dict) -> str:
-        raise {"type": TypeError("unhashable"), "deep": RecursionError(), "big": MemoryError()}[
-            message["op"]
-        ]
-
-    def refuse(body: bytes, message: dict | None, error: str) -> str:
-        return error
-
-    limits = Limits()
-    assert handle_message(b'{"op": "type"}', limits, act, refuse).startswith("internal error")
-    assert "nested too deeply" in handle_message(b'{"op": "deep"}', limits, act, refuse)
-    assert "too large" in handle_message(b'{"op": "big"}', limits, act, refuse)
-    assert "nests deeper" in handle_message(b"[" * 100_000, limits, act, refuse)
-    assert classify(ValueError("x" * 1000)).message.endswith("…")
-
-
-def test_the_bounded_log_holds_back_a_flood_and_says_how_much(caplog):
-    import logging
-
-    bounded = BoundedLog(logging.getLogger("ibtest.bounded"), burst=3, window=60.0)
-    with caplog.at_level(logging.WARNING, logger="ibtest.bounded"):
-        for n in range(100):
-            bounded.warning("bad message %d", n)
-    assert len(caplog.records) == 3
 
 
 # -- Redis: raw lists ------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 
 import psutil
@@ -30,7 +31,7 @@ from middlewares.launch.processes import Supervisor
 from middlewares.registry import get_backend
 from middlewares.secret import SECRET_ENV, user_secret
 from middlewares.settings import Settings
-from tests.conftest import Deploy, wait_for
+from tests.helpers import SECRET, Deploy, SharedDeployments, wait_for, with_secret
 from tests.worker_protocol import (
     check_a_restarted_workers_tasks_are_requeued,
     check_a_silent_workers_tasks_are_requeued,
@@ -83,23 +84,14 @@ INSULT_REFUSALS = [
 
 @pytest.mark.parametrize(("method", "args", "kind", "message"), INSULT_REFUSALS)
 def test_insult_service_refuses_bad_calls_and_keeps_serving(
-    deploy: Deploy, settings, method, args, kind, message
+    insult_settings: Settings, method, args, kind, message
 ):
-    deploy("insult", load_defaults=False)
-    service = proxy_of(settings, "insult.service")
+    service = proxy_of(insult_settings, "insult.service")
     with pytest.raises(kind, match=message):
         getattr(service, method)(*args)
-    assert service.add_insult("after the refusal") is True
-    assert service.get_insults() == ["after the refusal"]
-
-
-#: Stands for the deployment secret (known once the deployment runs) in the lists below.
-SECRET = "<the deployment secret>"
-
-
-def with_secret(args: tuple) -> list:
-    """``args`` with the deployment secret where :data:`SECRET` stands."""
-    return [user_secret() if arg == SECRET else arg for arg in args]
+    after = f"after refusing {uuid.uuid4().hex[:8]}"
+    assert service.add_insult(after) is True
+    assert after in service.get_insults()
 
 
 FILTER_REFUSALS = [
@@ -121,18 +113,16 @@ FILTER_REFUSALS = [
 
 @pytest.mark.parametrize(("method", "args", "message"), FILTER_REFUSALS)
 def test_filter_refuses_bad_calls_and_keeps_serving(
-    deploy: Deploy, settings, method, args, message
+    filter_settings: Settings, method, args, message
 ):
-    deploy("filter")
-    front = proxy_of(settings, "insult.filter")
+    front = proxy_of(filter_settings, "insult.filter")
     with pytest.raises(ValueError, match=message):
         getattr(front, method)(*with_secret(args))
     assert front.filter("still feo") == "still CENSORED"
 
 
-def test_unknown_methods_are_refused(deploy: Deploy, settings):
-    deploy("insult")
-    service = proxy_of(settings, "insult.service")
+def test_unknown_methods_are_refused(insult_settings: Settings):
+    service = proxy_of(insult_settings, "insult.service")
     # Skip the proxy's own check against the object's metadata: ask the server itself.
     with pytest.raises(AttributeError, match="no_such_op"):
         service._pyroInvoke("no_such_op", (), {})
@@ -142,14 +132,13 @@ def test_unknown_methods_are_refused(deploy: Deploy, settings):
 
 
 @pytest.mark.parametrize("serializer", ["pickle", "marshal", "json"])
-def test_only_serpent_is_accepted(deploy: Deploy, settings, serializer):
-    deploy("insult")
-    uri = name_server(settings).lookup(f"{settings.namespace}.insult.service")
+def test_only_serpent_is_accepted(insult_settings: Settings, serializer):
+    uri = name_server(insult_settings).lookup(f"{insult_settings.namespace}.insult.service")
     unsafe = Pyro4.Proxy(uri)
     unsafe._pyroSerializer = serializer
     with pytest.raises(Pyro4.errors.CommunicationError, match="serializer that is not accepted"):
         unsafe._pyroBind()
-    assert proxy_of(settings, "insult.service").random_insult()
+    assert proxy_of(insult_settings, "insult.service").random_insult()
 
 
 def test_name_server_accepts_only_serpent(deploy: Deploy, settings):
@@ -380,10 +369,9 @@ MASTER_REFUSALS = [
 
 @pytest.mark.parametrize(("method", "args", "message"), MASTER_REFUSALS)
 def test_the_master_refuses_bad_calls_and_keeps_serving(
-    deploy: Deploy, settings, method, args, message
+    shared_deploy: SharedDeployments, method, args, message
 ):
-    deploy("insult", nodes=1)
-    master = proxy_of(settings, "insult.master")
+    master = proxy_of(shared_deploy("pyro", "insult", nodes=1).settings, "insult.master")
     with pytest.raises(ValueError, match=message):
         getattr(master, method)(*with_secret(args))
     assert len(master.nodes()) == 1
@@ -405,48 +393,3 @@ def test_the_master_drops_a_node_silent_for_three_heartbeats(deploy: Deploy, set
     assert master.deregister("leaving-node", secret) is True
     assert fake not in master.nodes()
     assert len(master.nodes()) == 1, "the real node heartbeats and stays"
-
-
-@pytest.mark.slow
-def test_insult_nodes_join_and_leave_gracefully_under_load(deploy: Deploy, settings):
-    deployment = deploy("insult", nodes=2, load_defaults=False)
-    backend = get_backend("pyro")
-    failures: list[BaseException] = []
-    added: list[bool] = []
-    stop = threading.Event()
-
-    def keep_calling(name: str) -> None:
-        with backend.insult_client(settings) as client:
-            n = 0
-            while not stop.is_set():
-                try:
-                    added.append(client.add_insult(f"{name} {n}"))
-                    client.random_insult()
-                    n += 1
-                except BaseException as error:
-                    failures.append(error)
-
-    threads = [threading.Thread(target=keep_calling, args=[f"c{k}"]) for k in range(2)]
-    for thread in threads:
-        thread.start()
-    joined = Deployment("pyro", "insult", settings, join_as="joined-node")
-    joined.start()
-    try:
-        # Clients refresh their node list every 2 s: the joined node gets calls.
-        assert wait_for(
-            lambda: joined.node_counters().get("joined-node", 0) > 50, 15
-        ), joined.node_counters()
-        leaver = deployment.node_pids()[0]
-        os.kill(leaver, signal.SIGTERM)
-        assert wait_for(lambda: not psutil.pid_exists(leaver), 15)
-        calls_after = len(added)
-        assert wait_for(lambda: len(added) > calls_after + 200, 15)
-        assert "left the deployment" in deployment.log_tail(200), "it exited with status 0"
-        assert len(proxy_of(settings, "insult.master").nodes()) == 2
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(30)
-        joined.stop()
-    assert failures == [], failures[:3]
-    assert all(added), "no retried add was applied twice: every insult here is new"

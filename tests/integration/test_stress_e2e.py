@@ -13,7 +13,7 @@ from middlewares.registry import get_backend
 from middlewares.settings import Settings
 from results.files import REQUIRED_COLUMNS, STRESS_COLUMNS
 from stress.cli import main
-from tests.conftest import require
+from tests.helpers import require
 
 
 def _launchers() -> list[psutil.Process]:

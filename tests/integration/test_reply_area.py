@@ -22,7 +22,7 @@ import redis
 from middlewares.launch.deployment import Deployment
 from middlewares.registry import get_backend
 from middlewares.settings import Settings
-from tests.conftest import require
+from tests.helpers import require
 
 #: Bookkeeping keys that change by themselves while services run (heartbeats, counters,
 #: the broadcaster lease, processing lists), left out of the snapshots.

@@ -20,7 +20,7 @@ from middlewares.direct.connections import ConnectionTable, Evicted, ServerBusy
 from middlewares.direct.front import QueueFront
 from middlewares.direct.queue import TaskQueue
 from middlewares.settings import Settings
-from tests.conftest import wait_for
+from tests.helpers import wait_for
 
 # -- the connection table ----------------------------------------------------------------
 

@@ -1,7 +1,8 @@
 """The stress harness's measurement rules, checked against fakes (no broker needed).
 
-Fakes at module level are what the client processes load: a run pickles
-``functools.partial(FakeBackend, behaviour)`` into each client process.
+The fakes are in tests/stress_fakes.py, a light module: a run pickles
+``functools.partial(FakeBackend, behaviour)`` into each client process, which imports
+the fake's module before it can connect.
 """
 
 from __future__ import annotations
@@ -11,21 +12,17 @@ import json
 import random
 import statistics
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import psutil
 import pytest
 
 from middlewares.contract import (
-    BrokerUnavailable,
-    EchoClient,
-    FilterClient,
-    InsultClient,
     ServiceError,
 )
 from middlewares.settings import Settings
-from middlewares.stub import StubBackend, StubEchoClient, StubFilterClient, StubInsultClient
+from middlewares.stub import StubEchoClient, StubFilterClient, StubInsultClient
 from results.histogram import encode, merge, new_histogram, record_seconds, summary_ms
 from stress import runner
 from stress.calibrate import NoProcesses
@@ -37,6 +34,7 @@ from stress.runner import RunFailed, isolated_settings, run_once
 from stress.study import Cell, run_study
 from stress.tally import Tally
 from stress.workload import Workload, parse_mix
+from tests.stress_fakes import FakeBackend, SilentFilterClient, WrongFilterClient
 
 # --- histograms -------------------------------------------------------------------
 
@@ -128,16 +126,6 @@ def test_failing_operations_are_errors_never_completions():
     assert tally.error_samples[0] == "ServiceError: refused"
 
 
-class WrongFilterClient(StubFilterClient):
-    """Answers at once, but never with the censored text."""
-
-    def filter(self, text: str, timeout: float | None = None) -> str:
-        return text + " (not filtered)"
-
-    def wait(self, task_ids: Sequence[str], timeout: float) -> dict[str, str]:
-        return {task_id: "uncensored" for task_id in task_ids}
-
-
 def test_wrong_replies_are_errors_never_completions():
     client = WrongFilterClient(Settings())
     tally = _window()
@@ -145,14 +133,6 @@ def test_wrong_replies_are_errors_never_completions():
     run_sync(stream, tally, tally.warm_end, 0.0, _never_stop, _Live())
     assert tally.completed == 0 and tally.errors > 0
     assert "wrong reply" in tally.error_samples
-
-
-class SilentFilterClient(StubFilterClient):
-    """Accepts every task and never returns a result."""
-
-    def wait(self, task_ids: Sequence[str], timeout: float) -> dict[str, str]:
-        time.sleep(min(timeout, 0.01))
-        return {}
 
 
 def test_tasks_that_never_complete_time_out_and_are_not_completed():
@@ -289,40 +269,6 @@ def test_repeats_differing_by_more_than_ten_percent_are_flagged():
 
 
 # --- whole runs with client processes, against fakes --------------------------------
-
-
-class FakeBackend(StubBackend):
-    """An in-process backend whose clients misbehave as ``behaviour`` says."""
-
-    def __init__(self, behaviour: str = "instant") -> None:
-        self.behaviour = behaviour
-
-    def echo_client(self, settings: Settings) -> EchoClient:
-        if self.behaviour == "unreachable":
-            raise BrokerUnavailable("fake://nowhere", "start the fake broker")
-        return {"refuse": RefusingEcho, "hang": HangingEcho}.get(
-            self.behaviour, StubEchoClient
-        )()
-
-    def filter_client(self, settings: Settings) -> FilterClient:
-        kind = SilentFilterClient if self.behaviour == "silent" else StubFilterClient
-        return kind(settings)
-
-    def insult_client(self, settings: Settings) -> InsultClient:
-        return StubInsultClient(settings)
-
-
-class RefusingEcho(StubEchoClient):
-    def echo(self, payload: str) -> str:
-        raise ServiceError("refused")
-
-
-class HangingEcho(StubEchoClient):
-    """A client that breaks the contract: its call never returns."""
-
-    def echo(self, payload: str) -> str:
-        time.sleep(3600)
-        return payload
 
 
 class RecordingDeployment:

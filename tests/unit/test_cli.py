@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tests.conftest import free_port
+from tests.helpers import free_port
 
 
 def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -27,8 +27,20 @@ def test_every_command_has_help(command: tuple[str, ...]) -> None:
 def test_serve_help_lists_middlewares_services_and_settings() -> None:
     result = run("middlewares", "serve", "--help")
     assert result.returncode == 0
-    for word in ("xmlrpc", "pyro", "redis", "rabbitmq", "insult", "filter", "--namespace",
-                 "--broadcast-interval", "--redis-url", "--amqp-url", "--port", "--host"):
+    for word in (
+        "xmlrpc",
+        "pyro",
+        "redis",
+        "rabbitmq",
+        "insult",
+        "filter",
+        "--namespace",
+        "--broadcast-interval",
+        "--redis-url",
+        "--amqp-url",
+        "--port",
+        "--host",
+    ):
         assert word in result.stdout
 
 

@@ -22,7 +22,7 @@ from middlewares.contract import Backend
 from middlewares.launch.deployment import Deployment
 from middlewares.registry import get_backend
 from middlewares.settings import Settings
-from tests.conftest import Deploy, require, wait_for
+from tests.helpers import Deploy, require, wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -1,6 +1,6 @@
 """Every queue has a delivery limit: a message that keeps killing its consumer is set aside.
 
-No message should crash a consumer any more (tests/test_poison.py); this is the defence
+No message should crash a consumer any more (tests/integration/test_poison.py); this is the defence
 in depth for what still can: a SIGKILL, the OOM killer, a hang. A message whose consumer
 died holding it ``delivery_limit`` times (3 by default) goes to the queue's dead-letter
 list (Redis, ``<ns>:<service>:dead``) or queue (RabbitMQ, ``<queue>.dead``) instead of
@@ -29,7 +29,7 @@ from middlewares.launch.deployment import Deployment
 from middlewares.redis.transport import Ack, ReliableConsumer
 from middlewares.registry import get_backend
 from middlewares.settings import Settings
-from tests.conftest import require, wait_for
+from tests.helpers import require, wait_for
 
 
 @pytest.fixture

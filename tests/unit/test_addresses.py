@@ -1,6 +1,6 @@
-"""The three addresses (listen, advertised, coordinator), the live nodes each node
-announces, ``join`` that cannot reach its coordinator, and waiting for nodes started
-elsewhere (``--external-nodes``)."""
+"""The three addresses (listen, advertised, coordinator), ``join`` that cannot reach its
+coordinator, and waiting for nodes started elsewhere (``--external-nodes``). The live
+nodes each node announces in Redis are tested in tests/integration/test_cluster.py."""
 
 from __future__ import annotations
 
@@ -19,15 +19,13 @@ from middlewares.addresses import (
     route_source,
     url_host,
 )
-from middlewares.cluster.counters import NodeCounters
-from middlewares.cluster.presence import read_live_nodes
 from middlewares.contract import LiveNode
 from middlewares.launch.deployment import DeploymentFailed
 from middlewares.registry import get_backend
 from middlewares.settings import Settings
 from middlewares.stub import StubBackend
 from stress.external import ExternalDeployment
-from tests.conftest import free_port
+from tests.helpers import free_port
 
 
 def test_loopback_and_wildcard_addresses_are_told_apart() -> None:
@@ -69,19 +67,6 @@ def test_a_coordination_that_could_not_be_found_is_refused() -> None:
     backend = get_backend("xmlrpc")
     with pytest.raises(ValueError, match=re.escape("--coordinator-host 10.9.9.9")):
         backend.coordinator_processes("filter", Settings(host="10.9.9.9"), 0)
-
-
-def test_nodes_announce_their_host_and_withdraw_when_they_stop(client, settings) -> None:
-    counters = NodeCounters(client, settings.namespace, "filter", "n1", host="10.1.2.3")
-    other = NodeCounters(client, settings.namespace, "filter", "n2", host="10.1.2.4")
-    assert read_live_nodes(settings, "filter") == [
-        LiveNode("n1", "10.1.2.3"),
-        LiveNode("n2", "10.1.2.4"),
-    ]
-    counters.close()
-    assert read_live_nodes(settings, "filter") == [LiveNode("n2", "10.1.2.4")]
-    other.close()
-    assert read_live_nodes(settings, "filter") == []
 
 
 @pytest.mark.parametrize("middleware", ["xmlrpc", "pyro"])

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 import xmlrpc.client
 from collections.abc import Iterator
 from xmlrpc.server import SimpleXMLRPCServer
@@ -28,14 +29,20 @@ import pytest
 
 from middlewares.contract import BrokerUnavailable, MiddlewareError
 from middlewares.direct.gate import RequestGate
-from middlewares.launch.deployment import Deployment
 from middlewares.launch.processes import Supervisor
 from middlewares.registry import get_backend
 from middlewares.secret import SECRET_ENV, user_secret
 from middlewares.settings import Settings
 from middlewares.xmlrpc.clients import Remote
 from middlewares.xmlrpc.transport import NODE_LEAVING, RpcServer
-from tests.conftest import Deploy, free_port, protocol_section, wait_for
+from tests.helpers import (
+    SECRET,
+    Deploy,
+    free_port,
+    protocol_section,
+    wait_for,
+    with_secret,
+)
 from tests.worker_protocol import (
     check_a_restarted_workers_tasks_are_requeued,
     check_a_silent_workers_tasks_are_requeued,
@@ -138,27 +145,27 @@ MALFORMED = [
     ("body", "code", "message"), MALFORMED, ids=["text", "cut", "ctl", "reply"]
 )
 def test_malformed_requests_get_a_fault_on_a_connection_that_keeps_serving(
-    deploy: Deploy, settings, body, code, message
+    insult_settings: Settings, body, code, message
 ):
-    deploy("insult")
-    connection = http_connection(settings, "insult")
-    response = post(connection, path_of(settings, "insult"), body)
+    connection = http_connection(insult_settings, "insult")
+    response = post(connection, path_of(insult_settings, "insult"), body)
     assert response.status == 200
     fault = fault_of(response.read())
     assert fault.faultCode == code
     assert message in fault.faultString
     # Same connection, next request: answered.
     response = post(
-        connection, path_of(settings, "insult"), xmlrpc.client.dumps((), "random_insult").encode()
+        connection,
+        path_of(insult_settings, "insult"),
+        xmlrpc.client.dumps((), "random_insult").encode(),
     )
     assert xmlrpc.client.loads(response.read())[0][0]
     connection.close()
 
 
 @pytest.mark.parametrize("method", ["no_such_op", "_store", "methods", "system.listMethods"])
-def test_unknown_and_internal_methods_are_refused(deploy: Deploy, settings, method):
-    deploy("insult")
-    service = proxy_of(settings, "insult")
+def test_unknown_and_internal_methods_are_refused(insult_settings: Settings, method):
+    service = proxy_of(insult_settings, "insult")
     with pytest.raises(xmlrpc.client.Fault, match=re.escape(repr(method))) as raised:
         getattr(service, method)()
     assert raised.value.faultCode == xmlrpc.client.METHOD_NOT_FOUND
@@ -185,19 +192,16 @@ INSULT_REFUSALS = [
 
 @pytest.mark.parametrize(("method", "args", "message"), INSULT_REFUSALS)
 def test_insult_service_refuses_bad_calls_and_keeps_serving(
-    deploy: Deploy, settings, method, args, message
+    insult_settings: Settings, method, args, message
 ):
-    deploy("insult", load_defaults=False)
-    service = proxy_of(settings, "insult")
+    service = proxy_of(insult_settings, "insult")
     with pytest.raises(xmlrpc.client.Fault, match=re.escape(message)) as raised:
         getattr(service, method)(*args)
     assert raised.value.faultCode == xmlrpc.client.INVALID_METHOD_PARAMS
-    assert service.add_insult("after the refusal") is True
-    assert service.get_insults() == ["after the refusal"]
+    after = f"after refusing {uuid.uuid4().hex[:8]}"
+    assert service.add_insult(after) is True
+    assert after in service.get_insults()
 
-
-#: Stands for the deployment secret (known once the deployment runs) in the list below.
-SECRET = "<the deployment secret>"
 
 FILTER_REFUSALS = [
     ("submit", ("",), "text is empty"),
@@ -220,17 +224,11 @@ FILTER_REFUSALS = [
 ]
 
 
-def with_secret(args: tuple) -> list:
-    """``args`` with the deployment secret where :data:`SECRET` stands."""
-    return [user_secret() if arg == SECRET else arg for arg in args]
-
-
 @pytest.mark.parametrize(("method", "args", "message"), FILTER_REFUSALS)
 def test_filter_refuses_bad_calls_and_keeps_serving(
-    deploy: Deploy, settings, method, args, message
+    filter_settings: Settings, method, args, message
 ):
-    deploy("filter")
-    front = proxy_of(settings, "filter")
+    front = proxy_of(filter_settings, "filter")
     with pytest.raises(xmlrpc.client.Fault, match=re.escape(message)) as raised:
         getattr(front, method)(*with_secret(args))
     assert raised.value.faultCode == xmlrpc.client.INVALID_METHOD_PARAMS
@@ -301,6 +299,7 @@ def test_garbage_and_silent_connections_do_not_stall_the_service(deploy: Deploy,
 
 def test_a_client_that_hangs_up_before_its_answer_is_dropped_quietly(deploy: Deploy, settings):
     deployment = deploy("filter")
+    gone: set[int] = set()
     for _ in range(3):
         connection = http_connection(settings, "filter")
         # A call that blocks for a second; the client is gone before the answer.
@@ -309,10 +308,19 @@ def test_a_client_that_hangs_up_before_its_answer_is_dropped_quietly(deploy: Dep
             path_of(settings, "filter"),
             xmlrpc.client.dumps((["nope"], 1), "wait_results").encode(),
         )
+        gone.add(connection.sock.getsockname()[1])
         connection.close()
-    # Nothing a client can observe tells when the server found them gone: give the
-    # blocked calls time to end and their answers to hit the closed sockets.
-    time.sleep(1.5)
+
+    def server_let_go() -> bool:
+        """No process of the deployment holds a connection to a client that hung up."""
+        return not any(
+            c.raddr and c.raddr.port in gone
+            for pid in deployment.worker_pids()
+            for c in psutil.Process(pid).net_connections("tcp")
+        )
+
+    # The server ends the blocked calls and closes their sockets: wait for that.
+    assert wait_for(server_let_go, 15)
     front = proxy_of(settings, "filter")
     assert front.filter("still feo") == "still CENSORED"
     assert "Traceback" not in deployment.log_tail(200)
@@ -666,45 +674,3 @@ def test_a_leaving_node_answers_what_it_accepted_and_refuses_the_rest_unrun():
     finally:
         release.set()
         server.stop()
-
-
-def test_an_insult_node_joins_a_running_deployment_and_leaves_it_gracefully(
-    deploy: Deploy, backend, settings
-):
-    deployment = deploy("insult", nodes=1)
-    master = proxy_of(settings, "insult")
-    failures: list[BaseException] = []
-    calls = [0]
-    stop = threading.Event()
-
-    def keep_calling() -> None:
-        with backend.insult_client(deployment.settings) as client:
-            while not stop.is_set():
-                try:
-                    assert client.random_insult()
-                    calls[0] += 1
-                except BaseException as error:
-                    failures.append(error)
-
-    caller = threading.Thread(target=keep_calling)
-    caller.start()
-    joined = Deployment("xmlrpc", "insult", deployment.settings, join_as="joined-node")
-    try:
-        # Ready means the service answers, which it did before: wait for the node itself.
-        joined.start()
-        assert wait_for(lambda: len(master.nodes()) == 2, 10)
-        # A running client finds the new node on its next refresh of the node list.
-        assert wait_for(
-            lambda: joined.node_counters().get("joined-node", 0) > 0, 15
-        )
-        joined.stop()  # SIGTERM: the node deregisters, answers what it accepted, exits
-        assert len(master.nodes()) == 1, "it deregistered before it went"
-        served = calls[0]
-        assert wait_for(lambda: calls[0] > served + 100, 10)
-    finally:
-        stop.set()
-        caller.join(30)
-        joined.stop()
-    assert failures == [], f"calls failed while a node left: {failures[:3]}"
-    log = joined.log_tail(100)
-    assert "Traceback" not in log and "restarting" not in log

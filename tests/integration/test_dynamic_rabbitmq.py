@@ -24,7 +24,7 @@ from dynamic.TestMaster import ProfileRun, run_profile, summarize_steps
 from dynamic.trace import RateTrace
 from middlewares.registry import get_backend
 from middlewares.settings import Settings
-from tests.conftest import require
+from tests.helpers import require
 
 WORK_MS = 50.0
 #: Start, step up, step down, in msg/s for seconds; one worker does about 19 msg/s.

@@ -13,7 +13,7 @@ import uuid
 from middlewares.launch.deployment import Deployment
 from middlewares.registry import get_backend
 from middlewares.settings import Settings
-from tests.conftest import require
+from tests.helpers import require
 
 
 def test_a_result_slower_than_half_the_timeout_is_not_lost(settings: Settings):

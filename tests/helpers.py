@@ -1,0 +1,126 @@
+"""Helpers shared by the test modules (fixtures live in the conftest.py files).
+
+Test modules import these from here, never from a conftest: a conftest is pytest's to
+load, and importing it as a module loads it a second time under another name.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from middlewares.contract import Backend, BrokerUnavailable
+from middlewares.launch.deployment import Deployment
+from middlewares.registry import get_backend
+from middlewares.secret import user_secret
+from middlewares.settings import Settings
+
+#: What the ``deploy`` fixture returns: ``deploy("filter", workers=2, **changes)``.
+Deploy = Callable[..., Deployment]
+
+#: Stands for the deployment secret (known once a deployment runs) in tables of calls.
+SECRET = "<the deployment secret>"
+
+PROTOCOL_DOC = Path(__file__).resolve().parents[1] / "docs" / "PROTOCOL.md"
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def require(backend: Backend, settings: Settings) -> None:
+    """Skip (or, under CI, fail) when the backend's broker is unreachable."""
+    try:
+        backend.check(settings)
+    except BrokerUnavailable as error:
+        if os.environ.get("CI"):
+            pytest.fail(f"broker missing under CI: {error}")
+        pytest.skip(str(error))
+
+
+def wait_for(condition: Callable[[], object], timeout: float, interval: float = 0.05) -> bool:
+    """Poll ``condition`` until it is true or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(interval)
+    return bool(condition())
+
+
+def with_secret(args: tuple[object, ...]) -> list[object]:
+    """``args`` with the deployment secret where :data:`SECRET` stands."""
+    return [user_secret() if arg == SECRET else arg for arg in args]
+
+
+def protocol_section(title: str) -> str:
+    """One middleware's section of docs/PROTOCOL.md, from ``## <title>`` to the next ``## ``."""
+    text = PROTOCOL_DOC.read_text("utf-8")
+    section = text.split(f"\n## {title}\n", 1)[1]
+    return section.split("\n## ", 1)[0]
+
+
+def new_namespace() -> str:
+    """A namespace no other test or run uses."""
+    return f"ibtest-{uuid.uuid4().hex[:10]}"
+
+
+def fresh_settings(namespace: str | None = None, **changes: object) -> Settings:
+    """Settings with a namespace of their own, free ports and a short timeout for tests."""
+    defaults: dict[str, object] = {
+        "namespace": namespace or new_namespace(),
+        "insult_port": free_port(),
+        "filter_port": free_port(),
+        "echo_port": free_port(),
+        "pyro_ns_port": free_port(),
+        "timeout": 10.0,
+    }
+    return Settings.from_env().with_changes(**(defaults | changes))
+
+
+class SharedDeployments:
+    """Deployments started once and reused by every test of a module that asks for them.
+
+    ``shared(middleware, service, workers=1, nodes=None, **changes)`` starts the first
+    time a combination is asked for, in a namespace and on ports of its own, and returns
+    the running deployment (its settings are ``deployment.settings``) every later time.
+    Checks that send one bad input each use one deployment between them: a deployment
+    costs seconds to start, a bad input milliseconds, and each check still asserts that
+    the service answered it and serves the next request.
+    """
+
+    def __init__(self) -> None:
+        self._running: dict[tuple[object, ...], Deployment] = {}
+
+    def __call__(
+        self,
+        middleware: str,
+        service: str,
+        workers: int = 1,
+        nodes: int | None = None,
+        **changes: object,
+    ) -> Deployment:
+        key = (middleware, service, workers, nodes, tuple(sorted(changes.items())))
+        if key not in self._running:
+            settings = fresh_settings(**changes)
+            require(get_backend(middleware), settings)
+            deployment = Deployment(middleware, service, settings, workers, nodes=nodes)
+            deployment.start()
+            self._running[key] = deployment
+        return self._running[key]
+
+    def stop_all(self) -> None:
+        """Stop every deployment and delete what each left in its namespace."""
+        for deployment in reversed(list(self._running.values())):
+            deployment.stop()
+            get_backend(deployment.middleware).cleanup(deployment.settings)
+        self._running.clear()
