@@ -93,11 +93,10 @@ def guarantee_section(everything: pd.DataFrame, figures: FigureList) -> str:
     heading = "## What the delivery guarantee costs"
     path = cost_plots.guarantee_cost(everything, figures.directory / "figures")
     if path is None:
-        measured = ", ".join(sorted(everything["guarantee"].unique()))
+        measured = ", ".join(sorted(map(str, everything["guarantee"].unique())))
         return (
-            f"{heading}\n\nThis run measured {measured} only. Run the study again with "
-            "the other `--guarantee` into the same directory to see what the stronger "
-            "guarantee costs."
+            f"{heading}\n\nThis run measured {measured} only. Run the study with "
+            "`--guarantee both` to see what the stronger guarantee costs."
         )
     both = cost_plots.compared_guarantees(everything)
     lines = []

@@ -46,6 +46,8 @@ def run(
     for _ in range(int(rate)):
         record_seconds(histogram, 0.001)
     row = dict.fromkeys(STRESS_COLUMNS, 0)
+    # As a row of an older file reads back: no CPU per operation unless ``cpu`` is given.
+    row.update(dict.fromkeys((c for c in STRESS_COLUMNS if c.startswith("cpu_us_per_op")), None))
     row.update(
         middleware=middleware, service=service, mode="sync", loop="closed", window=1,
         rate=0.0, clients=clients, nodes=1, repeat=repeat, work_ms=work_ms,

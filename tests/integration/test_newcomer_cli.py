@@ -18,13 +18,13 @@ import pytest
 from middlewares.launch.deployment import Deployment
 from middlewares.registry import get_backend
 from middlewares.settings import Settings
-from tests.cli_support import (
+from tests.helpers import (
     DEAD_REDIS,
     FAIL_FAST,
     ROOT,
     free_port,
-    fresh_namespace,
     keys_of,
+    new_namespace,
     one_error_line,
     run,
 )
@@ -42,7 +42,7 @@ from tests.cli_support import (
     ],
 )
 def test_join_with_nothing_to_join_fails_at_once(middleware: str, service: str, what: str):
-    namespace = fresh_namespace()
+    namespace = new_namespace()
     ports = ["--insult-port", str(free_port()), "--filter-port", str(free_port())]
     started = time.monotonic()
     result = run(
@@ -70,7 +70,7 @@ def test_speedup_with_redis_down_stops_before_measuring(tmp_path: Path):
 
 def test_a_failed_launch_says_why_on_its_first_line():
     """A run's one-line FAILED summary keeps the launcher's reason, not a cut-off."""
-    namespace = fresh_namespace()
+    namespace = new_namespace()
     settings = Settings.from_env().with_changes(namespace=namespace, redis_url=DEAD_REDIS)
     deployment = Deployment("redis", "insult", settings, ready_timeout=FAIL_FAST)
     with pytest.raises(RuntimeError) as raised:
@@ -139,7 +139,7 @@ def test_testmaster_writes_under_results_runs_by_default(tmp_path: Path):
 
 
 def test_check_says_no_direct_server_runs_and_takes_the_url_flags():
-    namespace = fresh_namespace()
+    namespace = new_namespace()
     ports = ["--insult-port", str(free_port()), "--filter-port", str(free_port()),
              "--echo-port", str(free_port()), "--pyro-ns-port", str(free_port())]  # fmt: skip
     result = run("middlewares", "check", "--namespace", namespace, *ports)
@@ -222,7 +222,7 @@ def test_an_unreachable_broker_gives_status_2_everywhere(command: tuple[str, ...
 def test_the_readme_example_reads_the_environment():
     readme = (ROOT / "README.md").read_text("utf-8")
     snippet = readme.split("```python\n", 1)[1].split("```", 1)[0]
-    namespace = fresh_namespace()
+    namespace = new_namespace()
     settings = Settings.from_env().with_changes(namespace=namespace)
     environment = {**os.environ, "PYTHONPATH": str(ROOT), "INSULTBENCH_NAMESPACE": namespace,
                    "INSULTBENCH_TIMEOUT": "5"}  # fmt: skip

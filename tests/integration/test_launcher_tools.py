@@ -18,7 +18,7 @@ from middlewares.contract import MiddlewareError
 from middlewares.launch.deployment import probe
 from middlewares.registry import get_backend
 from middlewares.settings import Settings
-from tests.cli_support import FAIL_FAST, ROOT, free_port, fresh_namespace, keys_of, one_error_line
+from tests.helpers import FAIL_FAST, ROOT, free_port, keys_of, new_namespace, one_error_line
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
@@ -75,7 +75,7 @@ def stop(process: subprocess.Popen[str]) -> tuple[int, str]:
 def settings() -> Iterator[Settings]:
     """A fresh namespace and free ports; whatever is left is cleaned at the end."""
     settings = Settings.from_env().with_changes(
-        namespace=fresh_namespace(),
+        namespace=new_namespace(),
         insult_port=free_port(),
         filter_port=free_port(),
         echo_port=free_port(),

@@ -21,7 +21,7 @@ import pytest
 from middlewares.launch.deployment import Deployment
 from middlewares.registry import get_backend
 from middlewares.settings import Settings
-from tests.conftest import require, wait_for
+from tests.helpers import require, wait_for
 
 BACKEND = get_backend("rabbitmq")
 
