@@ -25,7 +25,7 @@ from middlewares.launch.deployment import Deployment
 from middlewares.redis.transport import prefetch_for
 from middlewares.registry import get_backend
 from middlewares.settings import Settings
-from tests.conftest import Deploy, require
+from tests.helpers import Deploy, require
 
 #: The middlewares whose guarantee this file checks (RabbitMQ's is tested with its adapter).
 GUARANTEED = ("redis", "xmlrpc", "pyro")
