@@ -6,9 +6,12 @@ ever talk through the broker. The wire protocol is in ``docs/PROTOCOL.md``.
   direct reply-to. Its broadcaster publishes a random insult to the fanout exchange
   ``<ns>.insults.broadcast``; each subscriber binds an exclusive queue of its own.
 - InsultFilter: no front process. Clients publish persistent tasks to the durable queue
-  ``<ns>.filter.tasks`` (confirmed by the broker); competing worker processes censor
-  them and publish each result to the client's reply queue and to the bounded result
-  list ``<ns>.filter.results``, acknowledging a task only after both.
+  ``<ns>.filter.tasks`` (confirmed by the broker, pipelined: :mod:`.confirms`);
+  competing worker processes censor them and publish each result once, to the client's
+  reply queue and (a ``BCC`` header) the bounded result list ``<ns>.filter.results``,
+  acknowledging tasks in batches after their results.
+- Under the at-most-once guarantee consumers take messages with auto-ack and tasks are
+  transient and unconfirmed (docs/PROTOCOL.md, RabbitMQ, Delivery guarantees).
 - Echo: the InsultService's request/reply pattern with no logic, as a baseline.
 
 The n-node form (``--nodes N``) runs N of those service processes or workers with

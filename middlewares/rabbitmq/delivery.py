@@ -195,7 +195,11 @@ class AckBatch:
 
 
 def publish_buffered(
-    channel: BlockingChannel, routing_key: str, body: bytes, properties: Properties
+    channel: BlockingChannel,
+    routing_key: str,
+    body: bytes,
+    properties: Properties,
+    mandatory: bool = False,
 ) -> None:
     """Publish ``body`` through the default exchange to ``routing_key``, leaving its frames
     in the connection's output buffer until the next write (:meth:`AckBatch.flush`, or
@@ -207,5 +211,5 @@ def publish_buffered(
     is all the blocking ``basic_publish`` does besides that write.
     """
     channel._impl.basic_publish(
-        exchange="", routing_key=routing_key, body=body, properties=properties
+        exchange="", routing_key=routing_key, body=body, properties=properties, mandatory=mandatory
     )

@@ -25,6 +25,7 @@ from middlewares.contract import (
 )
 from middlewares.core import InsultError, validate_limit
 from middlewares.rabbitmq.confirms import ConfirmWindow
+from middlewares.rabbitmq.delivery import publish_buffered
 from middlewares.rabbitmq.transport import (
     LINK_ERRORS,
     Channel,
@@ -182,8 +183,8 @@ class RabbitMqFilterClient(FilterClient):
         try:
             if confirmed and self._confirmed is not None:
                 return self._confirmed.publish(task_id, self._names.filter_tasks, body, properties)
-            self._unconfirmed.basic_publish(
-                "", self._names.filter_tasks, body, properties, mandatory=True
+            publish_buffered(
+                self._unconfirmed, self._names.filter_tasks, body, properties, mandatory=True
             )
             return 0
         except BaseException:
@@ -191,9 +192,8 @@ class RabbitMqFilterClient(FilterClient):
             raise
 
     def _flush(self) -> None:
-        """Write the tasks published in confirm mode, which wait in the output buffer."""
-        if self._confirmed is not None:
-            self._confirmed.flush()
+        """Write the published tasks, which wait in the output buffer, in one go."""
+        self._connection.process_data_events(time_limit=0)
 
     def _unroutable(self) -> str:
         return f"queue {self._names.filter_tasks} vanished; the text was not queued"

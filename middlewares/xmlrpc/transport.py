@@ -158,6 +158,7 @@ class RpcServer(socketserver.ThreadingMixIn, SimpleXMLRPCServer):
         self._gate = gate
         self._methods = dict(methods)
         self._signatures = {name: inspect.signature(call) for name, call in methods.items()}
+        self._arities = {name: _arity(sig) for name, sig in self._signatures.items()}
         self._calls_under_way = 0
         self._calls_done = threading.Condition()
         super().__init__((host, port), RequestHandler, logRequests=False, allow_none=False)
@@ -225,10 +226,13 @@ class RpcServer(socketserver.ThreadingMixIn, SimpleXMLRPCServer):
                 METHOD_NOT_FOUND,
                 f"unknown method {method!r}; expected one of {', '.join(self._methods)}",
             )
-        try:
-            self._signatures[method].bind(*params)
-        except TypeError as error:
-            raise xmlrpc.client.Fault(INVALID_PARAMS, f"{method}: {error}") from None
+        arity = self._arities[method]
+        # Binding costs more than the call of a small method: count when counting will do.
+        if arity is None or not arity[0] <= len(params) <= arity[1]:
+            try:
+                self._signatures[method].bind(*params)
+            except TypeError as error:
+                raise xmlrpc.client.Fault(INVALID_PARAMS, f"{method}: {error}") from None
         try:
             return call(*params)
         except xmlrpc.client.Fault:
@@ -289,6 +293,17 @@ class RpcServer(socketserver.ThreadingMixIn, SimpleXMLRPCServer):
         for connection in self.table.connections():
             with contextlib.suppress(OSError):
                 connection.shutdown(socket.SHUT_RDWR)
+
+
+def _arity(signature: inspect.Signature) -> tuple[int, int] | None:
+    """The fewest and most positional arguments ``signature`` takes, when that is all it
+    takes; None when only binding can tell (``*args``, keyword-only parameters)."""
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    parameters = list(signature.parameters.values())
+    if any(parameter.kind not in positional for parameter in parameters):
+        return None
+    required = sum(parameter.default is inspect.Parameter.empty for parameter in parameters)
+    return required, len(parameters)
 
 
 #: The fault code of each kind of failure (see :func:`middlewares.messages.classify`).
