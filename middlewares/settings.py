@@ -218,7 +218,9 @@ def add_arguments(
     in ``leave_out``), defaulting to the environment's value.
 
     A command lists only the settings it really reads, so its ``--help`` names no flag
-    that does nothing there. ``defaults`` replaces the default shown for a field whose
+    that does nothing there. The others are still accepted, unlisted, so that a full
+    :meth:`Settings.to_args` command line (how a harness or a parent process hands on
+    its settings) parses anywhere. ``defaults`` replaces the default shown for a field whose
     value the command chooses itself (e.g. a fresh namespace); ``note`` describes the
     group.
     """
@@ -227,11 +229,10 @@ def add_arguments(
     shown = defaults or {}
     group = parser.add_argument_group("settings", note)
     for item in fields(Settings):
-        if item.name not in chosen:
-            continue
         default = shown.get(item.name, getattr(Settings, item.name))
         choices = CHOICES.get(item.name)
-        group.add_argument(
+        listed = item.name in chosen
+        (group if listed else parser).add_argument(
             _flag(item.name),
             dest=f"settings_{item.name}",
             type=_flag_type(item.name),
@@ -239,7 +240,9 @@ def add_arguments(
             choices=choices,
             metavar="{" + ",".join(choices) + "}" if choices else item.name.upper(),
             # argparse %-formats help strings; the AMQP URL's %2F must survive that.
-            help=f"{item.metadata['help']} (default: {default})".replace("%", "%%"),
+            help=f"{item.metadata['help']} (default: {default})".replace("%", "%%")
+            if listed
+            else argparse.SUPPRESS,
         )
 
 

@@ -14,7 +14,9 @@ import os
 import sys
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from typing import Any
 
 from middlewares import settings as settings_module
 from middlewares.contract import SERVICES, Backend, BrokerUnavailable, MiddlewareError
@@ -150,25 +152,30 @@ def check(args: argparse.Namespace) -> int:
 
 
 def _probe_servers(backend: Backend, settings: Settings) -> str:
-    """``insult: answers; filter: nothing at URL; ...``: one real request per service."""
+    """``insult: answers; filter: nothing at URL; ...``: one real request per service
+    (one that needs no filter worker, so a front without workers still answers)."""
     quick = settings.with_changes(timeout=min(settings.timeout, PROBE_TIMEOUT))
-    # Imported here: the deployment module starts processes, which check never does.
-    from middlewares.launch.deployment import probe
-
+    requests: dict[str, Callable[[], object]] = {
+        "insult": lambda: _ask(backend.insult_client(quick), lambda c: c.random_insult()),
+        "filter": lambda: _ask(backend.filter_client(quick), lambda c: c.get_results(1)),
+        "echo": lambda: _ask(backend.echo_client(quick), lambda c: c.echo("check")),
+    }
     parts = []
     for service in SERVICES:
         try:
-            if service == "filter":
-                with backend.filter_client(quick) as client:
-                    client.get_results(1)
-            else:
-                probe(backend, service, quick)
+            requests[service]()
             parts.append(f"{service}: answers")
         except BrokerUnavailable as error:
             parts.append(f"{service}: nothing at {error.url}")
         except (MiddlewareError, OSError) as error:
             parts.append(f"{service}: does not answer ({str(error).splitlines()[0]})")
     return "; ".join(parts)
+
+
+def _ask(client: AbstractContextManager[Any], request: Callable[[Any], object]) -> object:
+    """``request(client)``, then close the client."""
+    with client as connected:
+        return request(connected)
 
 
 def _dead_letter_note(backend: Backend, settings: Settings) -> str:

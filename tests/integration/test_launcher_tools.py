@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -164,8 +165,14 @@ def test_watch_prints_broadcasts_and_stops_after_count_or_ctrl_c(settings: Setti
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=ENV,
         )  # fmt: skip
         assert watcher.stdout is not None
-        first = watcher.stdout.readline()  # a broadcast arrived: it is subscribed
-        watcher.send_signal(signal.SIGINT)
-        watcher.communicate(timeout=FAIL_FAST)
+        # A watcher that never prints must not hang the test: kill it after a while.
+        guard = threading.Timer(30, watcher.kill)
+        guard.start()
+        try:
+            first = watcher.stdout.readline()  # a broadcast arrived: it is subscribed
+            watcher.send_signal(signal.SIGINT)
+            watcher.communicate(timeout=FAIL_FAST)
+        finally:
+            guard.cancel()
     assert first.strip()
     assert watcher.returncode == 130
