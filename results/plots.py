@@ -52,13 +52,16 @@ def throughput_vs_clients(summary: pd.DataFrame, directory: Path) -> list[Path]:
         data = summary[summary["workload"] == workload]
         figure = Figure(figsize=(7.5, 4.2))
         axes = figure.subplots()
-        for middleware in _ordered(data["middleware"]):
+        middlewares = _ordered(data["middleware"])
+        for number, middleware in enumerate(middlewares):
             line = data[data["middleware"] == middleware].sort_values("clients")
             style = {"marker": "o", "color": profile(middleware).colour, "label": middleware}
             if line["repeats"].max() > 1:
+                # A small sideways shift per middleware keeps the error bars apart.
+                shift = 2 ** (0.04 * (number - (len(middlewares) - 1) / 2))
                 axes.errorbar(
-                    line["clients"], line["throughput_ops_s"], yerr=line["throughput_std"],
-                    capsize=3, **style,
+                    line["clients"] * shift, line["throughput_ops_s"],
+                    yerr=line["throughput_std"], capsize=3, **style,
                 )  # fmt: skip
             else:
                 axes.plot(line["clients"], line["throughput_ops_s"], **style)

@@ -17,7 +17,12 @@ from results.cost_report import cpu_section, guarantee_section
 from results.data import ResultsData, load
 from results.limits import LOADGEN_CPU_LIMIT_PCT
 from results.speedup_report import speedup_appendix, speedup_section
-from results.stress_report import baseline_section, ranking_section, stress_section
+from results.stress_report import (
+    baseline_section,
+    middleware_details,
+    ranking_section,
+    stress_section,
+)
 from results.summary import summary_lines
 from results.tables import (
     SPEEDUP_TABLE,
@@ -87,7 +92,7 @@ def build_report(directory: Path) -> Path:
         )
     sections += [_trust(data), "# Appendix", _machine(data)]
     if not data.stress_summary.empty:
-        sections += [_method(data), _calibration(data)]
+        sections += [_method(data), _calibration(data), middleware_details(data)]
     sections.append(_full_tables(data))
     report = directory / "REPORT.md"
     report.write_text("\n\n".join(s for s in sections if s).rstrip() + "\n", encoding="utf-8")

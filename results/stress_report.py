@@ -291,6 +291,7 @@ def _explanation(summary: pd.DataFrame, cores: int) -> str:
 
 
 def ranking_section(data: ResultsData) -> str:
+    """``## Ranking``: the middlewares in order per workload, and why."""
     summary = data.stress_summary
     cores = int(data.stress["environment"].get("cpu_count") or 1)
     bullets = []
@@ -307,6 +308,19 @@ def ranking_section(data: ResultsData) -> str:
     explanation = _explanation(summary, cores)
     if explanation:
         parts.append(explanation)
+    parts.append(
+        "How each middleware carries a call, and what the measured CPU says limited each "
+        "of its workloads, is in the appendix (*How each middleware works*)."
+    )
+    return "\n\n".join(parts)
+
+
+def middleware_details(data: ResultsData) -> str:
+    """The appendix's ``## How each middleware works``: per middleware, how a call
+    travels and, per workload at its largest client count, what limited it."""
+    summary = data.stress_summary
+    cores = int(data.stress["environment"].get("cpu_count") or 1)
+    parts = ["## How each middleware works, and what limited it"]
     for middleware in _order(summary["middleware"]):
         rows = summary[summary["middleware"] == middleware]
         measured = []

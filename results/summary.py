@@ -53,7 +53,10 @@ def _rankings(summary: pd.DataFrame) -> list[str]:
 def _baseline_verdict(summary: pd.DataFrame) -> str:
     services = summary[summary.get("vs_echo_pct", pd.Series(dtype=float)).notna()]
     if services.empty:
-        return ""
+        return (
+            f"- **Target: services at ≥ {BASELINE_TARGET_PCT:.0f}% of their echo**: not "
+            "checked, no echo baseline was measured (`--baseline`)"
+        )
     misses = []
     total = 0
     for (workload, middleware), rows in services.groupby(["workload", "middleware"]):
