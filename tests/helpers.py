@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,6 +40,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def run_module(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m <args>`` to its end and capture what it prints."""
+    return subprocess.run(
+        [sys.executable, "-m", *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
 def require(backend: Backend, settings: Settings) -> None:
     """Skip (or, under CI, fail) when the backend's broker is unreachable."""
     try:
@@ -60,6 +70,14 @@ def wait_for(condition: Callable[[], object], timeout: float, interval: float = 
 def with_secret(args: tuple[object, ...]) -> list[object]:
     """``args`` with the deployment secret where :data:`SECRET` stands."""
     return [user_secret() if arg == SECRET else arg for arg in args]
+
+
+def adds_a_new_insult(service: Any) -> bool:
+    """True when ``service`` (a client or a raw proxy of an InsultService) accepts an
+    insult never seen before and lists it: the check that it still serves after a
+    refusal, safe to repeat on a deployment the tests of a module share."""
+    insult = f"after refusing {uuid.uuid4().hex[:8]}"
+    return service.add_insult(insult) is True and insult in service.get_insults()
 
 
 def protocol_section(title: str) -> str:

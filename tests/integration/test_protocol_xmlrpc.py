@@ -19,7 +19,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 import xmlrpc.client
 from collections.abc import Iterator
 from xmlrpc.server import SimpleXMLRPCServer
@@ -38,8 +37,10 @@ from middlewares.xmlrpc.transport import NODE_LEAVING, RpcServer
 from tests.helpers import (
     SECRET,
     Deploy,
+    adds_a_new_insult,
     free_port,
     protocol_section,
+    run_module,
     wait_for,
     with_secret,
 )
@@ -198,9 +199,7 @@ def test_insult_service_refuses_bad_calls_and_keeps_serving(
     with pytest.raises(xmlrpc.client.Fault, match=re.escape(message)) as raised:
         getattr(service, method)(*args)
     assert raised.value.faultCode == xmlrpc.client.INVALID_METHOD_PARAMS
-    after = f"after refusing {uuid.uuid4().hex[:8]}"
-    assert service.add_insult(after) is True
-    assert after in service.get_insults()
+    assert adds_a_new_insult(service)
 
 
 FILTER_REFUSALS = [
@@ -491,13 +490,7 @@ def test_a_missing_service_is_one_clear_error(settings):
 
 def test_a_second_service_on_a_taken_port_is_one_line_and_exit_1(deploy: Deploy, settings):
     deploy("insult")
-    second = subprocess.run(
-        [sys.executable, "-m", "middlewares.xmlrpc.insult_service", *settings.to_args()],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    second = run_module("middlewares.xmlrpc.insult_service", *settings.to_args())
     assert second.returncode == 1
     assert "cannot listen on" in second.stderr and "--insult-port" in second.stderr
     assert "Traceback" not in second.stderr
