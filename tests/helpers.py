@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -38,13 +36,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def run_module(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m <args>`` to its end and capture what it prints."""
-    return subprocess.run(
-        [sys.executable, "-m", *args], capture_output=True, text=True, timeout=timeout, check=False
-    )
 
 
 def require(backend: Backend, settings: Settings) -> None:

@@ -40,7 +40,6 @@ from tests.helpers import (
     adds_a_new_insult,
     free_port,
     protocol_section,
-    run_module,
     wait_for,
     with_secret,
 )
@@ -490,7 +489,13 @@ def test_a_missing_service_is_one_clear_error(settings):
 
 def test_a_second_service_on_a_taken_port_is_one_line_and_exit_1(deploy: Deploy, settings):
     deploy("insult")
-    second = run_module("middlewares.xmlrpc.insult_service", *settings.to_args())
+    second = subprocess.run(
+        [sys.executable, "-m", "middlewares.xmlrpc.insult_service", *settings.to_args()],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert second.returncode == 1
     assert "cannot listen on" in second.stderr and "--insult-port" in second.stderr
     assert "Traceback" not in second.stderr

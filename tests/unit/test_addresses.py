@@ -5,6 +5,8 @@ nodes each node announces in Redis are tested in tests/integration/test_cluster.
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -23,7 +25,7 @@ from middlewares.registry import get_backend
 from middlewares.settings import Settings
 from middlewares.stub import StubBackend
 from stress.external import ExternalDeployment
-from tests.helpers import free_port, run_module
+from tests.helpers import free_port
 
 
 def test_loopback_and_wildcard_addresses_are_told_apart() -> None:
@@ -70,7 +72,13 @@ def test_a_coordination_that_could_not_be_found_is_refused() -> None:
 @pytest.mark.parametrize("middleware", ["xmlrpc", "pyro"])
 def test_join_without_a_coordinator_exits_with_one_line(middleware: str) -> None:
     ports = ["--filter-port", str(free_port()), "--pyro-ns-port", str(free_port())]
-    result = run_module("middlewares", "join", middleware, "filter", *ports)
+    result = subprocess.run(
+        [sys.executable, "-m", "middlewares", "join", middleware, "filter", *ports],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr

@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
-from tests.helpers import free_port, run_module
+from tests.helpers import free_port
+
+
+def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m <args>`` and capture what it prints."""
+    return subprocess.run(
+        [sys.executable, "-m", *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 @pytest.mark.parametrize("command", [(), ("brokers",)])
 def test_every_command_has_help(command: tuple[str, ...]) -> None:
-    result = run_module("middlewares", *command, "--help")
+    result = run("middlewares", *command, "--help")
     assert result.returncode == 0
     assert "usage:" in result.stdout
 
 
 def test_serve_help_lists_middlewares_services_and_settings() -> None:
-    result = run_module("middlewares", "serve", "--help")
+    result = run("middlewares", "serve", "--help")
     assert result.returncode == 0
     for word in (
         "xmlrpc",
@@ -43,7 +53,7 @@ def test_serve_help_lists_middlewares_services_and_settings() -> None:
 )
 def test_unreachable_broker_gives_one_line_and_exit_2(middleware: str, flag: str, url: str) -> None:
     url = url.format(port=free_port())
-    result = run_module("middlewares", "serve", middleware, "insult", flag, url)
+    result = run("middlewares", "serve", middleware, "insult", flag, url)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
@@ -54,9 +64,9 @@ def test_unreachable_broker_gives_one_line_and_exit_2(middleware: str, flag: str
 
 
 def test_bad_flags_are_refused_with_a_message() -> None:
-    result = run_module("middlewares", "serve", "redis", "filter", "--workers", "0")
+    result = run("middlewares", "serve", "redis", "filter", "--workers", "0")
     assert result.returncode == 2
     assert "--workers must be at least 1" in result.stderr
-    result = run_module("middlewares", "serve", "redis", "filter", "--namespace", "two words")
+    result = run("middlewares", "serve", "redis", "filter", "--namespace", "two words")
     assert result.returncode == 2
     assert "namespace" in result.stderr and "Traceback" not in result.stderr
