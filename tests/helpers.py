@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -69,6 +70,14 @@ def wait_for(condition: Callable[[], object], timeout: float, interval: float = 
 def with_secret(args: tuple[object, ...]) -> list[object]:
     """``args`` with the deployment secret where :data:`SECRET` stands."""
     return [user_secret() if arg == SECRET else arg for arg in args]
+
+
+def adds_a_new_insult(service: Any) -> bool:
+    """True when ``service`` (a client or a raw proxy of an InsultService) accepts an
+    insult never seen before and lists it: the check that it still serves after a
+    refusal, safe to repeat on a deployment the tests of a module share."""
+    insult = f"after refusing {uuid.uuid4().hex[:8]}"
+    return service.add_insult(insult) is True and insult in service.get_insults()
 
 
 def protocol_section(title: str) -> str:

@@ -12,7 +12,6 @@ import signal
 import statistics
 import threading
 import time
-import uuid
 from concurrent.futures import ProcessPoolExecutor
 
 import psutil
@@ -22,7 +21,7 @@ from middlewares.contract import Backend, ServiceError
 from middlewares.core import load_default_insults
 from middlewares.registry import get_backend
 from middlewares.settings import Settings
-from tests.helpers import Deploy, wait_for
+from tests.helpers import Deploy, adds_a_new_insult, wait_for
 
 
 def test_insults_are_a_set_compared_without_case(backend: Backend, deploy: Deploy, settings):
@@ -163,7 +162,7 @@ def test_bad_insults_are_refused_and_service_still_serves(
     with backend.insult_client(insult_settings) as client:
         with pytest.raises(ServiceError, match="insult"):
             client.add_insult(bad)
-        assert client.add_insult(f"after bad input {uuid.uuid4().hex[:8]}") is True
+        assert adds_a_new_insult(client)
 
 
 @pytest.mark.parametrize("bad", ["", "x" * 2049, 7, None], ids=lambda b: repr(b)[:12])

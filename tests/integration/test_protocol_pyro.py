@@ -7,6 +7,7 @@ messages are refused or dropped while the service keeps serving.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
@@ -15,7 +16,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 
 import psutil
@@ -31,7 +31,14 @@ from middlewares.launch.processes import Supervisor
 from middlewares.registry import get_backend
 from middlewares.secret import SECRET_ENV, user_secret
 from middlewares.settings import Settings
-from tests.helpers import SECRET, Deploy, SharedDeployments, wait_for, with_secret
+from tests.helpers import (
+    SECRET,
+    Deploy,
+    SharedDeployments,
+    adds_a_new_insult,
+    wait_for,
+    with_secret,
+)
 from tests.worker_protocol import (
     check_a_restarted_workers_tasks_are_requeued,
     check_a_silent_workers_tasks_are_requeued,
@@ -89,9 +96,7 @@ def test_insult_service_refuses_bad_calls_and_keeps_serving(
     service = proxy_of(insult_settings, "insult.service")
     with pytest.raises(kind, match=message):
         getattr(service, method)(*args)
-    after = f"after refusing {uuid.uuid4().hex[:8]}"
-    assert service.add_insult(after) is True
-    assert after in service.get_insults()
+    assert adds_a_new_insult(service)
 
 
 FILTER_REFUSALS = [
@@ -200,22 +205,29 @@ class Subscriber:
         self.received.append(insult)
 
 
-def test_a_plain_pyro_object_subscribes_and_receives_broadcasts(deploy: Deploy, settings):
-    deploy("insult", broadcast_interval=0.2)
-    service = proxy_of(settings, "insult.service")
+@contextlib.contextmanager
+def subscribed_object(settings: Settings) -> Iterator[tuple[Subscriber, str]]:
+    """A plain Pyro4 object served by a daemon of the test's own, and its URI."""
     subscriber = Subscriber()
     daemon = Pyro4.Daemon(host=settings.host)
     uri = str(daemon.register(subscriber))
     threading.Thread(target=daemon.requestLoop, daemon=True).start()
     try:
+        yield subscriber, uri
+    finally:
+        daemon.shutdown()
+
+
+def test_a_plain_pyro_object_subscribes_and_receives_broadcasts(deploy: Deploy, settings):
+    deploy("insult", broadcast_interval=0.2)
+    service = proxy_of(settings, "insult.service")
+    with subscribed_object(settings) as (subscriber, uri):
         assert service.subscribe(uri) is True
         assert service.subscribe(uri) is False
         assert wait_for(lambda: len(subscriber.received) >= 2, 5)
         assert set(subscriber.received) <= set(service.get_insults())
         assert service.unsubscribe(uri) is True
         assert service.unsubscribe(uri) is False
-    finally:
-        daemon.shutdown()
 
 
 def test_names_are_registered_under_the_namespace_and_cleaned_up(deploy: Deploy, settings):
@@ -342,19 +354,13 @@ def test_the_master_lists_nodes_that_each_speak_the_insult_protocol(deploy: Depl
     assert second.add_insult("zopenco") is False, "one store behind every node"
     assert second.get_insults() == ["zopenco"]
     # Subscribed through one node, unsubscribed through the other: one subscriber list.
-    subscriber = Subscriber()
-    daemon = Pyro4.Daemon(host=settings.host)
-    uri = str(daemon.register(subscriber))
-    threading.Thread(target=daemon.requestLoop, daemon=True).start()
-    try:
+    with subscribed_object(settings) as (subscriber, uri):
         assert first.subscribe(uri) is True
         assert second.subscribe(uri) is False
         assert wait_for(lambda: len(subscriber.received) >= 2, 5)
         assert set(subscriber.received) == {"zopenco"}
         assert second.unsubscribe(uri) is True
         assert first.unsubscribe(uri) is False
-    finally:
-        daemon.shutdown()
 
 
 MASTER_REFUSALS = [

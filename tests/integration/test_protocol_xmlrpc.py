@@ -19,7 +19,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 import xmlrpc.client
 from collections.abc import Iterator
 from xmlrpc.server import SimpleXMLRPCServer
@@ -38,6 +37,7 @@ from middlewares.xmlrpc.transport import NODE_LEAVING, RpcServer
 from tests.helpers import (
     SECRET,
     Deploy,
+    adds_a_new_insult,
     free_port,
     protocol_section,
     wait_for,
@@ -198,9 +198,7 @@ def test_insult_service_refuses_bad_calls_and_keeps_serving(
     with pytest.raises(xmlrpc.client.Fault, match=re.escape(message)) as raised:
         getattr(service, method)(*args)
     assert raised.value.faultCode == xmlrpc.client.INVALID_METHOD_PARAMS
-    after = f"after refusing {uuid.uuid4().hex[:8]}"
-    assert service.add_insult(after) is True
-    assert after in service.get_insults()
+    assert adds_a_new_insult(service)
 
 
 FILTER_REFUSALS = [
