@@ -174,15 +174,23 @@ def _remote_method(
 ) -> Callable[..., Any]:
     def method(self: object, *args: Any) -> Any:
         try:
-            if gate is None:
-                return call(*args)
-            with gate.admit():
+            return call(*args)
+        except Exception as error:
+            raise _builtin_error(error) from None
+
+    def gated(self: object, *args: Any) -> Any:
+        try:
+            with admit():
                 return call(*args)
         except Exception as error:
             raise _builtin_error(error) from None
 
-    method.__name__ = name
-    return method
+    if gate is None:
+        method.__name__ = name
+        return method
+    admit = gate.admit
+    gated.__name__ = name
+    return gated
 
 
 #: The builtin exception a client hears for each kind of failure (see
