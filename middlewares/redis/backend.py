@@ -96,9 +96,7 @@ class RedisBackend(Backend):
         """
         token = uuid.uuid4().hex[:8]
         count = workers if service == "filter" else 1
-        return [
-            self.node_process(service, settings, f"{token}-{n}") for n in range(1, count + 1)
-        ]
+        return [self.node_process(service, settings, f"{token}-{n}") for n in range(1, count + 1)]
 
     def node_process(self, service: str, settings: Settings, node: str) -> ProcessSpec:
         """One consumer of the service's list with id ``node``; restarted if it crashes,

@@ -46,34 +46,15 @@ class PlainConsumer:
     holds nothing Redis could give back: a message popped is this process's alone.
     """
 
-    def __init__(
-        self,
-        client: redis.Redis,
-        keys: QueueKeys,
-        consumer_id: str,
-        settings: Settings,
-        reply_ttl: int,
-        log_key: str | None = None,
-        log_length: int = 0,
-        store_key: str | None = None,
-    ) -> None:
-        self.consumer_id = consumer_id
+    def __init__(self, client: redis.Redis, answers: Answers, settings: Settings) -> None:
+        self.consumer_id = answers.consumer_id
         self._redis = client
-        self._keys = keys
+        self._keys = answers.keys
         self._host = node_host(settings)
         self._prefetch = prefetch_for(settings)
         self._block = block_seconds(settings)
-        # The processing key is only a placeholder of the script's key list: unguarded,
-        # the script never reads it.
-        self._answers = Answers(
-            keys.processing(consumer_id),
-            keys,
-            consumer_id,
-            reply_ttl,
-            log_key,
-            log_length,
-            store_key,
-        )
+        # Unguarded, the script never reads the processing key of ``answers``.
+        self._answers = answers
         self._sha = ""
         self._next_beat = 0.0
 
@@ -155,6 +136,10 @@ def open_consumer(
     store_key: str | None = None,
 ) -> Consumer:
     """The consumer ``settings.guarantee`` asks for: a :class:`ReliableConsumer`
-    (at-least-once) or a :class:`PlainConsumer` (at-most-once)."""
+    (at-least-once) or a :class:`PlainConsumer` (at-most-once), answering to ``keys``'s
+    reply area and, when given, the result list ``log_key`` and the store ``store_key``."""
+    answers = Answers(
+        keys.processing(consumer_id), keys, consumer_id, reply_ttl, log_key, log_length, store_key
+    )
     kind = PlainConsumer if settings.guarantee == "at-most-once" else ReliableConsumer
-    return kind(client, keys, consumer_id, settings, reply_ttl, log_key, log_length, store_key)
+    return kind(client, answers, settings)

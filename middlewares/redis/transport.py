@@ -32,7 +32,7 @@ from typing import Any
 import redis
 
 from middlewares.addresses import node_host
-from middlewares.cluster.keys import Keys, QueueKeys
+from middlewares.cluster.keys import Keys
 from middlewares.cluster.presence import announce, withdraw
 from middlewares.cluster.scripts import lua
 from middlewares.core import InsultError
@@ -122,29 +122,17 @@ class ReliableConsumer:
     processing lists of consumers whose heartbeat expired.
     """
 
-    def __init__(
-        self,
-        client: redis.Redis,
-        keys: QueueKeys,
-        consumer_id: str,
-        settings: Settings,
-        reply_ttl: int,
-        log_key: str | None = None,
-        log_length: int = 0,
-        store_key: str | None = None,
-    ) -> None:
-        self.consumer_id = consumer_id
+    def __init__(self, client: redis.Redis, answers: Answers, settings: Settings) -> None:
+        self.consumer_id = answers.consumer_id
         self._redis = client
-        self._keys = keys
-        self._processing = keys.processing(consumer_id)
-        self._heartbeat = keys.heartbeat(consumer_id)
+        self._keys = answers.keys
+        self._processing = answers.processing
+        self._heartbeat = answers.keys.heartbeat(answers.consumer_id)
         self._host = node_host(settings)
         self._delivery_limit = settings.delivery_limit
         self._prefetch = prefetch_for(settings)
         self._block = block_seconds(settings)
-        self._answers = Answers(
-            self._processing, keys, consumer_id, reply_ttl, log_key, log_length, store_key
-        )
+        self._answers = answers
         self._shas: dict[str, str] = {}
         self._next_beat = 0.0
         self._next_sweep = 0.0

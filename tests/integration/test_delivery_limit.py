@@ -26,6 +26,7 @@ import redis
 
 from middlewares.cluster.keys import Keys
 from middlewares.launch.deployment import Deployment
+from middlewares.redis.answers import Answers
 from middlewares.redis.transport import Ack, ReliableConsumer
 from middlewares.registry import get_backend
 from middlewares.settings import Settings
@@ -52,7 +53,8 @@ def test_redis_sets_a_crash_looping_message_aside_and_spares_those_claimed_with_
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
 
     def life() -> ReliableConsumer:
-        consumer = ReliableConsumer(client, keys, "crashing", settings, reply_ttl=60)
+        answers = Answers(keys.processing("crashing"), keys, "crashing", reply_ttl=60)
+        consumer = ReliableConsumer(client, answers, settings)
         consumer.start()
         return consumer
 
