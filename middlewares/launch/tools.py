@@ -80,22 +80,23 @@ OPERATIONS = {
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     """Add ``check``, ``clean``, ``call`` and ``watch`` to the launcher's commands."""
-    check = commands.add_parser(
-        "check",
-        help="say which brokers and servers of the namespace really answer",
-        description="Say whether Redis and RabbitMQ answer (and the dead letters of the "
-        "namespace), and whether the XML-RPC and Pyro4 InsultService, InsultFilter and "
-        "echo of the namespace answer a request. Exit 2 when a broker does not answer.",
-    )
-    settings_module.add_arguments(check, only=WHERE)
-    clean = commands.add_parser(
-        "clean",
-        help="delete a namespace's keys, queues, exchanges and registered names",
-        description="Delete every Redis key, RabbitMQ queue and exchange and Pyro4 name of "
-        "the namespace, and say what was removed. Stop its services first: a running "
-        "service would declare its objects again. Exit 2 when a broker does not answer.",
-    )
-    settings_module.add_arguments(clean, only=WHERE)
+    namespace_commands = {
+        "check": (
+            "say which brokers and servers of the namespace really answer",
+            "Say whether Redis and RabbitMQ answer (and the dead letters of the namespace), "
+            "and whether the XML-RPC and Pyro4 InsultService, InsultFilter and echo of the "
+            "namespace answer a request. Exit 2 when a broker does not answer.",
+        ),
+        "clean": (
+            "delete a namespace's keys, queues, exchanges and registered names",
+            "Delete every Redis key, RabbitMQ queue and exchange and Pyro4 name of the "
+            "namespace, and say what was removed. Stop its services first: a running "
+            "service would declare its objects again. Exit 2 when a broker does not answer.",
+        ),
+    }
+    for name, (summary, description) in namespace_commands.items():
+        command = commands.add_parser(name, help=summary, description=description)
+        settings_module.add_arguments(command, only=WHERE)
     call = commands.add_parser(
         "call",
         help="make one request of a service and print the answer",
@@ -112,9 +113,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     call.add_argument("operation", choices=list(OPERATIONS), help="what to ask (see below)")
     call.add_argument("arguments", nargs="*", help="the operation's arguments, if any")
     # A call opens no server; only watch's subscriber listens (--host, --advertise-host).
-    settings_module.add_arguments(
-        call, leave_out=(*SERVER_BEHAVIOUR, "host", "advertise_host")
-    )
+    settings_module.add_arguments(call, leave_out=(*SERVER_BEHAVIOUR, "host", "advertise_host"))
     watch = commands.add_parser(
         "watch",
         help="print the InsultService's broadcasts until Ctrl-C",
