@@ -184,7 +184,7 @@ def test_compare_flags_a_slowed_run_as_worse_and_fails_on_regression(tmp_path, c
     assert verdicts[("filter", 1)] == verdicts[("filter", 2)] == "worse"
     assert verdicts[("insult", 1)] == verdicts[("echo", 2)] == "within noise"
     assert table.loc[table["workload"] == "filter", "noise_pct"].max() == pytest.approx(2, abs=0.1)
-    assert "work_ms differs: 0 in A, 2 in B" in notes
+    assert "stress: work_ms differs: 0 in A, 2 in B" in notes
     with pytest.raises(SystemExit) as exit_info:
         results_main(["compare", str(reference), str(slowed), "--fail-on-regression", "20"])
     assert exit_info.value.code == 1
