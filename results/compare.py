@@ -170,7 +170,7 @@ def _compare(
     for condition in kind.conditions:
         differ = both[both[f"{condition}_a"] != both[f"{condition}_b"]]
         for (before, after), _ in differ.groupby([f"{condition}_a", f"{condition}_b"]):
-            notes.append(f"{condition} differs: {before:g} in A, {after:g} in B")
+            notes.append(f"{kind.study}: {condition} differs: {before:g} in A, {after:g} in B")
     rows = []
     for row in both.itertuples():
         change = _change(row.throughput_ops_s_a, row.throughput_ops_s_b)
@@ -210,6 +210,12 @@ def run_compare(first: Path, second: Path, fail_on_regression: float | None) -> 
             print(f"\n{kind.study}\n" + render(table, table_spec(kind)))
             counts = table["verdict"].value_counts()
             print(", ".join(f"{counts.get(v, 0)} {v}" for v in ("better", "worse", "within noise")))
+    if any((table["noise_pct"] == DEFAULT_NOISE_PCT).any() for table in tables.values()):
+        notes.append(
+            f"rows with one repeat in either run use a noise band of ±{DEFAULT_NOISE_PCT:g}%; "
+            "on a busy shared machine single runs differ by more (--profile standard or "
+            "--repeat 3 measures the spread)"
+        )
     for note in notes:
         print(f"note: {note}")
     if all(table.empty for table in tables.values()):

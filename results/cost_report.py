@@ -9,6 +9,7 @@ import math
 
 import pandas as pd
 
+from middlewares.registry import MIDDLEWARES
 from results import cost_plots
 from results.axes import FigureList
 from results.tables import render
@@ -33,12 +34,14 @@ def cpu_section(summary: pd.DataFrame, figures: FigureList) -> str:
     if "cpu_us_per_op_total" not in summary or summary["cpu_us_per_op_total"].isna().all():
         return ""
     top = cost_plots.at_largest_clients(summary)
+    # With one repeat there is no spread to show: leave its columns out.
+    spec = [c for c in CPU_TABLE if top["repeats"].max() > 1 or "spread" not in c[0]]
     tables = []
     for workload in top["workload"].unique():
         rows = top[top["workload"] == workload].sort_values("cpu_us_per_op_total")
         rows = rows.assign(rank=range(1, len(rows) + 1))
         clients = int(rows["clients"].iloc[0])
-        tables.append(f"**{workload}**, {clients} clients:\n\n" + render(rows, CPU_TABLE, True))
+        tables.append(f"**{workload}**, {clients} clients:\n\n" + render(rows, spec, True))
     path = cost_plots.cpu_per_operation(summary, figures.directory / "figures")
     image = (
         figures.add(
@@ -100,7 +103,7 @@ def guarantee_section(everything: pd.DataFrame, figures: FigureList) -> str:
         )
     both = cost_plots.compared_guarantees(everything)
     lines = []
-    for (workload, middleware), rows in both.groupby(["workload", "middleware"]):
+    for (workload, middleware), rows in _in_report_order(both):
         strong = rows[rows["guarantee"] == "at-least-once"].iloc[0]
         weak = rows[rows["guarantee"] == "at-most-once"].iloc[0]
         lines.append(
@@ -124,6 +127,18 @@ def guarantee_section(everything: pd.DataFrame, figures: FigureList) -> str:
         "at-most-once speed-up | CPU µs/op at-least-once | CPU µs/op at-most-once | "
         "CPU cost of the guarantee |\n|---|---|---|---|---|---|---|---|\n" + "\n".join(lines)
     )
+
+
+def _in_report_order(frame: pd.DataFrame) -> list[tuple[tuple[str, str], pd.DataFrame]]:
+    """Groups of ``frame`` by workload (in the study's order) and middleware (in the
+    registry's order)."""
+    order = {name: index for index, name in enumerate(MIDDLEWARES)}
+    groups = []
+    for workload in frame["workload"].unique():
+        mine = frame[frame["workload"] == workload]
+        for middleware in sorted(mine["middleware"].unique(), key=lambda m: order.get(m, 99)):
+            groups.append(((workload, middleware), mine[mine["middleware"] == middleware]))
+    return groups
 
 
 def _ratio(numerator: float, denominator: float) -> str:

@@ -16,7 +16,8 @@ from results.axes import FigureList
 from results.cost_report import cpu_section, guarantee_section
 from results.data import ResultsData, load
 from results.limits import LOADGEN_CPU_LIMIT_PCT
-from results.speedup_report import speedup_appendix, speedup_section
+from results.speedup_appendix import speedup_appendix
+from results.speedup_report import speedup_section
 from results.stress_report import (
     baseline_section,
     middleware_details,

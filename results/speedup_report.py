@@ -157,24 +157,6 @@ def _variant(
     return "\n\n".join(p for p in parts if p)
 
 
-def speedup_appendix(summary: pd.DataFrame, cores: int) -> str:
-    """``## What limited each speedup point``: per variant, the CPU of every kind of
-    process at every point, from which the body's "limited by" was read."""
-    if summary.empty:
-        return ""
-    parts = [
-        "## What limited each speedup point",
-        "CPU in % of one core; the machine in % of all its "
-        f"{cores} cores; a saturated process is at 90% or more of what it may use; "
-        "everything else is the machine's CPU spent outside this run's processes, "
-        "e.g. by other people's work on a shared machine.",
-    ]
-    for key, points in ordered_variants(summary):
-        title = plots.variant_label(*key)
-        parts.append(f"**{title[0].upper() + title[1:]}**:\n\n" + _bottleneck_table(points, cores))
-    return "\n\n".join(parts)
-
-
 def _above_ideal(points: pd.DataFrame) -> str:
     """Why a point lies above S(N) = N, for every point that does."""
     above = points[points["speedup_mean"] > SUPERLINEAR * points["nodes"]]
@@ -214,17 +196,17 @@ def _above_ideal(points: pd.DataFrame) -> str:
     )
 
 
-def _short(process: Any) -> str:
+def short_process(process: Any) -> str:
     """``middlewares.xmlrpc.filter_service`` -> ``xmlrpc.filter_service``."""
     text = str(process) if isinstance(process, str) else ""
     return text.removeprefix("middlewares.")
 
 
-def _pct(value: Any) -> str:
+def pct_text(value: Any) -> str:
     return "-" if value is None or pd.isna(value) else f"{value:.0f}"
 
 
-def _broker(row: Any) -> str:
+def broker_of(row: Any) -> str:
     """The busiest broker process on the requests' path, or "" when none was crossed."""
     process = row.get("broker_process")
     return process if isinstance(process, str) else ""
@@ -239,13 +221,13 @@ def limited_by(row: Any, cores: int) -> str:
         return "nothing saturated: latency-bound (clients wait for round trips)"
     cpu, limit = row.get("bottleneck_cpu_pct"), row.get("bottleneck_limit_pct")
     if kind == "machine":
-        return f"the machine: {_pct(cpu)}% of its {cores} cores busy"
+        return f"the machine: {pct_text(cpu)}% of its {cores} cores busy"
     if kind == "capacity":
-        return f"capacity: nodes at {_pct(cpu)}% of a core, cap {_pct(limit)}%"
+        return f"capacity: nodes at {pct_text(cpu)}% of a core, cap {pct_text(limit)}%"
     if kind == "clients":
-        return f"the clients: one at {_pct(cpu)}% of a core"
-    process = _short(row.get("bottleneck_process"))
-    return f"architecture: {process} at {_pct(cpu)}% of {_pct(limit)}%"
+        return f"the clients: one at {pct_text(cpu)}% of a core"
+    process = short_process(row.get("bottleneck_process"))
+    return f"architecture: {process} at {pct_text(cpu)}% of {pct_text(limit)}%"
 
 
 def everything_else_pct(row: Any, cores: int) -> float:
@@ -256,31 +238,6 @@ def everything_else_pct(row: Any, cores: int) -> float:
     if busy is None or pd.isna(busy):
         return math.nan
     return max(0.0, busy * cores - sum(v for v in ours if v is not None and not pd.isna(v)))
-
-
-def _bottleneck_table(points: pd.DataFrame, cores: int) -> str:
-    lines = [
-        "| middleware | service | N | S(N) | limited by | node CPU % each (cap) | "
-        "coordinator CPU % | broker CPU % | busiest client % | machine % | "
-        "everything else, % of a core |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for _, row in points.iterrows():
-        cap = f"{100 * row['node_cpu']:.0f}" if row["node_cpu"] else "none"
-        coordinator = (
-            f"{_short(row.get('coordinator_process'))} {_pct(row.get('coordinator_cpu_max_pct'))}"
-            if _short(row.get("coordinator_process"))
-            else "-"
-        )
-        brokers = f"{_broker(row)} {_pct(row.get('broker_cpu_max_pct'))}" if _broker(row) else ""
-        lines.append(
-            f"| {row['middleware']} | {row['service']} | {row['nodes']} | "
-            f"{row['speedup_mean']:.2f} | {limited_by(row, cores)} | "
-            f"{_pct(row.get('node_cpu_mean_pct'))} ({cap}) | {coordinator} | {brokers or '-'} | "
-            f"{_pct(row.get('loadgen_cpu_max_pct'))} | {_pct(row.get('machine_cpu_pct'))} | "
-            f"{_pct(everything_else_pct(row, cores))} |"
-        )
-    return "\n".join(lines)
 
 
 def _below_target(points: pd.DataFrame, cores: int) -> str:
@@ -331,10 +288,11 @@ def per_operation_us(row: Any) -> dict[str, float]:
         return 0.0 if pct is None or pd.isna(pct) else 1e4 * pct / rate
 
     costs = {"the nodes": per_op(row.get("node_cpu_mean_pct", math.nan) * row["nodes"])}
-    if _short(row.get("coordinator_process")):
-        costs[_short(row["coordinator_process"])] = per_op(row.get("coordinator_cpu_max_pct"))
-    if _broker(row):
-        costs[f"the broker ({_broker(row)})"] = per_op(row.get("broker_cpu_max_pct"))
+    coordinator = short_process(row.get("coordinator_process"))
+    if coordinator:
+        costs[coordinator] = per_op(row.get("coordinator_cpu_max_pct"))
+    if broker_of(row):
+        costs[f"the broker ({broker_of(row)})"] = per_op(row.get("broker_cpu_max_pct"))
     costs["the clients"] = per_op(row.get("loadgen_cpu_pct"))
     return costs
 

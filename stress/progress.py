@@ -22,7 +22,9 @@ class RunProgress:
     """Shows one run's progress; use as a context manager and pass :meth:`update` to
     :func:`stress.runner.run_once` as its progress callback."""
 
-    def __init__(self, label: str, warmup: float, total: float, stream: TextIO | None = None):
+    def __init__(
+        self, label: str, warmup: float, total: float, stream: TextIO | None = None
+    ) -> None:
         self.label = label
         self.warmup = warmup
         self.stream = stream or sys.stderr
@@ -34,7 +36,6 @@ class RunProgress:
                 total=round(total, 1), desc="  run", unit="s", leave=False, file=self.stream,
                 bar_format="{desc} {bar} {n:.0f}/{total:.0f} s {postfix}",
             )  # fmt: skip
-        self.total = total
 
     def update(self, elapsed: float, total: float, rate: float, errors: int) -> None:
         """Record the state of the run: ``elapsed`` of ``total`` seconds, the live rate

@@ -6,10 +6,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from results.cli import main as results_main
 from results.compare import compare_runs, verdict
+from results.data import main_guarantee
 from results.files import STRESS_COLUMNS, write_study
 from results.histogram import encode, new_histogram, record_seconds
 from results.report import build_report
@@ -184,7 +186,7 @@ def test_compare_flags_a_slowed_run_as_worse_and_fails_on_regression(tmp_path, c
     assert verdicts[("filter", 1)] == verdicts[("filter", 2)] == "worse"
     assert verdicts[("insult", 1)] == verdicts[("echo", 2)] == "within noise"
     assert table.loc[table["workload"] == "filter", "noise_pct"].max() == pytest.approx(2, abs=0.1)
-    assert "work_ms differs: 0 in A, 2 in B" in notes
+    assert "stress: work_ms differs: 0 in A, 2 in B" in notes
     with pytest.raises(SystemExit) as exit_info:
         results_main(["compare", str(reference), str(slowed), "--fail-on-regression", "20"])
     assert exit_info.value.code == 1
@@ -200,3 +202,12 @@ def test_compare_of_a_directory_without_a_run_exits_2(tmp_path, capsys):
         results_main(["compare", str(tmp_path), str(tmp_path)])
     assert exit_info.value.code == 2
     assert "no stress.csv or speedup.csv" in capsys.readouterr().err
+
+
+def test_the_main_sections_keep_the_at_least_once_rows_of_a_study_of_both():
+    both = pd.DataFrame(
+        {"guarantee": ["at-most-once", "at-least-once", "at-most-once"], "nodes": [1, 1, 2]}
+    )
+    assert list(main_guarantee(both)["guarantee"]) == ["at-least-once"]
+    weak_only = both[both["guarantee"] == "at-most-once"]
+    assert main_guarantee(weak_only) is weak_only
