@@ -23,7 +23,7 @@ import pandas as pd
 from results.data import load
 from results.files import ResultsFileError, csv_path
 from results.limits import REPEAT_SPREAD_LIMIT
-from results.tables import render
+from results.tables import render, table
 
 #: The noise band, in percent, of a row measured only once in either run.
 DEFAULT_NOISE_PCT = 100 * REPEAT_SPREAD_LIMIT
@@ -62,15 +62,7 @@ SPEEDUP = Kind(
 )  # fmt: skip
 
 #: The measured columns of the printed table, after a study's labels.
-CHANGES = [
-    ("ops_a", "ops/s A", 0),
-    ("ops_b", "ops/s B", 0),
-    ("ops_change_pct", "ops/s %", 1),
-    ("p99_change_pct", "p99 %", 1),
-    ("cpu_change_pct", "CPU/op %", 1),
-    ("noise_pct", "noise ±%", 0),
-    ("verdict", "verdict", 0),
-]
+CHANGES = table("ops_a ops_b ops_change_pct p99_change_pct cpu_change_pct noise_pct verdict")
 
 
 def table_spec(kind: Kind) -> list[tuple[str, str, int]]:

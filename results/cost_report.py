@@ -12,20 +12,15 @@ import pandas as pd
 from middlewares.registry import MIDDLEWARES
 from results import cost_plots
 from results.axes import FigureList
-from results.tables import render
+from results.tables import render, table
 
 #: The CPU-per-operation table: (column, header, decimals).
-CPU_TABLE = [
-    ("rank", "rank", 0),
-    ("middleware", "middleware", 0),
-    ("cpu_us_per_op_total", "total µs/op", 0),
-    ("cpu_us_per_op_client", "clients", 0),
-    ("cpu_us_per_op_service", "service", 0),
-    ("cpu_us_per_op_broker", "broker", 0),
-    ("cpu_spread_pct", "its spread %", 0),
-    ("throughput_ops_s", "ops/s", 0),
-    ("spread_pct", "ops/s spread %", 0),
-]
+CPU_TABLE = table(
+    "rank middleware cpu_us_per_op_total cpu_us_per_op_client cpu_us_per_op_service "
+    "cpu_us_per_op_broker cpu_spread_pct throughput_ops_s spread_pct",
+    cpu_us_per_op_total="total µs/op",
+    spread_pct="ops/s spread %",
+)
 
 
 def cpu_section(summary: pd.DataFrame, figures: FigureList) -> str:

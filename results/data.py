@@ -1,5 +1,4 @@
-"""What a results directory holds, read and summarised once for every part of the report.
-"""
+"""What a results directory holds, read and summarised once for every part of the report."""
 
 from __future__ import annotations
 

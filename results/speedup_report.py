@@ -88,8 +88,7 @@ def ordered_variants(summary: pd.DataFrame) -> list[tuple[Variant, pd.DataFrame]
     """The study's variants, the headline first: capped with no work (timed, then fixed
     work), then uncapped with no work, then simulated work."""
     groups = [
-        ((float(k[0]), float(k[1]), bool(k[2])), g)
-        for k, g in summary.groupby(plots.VARIANT_KEYS)
+        ((float(k[0]), float(k[1]), bool(k[2])), g) for k, g in summary.groupby(plots.VARIANT_KEYS)
     ]
 
     def rank(item: tuple[Variant, pd.DataFrame]) -> tuple[bool, bool, bool, float]:
@@ -172,8 +171,7 @@ def _above_ideal(points: pd.DataFrame) -> str:
         before = per_operation_us(base.iloc[0]).get("the nodes", 0.0) if not base.empty else 0.0
         after = per_operation_us(row).get("the nodes", 0.0)
         cost = (
-            f", a node spending {after:,.0f} µs of CPU per operation against {before:,.0f} "
-            "at N = 1"
+            f", a node spending {after:,.0f} µs of CPU per operation against {before:,.0f} at N = 1"
             if before and after
             else ""
         )
@@ -251,9 +249,9 @@ def _below_target(points: pd.DataFrame, cores: int) -> str:
             & (points["service"] == row["service"])
             & (points["nodes"] == 1)
         ]
-        cause = (
-            f"; limited by {limited_by(row, cores)}" if row.get("bottleneck") else ""
-        ) + (_node_cost_change(base.iloc[0], row) if not base.empty else "")
+        cause = (f"; limited by {limited_by(row, cores)}" if row.get("bottleneck") else "") + (
+            _node_cost_change(base.iloc[0], row) if not base.empty else ""
+        )
         lines.append(
             f"- {row['middleware']} {row['service']}: S({row['nodes']}) = "
             f"{row['speedup_mean']:.2f}, below {target}{cause}."
@@ -261,9 +259,12 @@ def _below_target(points: pd.DataFrame, cores: int) -> str:
     if not lines:
         targets = ", ".join(f"S({n}) >= {t}" for n, t in SPEEDUP_TARGETS.items())
         return f"Every point meets {targets}."
-    return "Below the targets (" + ", ".join(
-        f"S({n}) >= {t}" for n, t in SPEEDUP_TARGETS.items()
-    ) + "):\n\n" + "\n".join(lines)
+    return (
+        "Below the targets ("
+        + ", ".join(f"S({n}) >= {t}" for n, t in SPEEDUP_TARGETS.items())
+        + "):\n\n"
+        + "\n".join(lines)
+    )
 
 
 def _node_cost_change(first: Any, row: Any) -> str:
@@ -337,11 +338,13 @@ def _service_limits(line: pd.DataFrame, cores: int) -> str:
     alone = {k: n * rate * us / 1e4 for k, us in shared.items()}
     over = {k: pct for k, pct in alone.items() if pct >= 100 * SATURATED}
     if over:
-        text += ", and " + " and ".join(
-            f"{kind} alone {pct:.0f}% of a core" for kind, pct in over.items()
-        ) + (
-            ": a single process that every operation crosses, at or beyond what one "
-            "core gives, bounds the speedup whatever the machine."
+        text += (
+            ", and "
+            + " and ".join(f"{kind} alone {pct:.0f}% of a core" for kind, pct in over.items())
+            + (
+                ": a single process that every operation crosses, at or beyond what one "
+                "core gives, bounds the speedup whatever the machine."
+            )
         )
     else:
         text += "."

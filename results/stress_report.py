@@ -158,7 +158,7 @@ def _above_echo(services: pd.DataFrame, summary: pd.DataFrame) -> str:
         "shared machine, did not get the same share of its cores (compare the other work "
         "in each), or, for the InsultService, that its operations were a little cheaper "
         "than the echo's 64-byte round trip (`random_insult` sends no argument and gets a "
-        "short reply). Read it as \"as fast as the transport\"." + single
+        'short reply). Read it as "as fast as the transport".' + single
     )
 
 

@@ -129,40 +129,70 @@ def _cell(value: Any, digits: int, single: bool = False) -> str:
     return str(value)
 
 
+#: How each column of a printed table is shown: its header and its decimals.
+COLUMNS: dict[str, tuple[str, int]] = {
+    "middleware": ("middleware", 0),
+    "service": ("service", 0),
+    "workload": ("workload", 0),
+    "clients": ("clients", 0),
+    "nodes": ("nodes", 0),
+    "node_cpu": ("node cap", 2),
+    "work_ms": ("work ms", 1),
+    "tasks": ("tasks", 0),
+    "guarantee": ("guarantee", 0),
+    "payload_words": ("payload words", 0),
+    "throughput_ops_s": ("ops/s", 0),
+    "spread_pct": ("spread %", 1),
+    "vs_echo_pct": ("% of echo", 0),
+    "p50_ms": ("p50 ms", 2),
+    "p99_ms": ("p99 ms", 2),
+    "p999_ms": ("p99.9 ms", 2),
+    "errors": ("errors", 0),
+    "service_cpu_pct": ("service CPU %", 0),
+    "broker_cpu_pct": ("broker CPU %", 0),
+    "loadgen_cpu_max_pct": ("max client CPU %", 0),
+    "cpu_us_per_op_total": ("CPU µs/op", 0),
+    "cpu_us_per_op_client": ("clients", 0),
+    "cpu_us_per_op_service": ("service", 0),
+    "cpu_us_per_op_broker": ("broker", 0),
+    "cpu_spread_pct": ("its spread %", 0),
+    "rank": ("rank", 0),
+    "speedup_mean": ("S(N)", 2),
+    "speedup_min": ("S min", 2),
+    "speedup_max": ("S max", 2),
+    "node_cpu_mean_pct": ("node CPU %", 0),
+    "limited_by": ("limited by", 0),
+    "bottleneck_cpu_pct": ("its CPU %", 0),
+    "ops_a": ("ops/s A", 0),
+    "ops_b": ("ops/s B", 0),
+    "ops_change_pct": ("ops/s %", 1),
+    "p99_change_pct": ("p99 %", 1),
+    "cpu_change_pct": ("CPU/op %", 1),
+    "noise_pct": ("noise ±%", 0),
+    "verdict": ("verdict", 0),
+    "trusted": ("trusted", 0),
+    "flags": ("flags", 0),
+}
+
+
+def table(names: str, **headers: str) -> list[tuple[str, str, int]]:
+    """The (column, header, decimals) of the space-separated column ``names``, as
+    :func:`render` takes them; ``headers`` gives some columns another header."""
+    return [(n, headers.get(n, COLUMNS[n][0]), COLUMNS[n][1]) for n in names.split()]
+
+
 #: Columns of the stress table in the report's body, one table per workload.
-STRESS_BRIEF = [
-    ("middleware", "middleware", 0),
-    ("clients", "clients", 0),
-    ("throughput_ops_s", "ops/s", 0),
-    ("spread_pct", "spread %", 1),
-    ("vs_echo_pct", "% of echo", 0),
-    ("p50_ms", "p50 ms", 2),
-    ("p99_ms", "p99 ms", 2),
-    ("cpu_us_per_op_total", "CPU µs/op", 0),
-]
+STRESS_BRIEF = table(
+    "middleware clients throughput_ops_s spread_pct vs_echo_pct p50_ms p99_ms cpu_us_per_op_total"
+)
 
 #: Columns of the printed stress table and of the report's appendix: (column, header,
 #: decimals).
-STRESS_TABLE = [
-    ("middleware", "middleware", 0),
-    ("workload", "workload", 0),
-    ("clients", "clients", 0),
-    ("throughput_ops_s", "ops/s", 0),
-    ("spread_pct", "spread %", 1),
-    ("vs_echo_pct", "% of echo", 0),
-    ("p50_ms", "p50 ms", 2),
-    ("p99_ms", "p99 ms", 2),
-    ("p999_ms", "p99.9 ms", 2),
-    ("errors", "errors", 0),
-    ("service_cpu_pct", "service CPU %", 0),
-    ("broker_cpu_pct", "broker CPU %", 0),
-    ("loadgen_cpu_max_pct", "max client CPU %", 0),
-    ("cpu_us_per_op_total", "CPU µs/op", 0),
-    ("guarantee", "guarantee", 0),
-    ("payload_words", "payload words", 0),
-    ("trusted", "trusted", 0),
-    ("flags", "flags", 0),
-]
+STRESS_TABLE = table(
+    "middleware workload clients throughput_ops_s spread_pct vs_echo_pct p50_ms p99_ms "
+    "p999_ms errors service_cpu_pct broker_cpu_pct loadgen_cpu_max_pct cpu_us_per_op_total "
+    "guarantee payload_words trusted flags"
+)
 
 
 def render(
@@ -210,6 +240,7 @@ def add_speedup(rows: list[dict[str, Any]]) -> None:
     the same repeat (runs of one repeat are interleaved, so slow drift of the machine
     cancels out). With fixed work X = tasks / T, so this is T(1) / T(N). NaN when that
     1-node run is missing or completed nothing."""
+
     def key(row: dict[str, Any]) -> tuple[Any, ...]:
         full = {**SPEEDUP_DEFAULTS, **row}
         return (*(full[k] for k in SPEEDUP_KEYS), row["repeat"])
@@ -291,21 +322,7 @@ def summarise_speedup(rows: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 #: Columns of the printed and reported speedup table.
-SPEEDUP_TABLE = [
-    ("middleware", "middleware", 0),
-    ("service", "service", 0),
-    ("node_cpu", "node cap", 2),
-    ("work_ms", "work ms", 1),
-    ("tasks", "tasks", 0),
-    ("nodes", "nodes", 0),
-    ("throughput_ops_s", "ops/s", 0),
-    ("spread_pct", "spread %", 1),
-    ("speedup_mean", "S(N)", 2),
-    ("speedup_min", "S min", 2),
-    ("speedup_max", "S max", 2),
-    ("node_cpu_mean_pct", "node CPU %", 0),
-    ("limited_by", "limited by", 0),
-    ("bottleneck_cpu_pct", "its CPU %", 0),
-    ("trusted", "trusted", 0),
-    ("flags", "flags", 0),
-]
+SPEEDUP_TABLE = table(
+    "middleware service node_cpu work_ms tasks nodes throughput_ops_s spread_pct speedup_mean "
+    "speedup_min speedup_max node_cpu_mean_pct limited_by bottleneck_cpu_pct trusted flags"
+)
