@@ -21,31 +21,45 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from results.compare import DEFAULT_NOISE_PCT, run_compare
 from results.files import ResultsFileError, csv_path, default_out
 from results.report import build_report, print_headline, print_summary
 
+#: The quick profile: one repeat of short runs, about 5 minutes.
+QUICK = {
+    "stress": ["--clients", "1,4", "--duration", "3", "--warmup", "1", "--repeat", "1"],
+    "speedup": [
+        "--service", "filter", "--nodes", "1,2,3", "--node-cpu", "auto", "--work-ms", "0,5",
+        "--duration", "2", "--warmup", "0.5", "--repeat", "1",
+    ],
+    "calibrate": "0.5",
+}  # fmt: skip
+
+
+def with_option(argv: list[str], flag: str, value: float) -> list[str]:
+    """``argv`` with the value after ``flag`` replaced by ``value``."""
+    changed = list(argv)
+    changed[changed.index(flag) + 1] = f"{value:g}"
+    return changed
+
+
+def repeated(profile: dict[str, Any], repeat: int, calibrate: str) -> dict[str, Any]:
+    """``profile`` with every study run ``repeat`` times."""
+    studies = ("stress", "speedup")
+    return {
+        **{study: with_option(profile[study], "--repeat", repeat) for study in studies},
+        "calibrate": calibrate,
+    }
+
+
 #: Each profile as the options it passes to ``python -m stress`` and ``python -m speedup``.
 PROFILES = {
-    "quick": {
-        "stress": ["--clients", "1,4", "--duration", "3", "--warmup", "1", "--repeat", "1"],
-        "speedup": [
-            "--service", "filter", "--nodes", "1,2,3", "--node-cpu", "auto", "--work-ms", "0,5",
-            "--duration", "2", "--warmup", "0.5", "--repeat", "1",
-        ],
-        "calibrate": "0.5",
-    },
+    "quick": QUICK,
     # The quick profile's runs three times: error bars in about 15 minutes on 2 quiet
     # cores (23 measured with 4-second runs while other work took 1-1.7 of them).
-    "standard": {
-        "stress": ["--clients", "1,4", "--duration", "3", "--warmup", "1", "--repeat", "3"],
-        "speedup": [
-            "--service", "filter", "--nodes", "1,2,3", "--node-cpu", "auto", "--work-ms", "0,5",
-            "--duration", "2", "--warmup", "0.5", "--repeat", "3",
-        ],
-        "calibrate": "1",
-    },
+    "standard": repeated(QUICK, 3, calibrate="1"),
     "full": {
         "stress": ["--clients", "1,2,4,8", "--duration", "10", "--warmup", "2", "--repeat", "3"],
         "speedup": [
@@ -157,10 +171,10 @@ def study_arguments(
     overrides = {"--repeat": repeat, "--duration": duration}
     studies = {}
     for study in ("stress", "speedup"):
-        argv = list(options[study])
+        argv = options[study]
         for flag, value in overrides.items():
             if value is not None:
-                argv[argv.index(flag) + 1] = f"{value:g}"
+                argv = with_option(argv, flag, value)
         studies[study] = argv
     return studies
 
