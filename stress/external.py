@@ -15,6 +15,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Self
 
 from middlewares.contract import Backend, LiveNode, MiddlewareError
@@ -40,6 +41,11 @@ def describe(nodes: list[LiveNode]) -> str:
     return ", ".join(f"{node.id}@{node.host}" for node in nodes) or "none"
 
 
+def _to_stderr(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+@dataclass
 class ExternalDeployment:
     """A deployment running elsewhere, waited for instead of started.
 
@@ -49,21 +55,12 @@ class ExternalDeployment:
     :class:`DeploymentFailed` after that. It has no local processes to sample.
     """
 
-    def __init__(
-        self,
-        backend: Backend,
-        service: str,
-        settings: Settings,
-        wanted: int,
-        wait: float = DEFAULT_WAIT,
-        say: Callable[[str], None] | None = None,
-    ) -> None:
-        self.backend = backend
-        self.service = service
-        self.settings = settings
-        self.wanted = wanted
-        self.wait = wait
-        self._say = say or (lambda line: print(line, file=sys.stderr))
+    backend: Backend
+    service: str
+    settings: Settings
+    wanted: int
+    wait: float = DEFAULT_WAIT
+    say: Callable[[str], None] = _to_stderr
 
     def __enter__(self) -> Self:
         deadline = time.monotonic() + self.wait
@@ -80,7 +77,7 @@ class ExternalDeployment:
                 status = f"not answering: {error}"
             if status != said:
                 said = status
-                self._say(self._waiting(status, deadline))
+                self.say(self._waiting(status, deadline))
             if time.monotonic() >= deadline:
                 raise DeploymentFailed(
                     f"{self.backend.name} {self.service} in namespace "
