@@ -35,6 +35,7 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import pika
 from pika.adapters.blocking_connection import BlockingChannel
@@ -147,6 +148,7 @@ class DeliveryLimit:
         channel.basic_ack(method.delivery_tag)
 
 
+@dataclass
 class AckBatch:
     """Acknowledges handled messages of one channel together: one ``basic.ack`` with
     ``multiple`` for up to ``size`` of them, written with the answers buffered before it.
@@ -163,21 +165,19 @@ class AckBatch:
     messages as it sent them) a flush only writes the answers out.
     """
 
-    def __init__(
-        self, channel: BlockingChannel, size: int, auto_ack: bool, on_acked: Callable[[int], None]
-    ) -> None:
-        self._channel = channel
-        self._size = size
-        self._auto_ack = auto_ack
-        self._on_acked = on_acked
-        self._held = 0
-        self._last = 0
+    channel: BlockingChannel
+    size: int
+    auto_ack: bool
+    on_acked: Callable[[int], None]
+    #: Messages handled since the last flush, and the delivery tag of the last of them.
+    _held: int = field(default=0, init=False)
+    _last: int = field(default=0, init=False)
 
     def handled(self, method: Delivery) -> None:
         """``method``'s message is answered: acknowledge it now or with the batch."""
         self._held += 1
         self._last = method.delivery_tag
-        if self._held >= self._size:
+        if self._held >= self.size:
             self.flush()
 
     def flush(self) -> None:
@@ -186,12 +186,12 @@ class AckBatch:
         if not self._held:
             return
         held, self._held = self._held, 0
-        if self._auto_ack:
+        if self.auto_ack:
             # Inside a consumer callback this only writes: pika never re-enters dispatch.
-            self._channel.connection.process_data_events(time_limit=0)
+            self.channel.connection.process_data_events(time_limit=0)
         else:
-            self._channel.basic_ack(self._last, multiple=True)
-        self._on_acked(held)
+            self.channel.basic_ack(self._last, multiple=True)
+        self.on_acked(held)
 
 
 def publish_buffered(
