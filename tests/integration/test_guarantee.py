@@ -25,7 +25,7 @@ from middlewares.launch.deployment import Deployment
 from middlewares.redis.transport import prefetch_for
 from middlewares.registry import get_backend
 from middlewares.settings import Settings
-from tests.helpers import Deploy, require
+from tests.helpers import Deploy, require, wait_for
 
 #: The middlewares whose guarantee this file checks (RabbitMQ's is tested with its adapter).
 GUARANTEED = ("redis", "xmlrpc", "pyro")
@@ -53,6 +53,16 @@ def _worker_pids(deployment: Deployment) -> list[int]:
         for pid in deployment.worker_pids()
         if "filter_worker" in " ".join(psutil.Process(pid).cmdline())
     ]
+
+
+#: What each filter worker logs once it takes tasks, by middleware.
+WORKING = {"redis": "censoring tasks from", "xmlrpc": "pulling tasks", "pyro": "pulling tasks"}
+
+
+def _wait_until_both_workers_work(deployment: Deployment, middleware: str) -> None:
+    """The launcher is ready once the service answers, maybe before a slow worker has
+    started: a worker killed then held nothing, and the test would prove nothing."""
+    assert wait_for(lambda: deployment.log_tail(200).count(WORKING[middleware]) >= 2, 60)
 
 
 def _stream_with_a_kill(
@@ -106,6 +116,7 @@ def test_a_killed_worker_loses_what_the_guarantee_allows_and_answers_nothing_twi
     # 1 ms of work per task: the kill lands while the worker holds tasks.
     changes = {"guarantee": guarantee, "work_ms": 1.0, "result_limit": TOTAL + 100}
     deployment = deploy("filter", workers=2, **changes)
+    _wait_until_both_workers_work(deployment, middleware)
     lossy = guarantee == "at-most-once"
     with backend.filter_client(settings.with_changes(**changes)) as client:
         ids, done = _stream_with_a_kill(client, deployment, lossy)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
@@ -59,7 +60,10 @@ def run(
         flags="", namespace=f"ns-{middleware}-{service}-{clients}-{repeat}-{guarantee}",
         started_at="2025-01-01T00:00:00+00:00", guarantee=guarantee,
     )  # fmt: skip
-    if cpu is not None:
+    if cpu is None:
+        # No CPU per operation measured (as in a file from before those columns).
+        row.update({c: math.nan for c in row if c.startswith("cpu_us_per_op_")})
+    else:
         client, service_us, broker = cpu
         row.update(
             cpu_us_per_op_client=client,

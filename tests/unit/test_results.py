@@ -55,6 +55,7 @@ def fake_run(middleware: str, service: str, clients: int, repeat: int, rate: flo
         repeat=repeat,
         work_ms=0.0,
         work_kind="sleep",
+        guarantee="at-least-once",
         duration_s=1.0,
         completed=int(rate),
         sent=int(rate),
