@@ -217,12 +217,6 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of ``python -m stress``."""
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else argv
-    # Imported here, not at the top: the study's modules load pandas and matplotlib,
-    # seconds on a busy machine, and a wrong command line must fail at once.
-    from results.files import default_out
-    from stress.study import conclude, run_study
-
-
     args = parser.parse_args(argv)
     check_common(parser, args)
     if not 0 <= args.payload_words <= MAX_PAYLOAD_WORDS:
@@ -237,6 +231,11 @@ def main(argv: list[str] | None = None) -> None:
         settings = settings_module.from_args(args)
     except ValueError as error:
         parser.error(str(error))
+    # Imported only now, once the command line is checked: the study's modules load
+    # pandas and matplotlib, seconds on a busy machine, and a wrong one must fail at once.
+    from results.files import default_out
+    from stress.study import conclude, run_study
+
     middlewares = select_middlewares(args.middleware, settings, bool(args.external_nodes))
     out = check_out(parser, args.out or default_out("stress"))
     cells = plan_cells(args, settings, middlewares, clients)
