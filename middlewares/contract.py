@@ -293,16 +293,6 @@ class Backend(ABC):
         :class:`BrokerUnavailable` when what keeps the list does not answer."""
         return []
 
-    def check_nodes(self, settings: Settings) -> None:
-        """Raise :class:`BrokerUnavailable` unless the n-node form could start: what
-        :meth:`check` needs, and Redis, where every middleware's n-node form keeps its
-        shared state."""
-        # Imported here: the cluster package builds on this contract.
-        from middlewares.cluster.client import connect
-
-        self.check(settings)
-        connect(settings, timeout=min(settings.timeout, 3.0)).close()
-
     def check_join(self, service: str, settings: Settings) -> None:
         """Raise :class:`BrokerUnavailable` unless a node of ``service`` started with
         ``settings`` could join its deployment (its brokers, its coordinator)."""

@@ -11,6 +11,7 @@ from typing import Any
 
 from middlewares import settings as settings_module
 from middlewares.contract import Backend, BrokerUnavailable
+from middlewares.launch.deployment import check_node_form
 from middlewares.registry import MIDDLEWARES, get_backend
 from middlewares.runtime import usage_error, writable_directory
 from middlewares.settings import GUARANTEES, Settings
@@ -198,7 +199,7 @@ def select_middlewares(choice: str, settings: Settings, node_form: bool = False)
     for name in names:
         try:
             backend = get_backend(name)
-            (backend.check_nodes if node_form else backend.check)(settings)
+            check_node_form(backend, settings) if node_form else backend.check(settings)
         except (ImportError, AttributeError) as error:
             reason = f"{name} is not available in this checkout ({error})"
         except BrokerUnavailable as error:

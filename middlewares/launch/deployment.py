@@ -18,12 +18,20 @@ from typing import Self
 
 import psutil
 
+from middlewares.cluster.client import connect
 from middlewares.cluster.counters import read_node_counters as node_counters
 from middlewares.contract import Backend, MiddlewareError
 from middlewares.launch.cpu_cap import CpuCaps
 from middlewares.registry import get_backend
 from middlewares.settings import Settings
 
+
+def check_node_form(backend: Backend, settings: Settings) -> None:
+    """Raise :class:`~middlewares.contract.BrokerUnavailable` unless ``backend``'s n-node
+    form could start: what :meth:`Backend.check` needs, and Redis, where every
+    middleware's n-node form keeps its shared state."""
+    backend.check(settings)
+    connect(settings, timeout=min(settings.timeout, 3.0)).close()
 
 class DeploymentFailed(RuntimeError):
     """The launcher exited or the service never answered; the message has its log tail."""
