@@ -15,7 +15,21 @@ from middlewares.contract import Backend
 from middlewares.launch.deployment import Deployment
 from middlewares.registry import MIDDLEWARES, get_backend
 from middlewares.settings import Settings
-from tests.helpers import Deploy, SharedDeployments, fresh_settings, new_namespace, require
+from tests.helpers import (
+    Deploy,
+    SharedDeployments,
+    delete_leftover_keys,
+    fresh_settings,
+    new_namespace,
+    require,
+)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_keys_left_behind() -> Iterator[None]:
+    """After the session, delete what any test left in Redis under its own namespaces."""
+    yield
+    delete_leftover_keys()
 
 
 @pytest.fixture

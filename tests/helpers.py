@@ -87,9 +87,33 @@ def protocol_section(title: str) -> str:
     return section.split("\n## ", 1)[0]
 
 
+#: Every namespace this test process handed out, for :func:`delete_leftover_keys`.
+NAMESPACES_GIVEN: list[str] = []
+
+
 def new_namespace() -> str:
     """A namespace no other test or run uses."""
-    return f"ibtest-{uuid.uuid4().hex[:10]}"
+    namespace = f"ibtest-{uuid.uuid4().hex[:10]}"
+    NAMESPACES_GIVEN.append(namespace)
+    return namespace
+
+
+def delete_leftover_keys() -> int:
+    """Delete the Redis keys still held under the namespaces this process handed out
+    (and those derived from them, ``<namespace>-…``); returns how many went. A test
+    that stops a deployment without its backend's clean-up leaves no trace this way."""
+    client = redis.Redis.from_url(Settings.from_env().redis_url, socket_timeout=5)
+    deleted = 0
+    try:
+        for namespace in NAMESPACES_GIVEN:
+            keys = list(client.scan_iter(match=f"{namespace}*", count=500))
+            if keys:
+                deleted += client.delete(*keys)
+    except redis.RedisError:
+        return deleted
+    finally:
+        client.close()
+    return deleted
 
 
 def fresh_settings(namespace: str | None = None, **changes: object) -> Settings:
