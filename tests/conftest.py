@@ -19,9 +19,9 @@ from tests.helpers import (
     Deploy,
     SharedDeployments,
     delete_leftover_keys,
+    each_in_turn,
     fresh_settings,
     new_namespace,
-    require,
 )
 
 
@@ -47,10 +47,7 @@ def settings(namespace: str) -> Settings:
 @pytest.fixture(params=MIDDLEWARES)
 def middleware(request: pytest.FixtureRequest, settings: Settings) -> Iterator[str]:
     """Each middleware in turn; its namespace is cleaned up after the test."""
-    backend = get_backend(request.param)
-    require(backend, settings)
-    yield request.param
-    backend.cleanup(settings)
+    yield from each_in_turn(request.param, settings)
 
 
 @pytest.fixture

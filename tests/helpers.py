@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,21 @@ Deploy = Callable[..., Deployment]
 
 #: Stands for the deployment secret (known once a deployment runs) in tables of calls.
 SECRET = "<the deployment secret>"
+
+#: The environment a synthetic study file records (report tests; nothing is measured).
+SYNTHETIC_ENVIRONMENT = {
+    "python": "3.11.7",
+    "implementation": "CPython",
+    "platform": "Linux",
+    "cpu_model": "test CPU",
+    "cpu_count": 2,
+    "memory_gb": 4.0,
+    "load_average": [0.1, 0.1, 0.1],
+    "libraries": {"redis": "5.0"},
+    "redis_server": "7.0.15",
+    "rabbitmq_server": "3.10.8",
+    "git": {"commit": "0123456789abcdef", "dirty": False},
+}
 
 #: The repository, where ``python -m`` finds the packages.
 ROOT = Path(__file__).resolve().parents[1]
@@ -204,3 +219,18 @@ def keys_of(namespace: str) -> list[bytes]:
         return list(client.scan_iter(match=f"{namespace}:*"))
     finally:
         client.close()
+
+
+def second_insult_service(middleware: str, settings: Settings) -> subprocess.CompletedProcess[str]:
+    """Start ``middleware``'s one-node InsultService once more with ``settings``, as a
+    user would by mistake next to a running one, and return how it ended."""
+    return run(f"middlewares.{middleware}.insult_service", *settings.to_args(), timeout=60)
+
+
+def each_in_turn(middleware: str, settings: Settings) -> Iterator[str]:
+    """The body of a fixture over middlewares: skip (or fail under CI) when its broker is
+    missing, yield its name, and clean its namespace up afterwards."""
+    backend = get_backend(middleware)
+    require(backend, settings)
+    yield middleware
+    backend.cleanup(settings)

@@ -23,9 +23,8 @@ import pytest
 from middlewares.contract import Backend, FilterClient
 from middlewares.launch.deployment import Deployment
 from middlewares.redis.transport import prefetch_for
-from middlewares.registry import get_backend
 from middlewares.settings import Settings
-from tests.helpers import Deploy, require, wait_for
+from tests.helpers import Deploy, each_in_turn, wait_for
 
 #: The middlewares whose guarantee this file checks (RabbitMQ's is tested with its adapter).
 GUARANTEED = ("redis", "xmlrpc", "pyro")
@@ -40,10 +39,7 @@ QUIET = 5.0
 @pytest.fixture(params=GUARANTEED)
 def middleware(request: pytest.FixtureRequest, settings: Settings) -> Iterator[str]:
     """Each of :data:`GUARANTEED` in turn; its namespace is cleaned up afterwards."""
-    backend = get_backend(request.param)
-    require(backend, settings)
-    yield request.param
-    backend.cleanup(settings)
+    yield from each_in_turn(request.param, settings)
 
 
 def _worker_pids(deployment: Deployment) -> list[int]:

@@ -12,8 +12,6 @@ import os
 import secrets
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -36,6 +34,7 @@ from tests.helpers import (
     Deploy,
     SharedDeployments,
     adds_a_new_insult,
+    second_insult_service,
     wait_for,
     with_secret,
 )
@@ -243,13 +242,7 @@ def test_names_are_registered_under_the_namespace_and_cleaned_up(deploy: Deploy,
 
 def test_a_second_service_refuses_a_name_held_by_a_live_one(deploy: Deploy, settings):
     deploy("insult")
-    second = subprocess.run(
-        [sys.executable, "-m", "middlewares.pyro.insult_service", *settings.to_args()],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    second = second_insult_service("pyro", settings)
     assert second.returncode == 1
     assert "already served" in second.stderr and "Traceback" not in second.stderr
     assert proxy_of(settings, "insult.service").random_insult()

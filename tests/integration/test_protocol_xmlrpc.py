@@ -40,6 +40,7 @@ from tests.helpers import (
     adds_a_new_insult,
     free_port,
     protocol_section,
+    second_insult_service,
     wait_for,
     with_secret,
 )
@@ -489,13 +490,7 @@ def test_a_missing_service_is_one_clear_error(settings):
 
 def test_a_second_service_on_a_taken_port_is_one_line_and_exit_1(deploy: Deploy, settings):
     deploy("insult")
-    second = subprocess.run(
-        [sys.executable, "-m", "middlewares.xmlrpc.insult_service", *settings.to_args()],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    second = second_insult_service("xmlrpc", settings)
     assert second.returncode == 1
     assert "cannot listen on" in second.stderr and "--insult-port" in second.stderr
     assert "Traceback" not in second.stderr

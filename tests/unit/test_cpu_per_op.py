@@ -151,9 +151,7 @@ def test_a_study_writes_the_columns_to_csv_and_json_and_summarises_them(tmp_path
     assert run["row"]["cpu_us_per_op_total"] == float(written["cpu_us_per_op_total"])
     summary = summarise(document["runs"])
     assert summary.loc[0, "guarantee"] == "at-most-once"
-    assert summary.loc[0, "cpu_us_per_op_total"] == pytest.approx(
-        run["row"]["cpu_us_per_op_total"]
-    )
+    assert summary.loc[0, "cpu_us_per_op_total"] == pytest.approx(run["row"]["cpu_us_per_op_total"])
 
 
 def test_a_row_of_an_older_file_is_summarised_as_at_least_once():

@@ -17,18 +17,7 @@ from results.files import STRESS_COLUMNS, write_study
 from results.histogram import encode, new_histogram, record_seconds
 from results.report import build_report
 from results.summary import MAX_LINES
-
-ENVIRONMENT = {
-    "python": "3.11.7",
-    "implementation": "CPython",
-    "platform": "Linux",
-    "cpu_model": "test CPU",
-    "cpu_count": 2,
-    "memory_gb": 4.0,
-    "load_average": [0.1, 0.1, 0.1],
-    "libraries": {"redis": "5.0"},
-    "git": {"commit": "0123456789abcdef", "dirty": False},
-}
+from tests.helpers import SYNTHETIC_ENVIRONMENT
 
 #: (middleware, CPU µs per operation of the clients, service and broker) at-least-once.
 COSTS = {"redis": (20.0, 60.0, 30.0), "rabbitmq": (25.0, 150.0, 200.0)}
@@ -80,7 +69,7 @@ def write(directory: Path, runs: list[dict], repeat: int) -> Path:
         "command": ["python", "-m", "stress"],
         "config": {"clients": [1, 2], "warmup": 1.0, "duration": 1.0, "repeat": repeat,
                    "mix": "random_insult=8", "window": 16, "rate": 0.0},
-        "environment": ENVIRONMENT,
+        "environment": SYNTHETIC_ENVIRONMENT,
         "runs": runs,
         "failures": [],
     }  # fmt: skip

@@ -21,20 +21,7 @@ from results.files import (
 from results.histogram import encode, new_histogram, record_seconds
 from results.report import build_report
 from results.tables import summarise, with_baseline
-
-ENVIRONMENT = {
-    "python": "3.11.7",
-    "implementation": "CPython",
-    "platform": "Linux",
-    "cpu_model": "test CPU",
-    "cpu_count": 2,
-    "memory_gb": 4.0,
-    "load_average": [0.1, 0.1, 0.1],
-    "libraries": {"redis": "5.0"},
-    "redis_server": "7.0.15",
-    "rabbitmq_server": "3.10.8",
-    "git": {"commit": "0123456789abcdef", "dirty": False},
-}
+from tests.helpers import SYNTHETIC_ENVIRONMENT
 
 
 def fake_run(middleware: str, service: str, clients: int, repeat: int, rate: float) -> dict:
@@ -85,7 +72,7 @@ def write_fake_stress(directory, runs) -> None:
             "window": 16,
             "rate": 0.0,
         },
-        "environment": ENVIRONMENT,
+        "environment": SYNTHETIC_ENVIRONMENT,
         "loadgen_calibration": [
             {"workload": "echo", "window": 1, "ops_s_per_client": 500000.0,
              "client_cpu_pct": 99.0, "cpu_us_per_op": 2.0, "ops_s_per_core": 500000},

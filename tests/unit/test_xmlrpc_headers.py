@@ -39,8 +39,12 @@ def _call(text: str, version: bytes = b"HTTP/1.1", extra: bytes = b"") -> bytes:
     body = xmlrpc.client.dumps((text,), "echo").encode()
     return (
         b"POST " + PATH.encode() + b" " + version + b"\r\nContent-Type: text/xml\r\n"
-        b"Content-Length: " + str(len(body)).encode() + b"\r\n" + extra
-        + b"Connection: close\r\n\r\n" + body
+        b"Content-Length: "
+        + str(len(body)).encode()
+        + b"\r\n"
+        + extra
+        + b"Connection: close\r\n\r\n"
+        + body
     )
 
 
