@@ -253,8 +253,10 @@ class TaskQueue:
         """
         deadline = time.monotonic() + wait
         with self._lock:
-            self._complete(worker_id, results)
+            done = self._complete(worker_id, results)
             self._touch(worker_id)
+        _wake(done)
+        with self._lock:
             while not self._closing and (
                 not self._pending or not self._barrier.arrive(worker_id)
             ):
@@ -287,11 +289,12 @@ class TaskQueue:
     def leave(self, worker_id: str, results: dict[str, str]) -> None:
         """A worker stops cleanly: record its last results, re-queue anything left."""
         with self._lock:
-            self._complete(worker_id, results)
+            done = self._complete(worker_id, results)
             worker = self._workers.pop(worker_id, None)
             if worker is not None and worker.tasks:
                 self._requeue(worker)
             self._worker_left.notify_all()
+        _wake(done)
 
     def wait_for_workers_to_leave(self, timeout: float) -> int:
         """Wait until every worker has left, or ``timeout``; returns how many are left."""
@@ -341,8 +344,11 @@ class TaskQueue:
         self._work_ready.notify(len(worker.tasks))
         worker.tasks.clear()
 
-    def _complete(self, worker_id: str, results: dict[str, str]) -> None:
+    def _complete(self, worker_id: str, results: dict[str, str]) -> set[threading.Event]:
+        """Record the results a worker hands in; returns the waiting clients to wake (once
+        the lock is released, so that they do not wake only to wait for it)."""
         refused = 0
+        waiting: set[threading.Event] = set()
         for task_id, text in results.items():
             if self._holder.get(task_id) != worker_id:
                 # Not leased to this worker: done already, or re-queued when it was
@@ -353,8 +359,7 @@ class TaskQueue:
             self._workers[worker_id].tasks.pop(task_id, None)
             self._results[task_id] = text
             self._log.append(text)
-            for ready in self._waiters.get(task_id, ()):
-                ready.set()
+            waiting.update(self._waiters.get(task_id, ()))
         if refused:
             log.info("refused %d results of %s for tasks not leased to it", refused, worker_id)
         overflow = len(self._results) - self._max_uncollected
@@ -363,3 +368,10 @@ class TaskQueue:
             dropped = [self._results.popitem(last=False)[0] for _ in range(overflow)]
             if self._journal is not None:
                 self._journal.remove(dropped)
+        return waiting
+
+
+def _wake(waiting: set[threading.Event]) -> None:
+    """Wake each waiting client once, however many of its tasks are done."""
+    for ready in waiting:
+        ready.set()
