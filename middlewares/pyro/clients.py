@@ -8,6 +8,7 @@ are the direct middlewares' own (:mod:`middlewares.direct`), over these links.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -75,15 +76,17 @@ class Remote:
         """Call ``method(*args)``; ``wait`` is how long the object may block on purpose."""
         with self._lock:
             proxy = self._connected()
-            if wait:
-                proxy._pyroTimeout = self._timeout + wait
+            # In whole seconds, so that calls waiting about as long (a worker's pulls, a
+            # client's filter calls) leave the socket's timeout as it is: setting it is
+            # a system call.
+            timeout = self._timeout + math.ceil(wait) if wait else self._timeout
+            if proxy._pyroTimeout != timeout:
+                proxy._pyroTimeout = timeout
             try:
                 return getattr(proxy, method)(*args)
             except Exception as error:
                 raise self._translate(error) from None
             finally:
-                if wait:
-                    proxy._pyroTimeout = self._timeout
                 self._last_used = time.monotonic()
 
     def local_address(self) -> str:

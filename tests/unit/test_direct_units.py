@@ -1,6 +1,6 @@
 """The pieces behind the direct middlewares' fault tolerance, without any broker: the
-connection table, the queue's leases, ids and journal, the client's resubmission, and
-the broadcast lanes."""
+connection table, the queue's leases, ids and journal, the client's resubmission, the
+broadcast lanes, and the Pyro4 client's timeouts."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from middlewares.direct.client import FrontClient
 from middlewares.direct.connections import ConnectionTable, Evicted, ServerBusy
 from middlewares.direct.front import QueueFront
 from middlewares.direct.queue import TaskQueue
+from middlewares.pyro.clients import Remote
 from middlewares.settings import Settings
 from tests.helpers import wait_for
 
@@ -215,3 +216,37 @@ def test_hung_subscribers_do_not_delay_one_that_answers():
         assert wait_for(lambda r=round_: f"round {r}" in received, 1), "not behind the hung"
     assert wait_for(lambda: subscribers.addresses() == ["healthy"], 10)
     subscribers.close()
+
+
+# -- the Pyro4 client's timeouts -----------------------------------------------------------
+
+
+class _TimedProxy:
+    """A connected proxy that records each change of its timeout and echoes calls."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeouts = [timeout]
+
+    @property
+    def _pyroTimeout(self) -> float:
+        return self.timeouts[-1]
+
+    @_pyroTimeout.setter
+    def _pyroTimeout(self, value: float) -> None:
+        self.timeouts.append(value)
+
+    def filter(self, text: str) -> str:
+        return text
+
+
+def test_every_pyro_call_has_a_timeout_covering_its_wait_set_only_when_it_changes(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    remote = Remote(Settings(timeout=10), "PYRO:obj@127.0.0.1:1", "hint")
+    proxy = _TimedProxy(10)
+    monkeypatch.setattr(remote, "_connected", lambda: proxy)
+    remote.call("filter", "a", wait=9.5)
+    remote.call("filter", "b", wait=9.2)
+    remote.call("filter", "c", wait=1)
+    remote.call("filter", "d")
+    assert proxy.timeouts == [10, 20, 11, 10], "timeout + wait in whole seconds, once each"
