@@ -30,6 +30,7 @@ from middlewares.broadcast import SubscriberSet
 from middlewares.core import (
     Censor,
     InsultError,
+    Limits,
     canonical_insult,
     load_default_insults,
     validate_text,
@@ -73,17 +74,21 @@ class InsultRequest:
     insult: str = ""
 
 
-def parse_insult_request(op: object, args: object, settings: Settings) -> InsultRequest:
+#: The requests without an argument, built once: every such request is the same value.
+_WITHOUT_ARGUMENTS = {op: InsultRequest(op) for op, arity in INSULT_OPS.items() if not arity}
+
+
+def parse_insult_request(op: object, args: object, limits: Limits) -> InsultRequest:
     """Check an operation and its arguments; raises :class:`InsultError` naming the problem."""
     if not isinstance(op, str) or op not in INSULT_OPS:
         raise InsultError(f"unknown op {op!r}; expected one of {', '.join(INSULT_OPS)}")
-    if not isinstance(args, list | tuple):
+    if not isinstance(args, (list, tuple)):  # a tuple of types: faster than list | tuple
         raise InsultError(f"args must be a JSON array, got {type(args).__name__}")
     if len(args) != INSULT_OPS[op]:
         raise InsultError(f"{op} takes {INSULT_OPS[op]} argument(s), got {len(args)}")
     if op == "add_insult":
-        return InsultRequest(op, canonical_insult(args[0], settings.limits))
-    return InsultRequest(op)
+        return InsultRequest(op, canonical_insult(args[0], limits))
+    return _WITHOUT_ARGUMENTS[op]
 
 
 def apply_insult_request(store: InsultOps, request: InsultRequest) -> Any:
@@ -120,20 +125,21 @@ class InsultService:
     ) -> None:
         self._store = store
         self._settings = settings
+        self._limits = settings.limits  # a property that builds a new object each time
         self._subscribers = subscribers
         self._check_address = check_address
 
     def add_insult(self, insult: object) -> bool:
         """Store an insult; True only when it was new."""
-        return self.apply(self.parse("add_insult", [insult]))
+        return self.apply(self.parse("add_insult", (insult,)))
 
     def get_insults(self) -> list[str]:
         """Every stored insult, in canonical form."""
-        return self.apply(self.parse("get_insults", []))
+        return self.apply(self.parse("get_insults", ()))
 
     def random_insult(self) -> str:
         """A random stored insult, or "" when there is none."""
-        return self.apply(self.parse("random_insult", []))
+        return self.apply(self.parse("random_insult", ()))
 
     def subscribe(self, address: object) -> bool:
         """Send broadcasts to the subscriber's server at ``address``; False if it already was."""
@@ -146,7 +152,7 @@ class InsultService:
     def parse(self, op: object, args: object) -> InsultRequest:
         """Receive one request: spend the service time, then validate it."""
         simulate_work(self._settings)
-        return parse_insult_request(op, args, self._settings)
+        return parse_insult_request(op, args, self._limits)
 
     def apply(self, request: InsultRequest) -> Any:
         """Run a parsed request on the store."""
@@ -158,16 +164,14 @@ class InsultService:
         Bad requests, a failing shared store and anything else that goes wrong get an
         error reply (see :func:`~middlewares.messages.handle_message`); nothing raises.
         """
-        return handle_message(
-            body,
-            self._settings.limits,
-            lambda _, request: ok_reply(self.apply(self.parse_message(request))),
-            lambda _, request, error: error_reply(error),
-        )
+        return handle_message(body, self._limits, self._answer, _refusal)
 
     def parse_message(self, request: dict[str, Any]) -> InsultRequest:
         """Receive one decoded JSON request ``{"op", "args"}`` (``args`` may be left out)."""
-        return self.parse(request.get("op"), request.get("args", []))
+        return self.parse(request.get("op"), request.get("args", ()))
+
+    def _answer(self, body: bytes, request: dict[str, Any]) -> bytes:
+        return ok_reply(self.apply(self.parse_message(request)))
 
     def _subscriber_set(self) -> SubscriberSet:
         if self._subscribers is None:
@@ -223,6 +227,10 @@ class FilterStep:
         return self._censor.censor(checked, self._insults.current())
 
 
+def _refusal(body: bytes, request: dict[str, Any] | None, error: str) -> bytes:
+    return error_reply(error)
+
+
 def ok_reply(result: object, **extra: object) -> bytes:
     """The JSON body of a successful reply."""
     return json.dumps({**extra, "ok": True, "result": result}).encode()
@@ -260,4 +268,3 @@ def _burn(seconds: float) -> None:
     value = 0.0
     while time.perf_counter() < deadline:
         value = math.sin(value + 1.0)
-

@@ -28,17 +28,20 @@ class RequestGate:
     requests and waits for those in flight. ``served``, if given, runs after each request
     (a node's :class:`~middlewares.cluster.counters.NodeCounters`).
 
-    The gate is its own context manager, not a generator-based one: it is entered twice
-    per request on every XML-RPC and Pyro4 InsultService, and a profile showed the
-    generator machinery costing more than the counting. Nobody waits for the count to
-    reach zero before :meth:`close`, so only then does leaving a request notify.
+    The gate is its own context manager, not a generator-based one: it is entered on
+    every request of every XML-RPC and Pyro4 InsultService, and a profile showed the
+    generator machinery costing more than the counting. For the same reason a request
+    takes the plain lock under the condition (a C-level ``with``), not the condition's
+    Python-level one. Nobody waits for the count to reach zero before :meth:`close`, so
+    only then does leaving a request notify.
     """
 
     def __init__(self, served: Callable[[], None] | None = None) -> None:
         self._served = served
         self._in_flight = 0
         self._closed = False
-        self._idle = threading.Condition()
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
 
     def admit(self) -> RequestGate:
         """Run one request (``with gate.admit():``); entering raises :class:`NodeLeaving`
@@ -46,13 +49,13 @@ class RequestGate:
         return self
 
     def __enter__(self) -> None:
-        with self._idle:
+        with self._lock:
             if self._closed:
                 raise NodeLeaving("this node is leaving the deployment; call another node")
             self._in_flight += 1
 
     def __exit__(self, *exc_info: object) -> None:
-        with self._idle:
+        with self._lock:
             self._in_flight -= 1
             if self._closed and not self._in_flight:
                 self._idle.notify_all()

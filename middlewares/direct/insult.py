@@ -79,13 +79,15 @@ class Inbox:
                 log.exception("subscriber callback failed on %r", insult)
 
 
-def insult_nodes(transport: DirectTransport, settings: Settings) -> tuple[NodePool, Link | None]:
-    """The InsultService's nodes as a client sees them, and the master's link if any.
+def insult_nodes(transport: DirectTransport, settings: Settings) -> tuple[Link, Link | None]:
+    """The InsultService's nodes as a client sees them (a :class:`NodePool`, itself a
+    :class:`Link`), and the master's link if any.
 
     The master of the n-node form lists its nodes (``nodes()``); calls then go
     round-robin over them, with failover. Where no master answers (nothing registered,
-    or a one-node service that has no ``nodes`` method), the one-node service is called
-    as one fixed node. Raises the transport's ``absent`` error when neither is there.
+    or a one-node service that has no ``nodes`` method), the one-node service's own link
+    is called: with one fixed node and no failover a pool would only add its cost to
+    every call. Raises the transport's ``absent`` error when neither is there.
     """
     master = transport.reach(settings, "master", timeout=min(settings.timeout, MASTER_TIMEOUT))
     try:
@@ -94,10 +96,7 @@ def insult_nodes(transport: DirectTransport, settings: Settings) -> tuple[NodePo
         master.close()
         service = transport.reach(settings, "insult")
         service.connect()
-        pool = NodePool(
-            lambda: ["insult"], lambda _: service, settings.timeout, "insult", failover=False
-        )
-        return pool, None
+        return service, None
     except BaseException:
         master.close()
         raise
@@ -254,4 +253,3 @@ def notifier(transport: DirectTransport, settings: Settings) -> Notifier:
             settings, address, "the subscriber is gone", timeout
         ),
     )
-

@@ -53,6 +53,16 @@ def _parse_reply(body: bytes) -> object:
     return reply.get("result")
 
 
+def _request(op: str, *args: object) -> bytes:
+    """The JSON body of an InsultService request."""
+    return to_json({"op": op, "args": list(args)}, "the insult")
+
+
+#: The requests without arguments never change: encoded once, not on every call.
+_GET_INSULTS = _request("get_insults")
+_RANDOM_INSULT = _request("random_insult")
+
+
 class RabbitMqInsultClient(BrokerSubscriptionClient):
     """InsultService client: JSON requests over direct reply-to, subscriptions on a thread."""
 
@@ -64,21 +74,20 @@ class RabbitMqInsultClient(BrokerSubscriptionClient):
         self._call_timeout = call_timeout
         self._rpc = RpcCaller(settings, self._names.insult_requests, "insult")
 
-    def _call(self, op: str, *args: object) -> object:
-        body = to_json({"op": op, "args": list(args)}, "the insult")
+    def _call(self, body: bytes) -> object:
         return _parse_reply(self._rpc.call(body, self._call_timeout))
 
     def add_insult(self, insult: str) -> bool:
         """Store an insult; True only when it was new."""
-        return bool(self._call("add_insult", insult))
+        return bool(self._call(_request("add_insult", insult)))
 
     def get_insults(self) -> list[str]:
         """Every stored insult."""
-        return list(self._call("get_insults"))  # type: ignore[call-overload]
+        return list(self._call(_GET_INSULTS))  # type: ignore[call-overload]
 
     def random_insult(self) -> str:
         """A random stored insult, or "" when the store is empty."""
-        return str(self._call("random_insult"))
+        return str(self._call(_RANDOM_INSULT))
 
     def service_running(self) -> bool:
         """True when at least one InsultService process consumes the request queue."""
