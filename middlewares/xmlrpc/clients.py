@@ -19,6 +19,7 @@ from xml.parsers.expat import ExpatError
 from middlewares.contract import BrokerUnavailable, MiddlewareError, ServiceError, ServiceTimeout
 from middlewares.direct.transport import MethodNotFound
 from middlewares.xmlrpc.transport import METHOD_NOT_FOUND, NODE_LEAVING, WAIT_TIMEOUT, RpcServer
+from middlewares.xmlrpc.values import loads
 
 
 class NotServing(BrokerUnavailable):
@@ -112,7 +113,7 @@ class Remote:
 
     def _result(self, reply: bytes) -> Any:
         try:
-            (value,), _ = xmlrpc.client.loads(reply, use_builtin_types=True)
+            (value,), _ = loads(reply)
         except xmlrpc.client.Fault as fault:
             if fault.faultCode == NODE_LEAVING:
                 raise NodeLeft(self.url, fault.faultString) from None

@@ -30,6 +30,7 @@ from middlewares.direct.transport import ServedElsewhere
 from middlewares.messages import bad_messages, classify
 from middlewares.settings import Settings
 from middlewares.xmlrpc.handler import RequestHandler
+from middlewares.xmlrpc.values import loads
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +179,7 @@ class RpcServer(socketserver.ThreadingMixIn, SimpleXMLRPCServer):
         self, data: bytes, dispatch_method: object = None, path: object = None
     ) -> bytes:
         try:
-            params, method = xmlrpc.client.loads(data, use_builtin_types=True)
+            params, method = loads(data)
         except Exception as error:
             log.info("refused a request that is not well-formed XML-RPC: %s", error)
             return _xml_reply(
