@@ -14,7 +14,6 @@ import urllib.parse
 import xmlrpc.client
 from collections.abc import Callable
 from typing import Any, BinaryIO
-from xml.parsers.expat import ExpatError
 
 from middlewares.contract import BrokerUnavailable, MiddlewareError, ServiceError, ServiceTimeout
 from middlewares.direct.transport import MethodNotFound
@@ -119,8 +118,8 @@ class Remote:
                 raise NodeLeft(self.url, fault.faultString) from None
             kind = _FAULTS.get(fault.faultCode, ServiceError)
             raise kind(fault.faultString) from None
-        except (ValueError, xmlrpc.client.ResponseError, ExpatError) as error:
-            raise ServiceError(f"{self.url} answered something not XML-RPC: {error}") from None
+        except Exception as error:  # whatever else the reader raises: not XML-RPC
+            raise ServiceError(f"{self.url} answered something not XML-RPC: {error!r}") from None
         return value
 
     def _exchange(self, request: bytes, timeout: float) -> tuple[int, str, bytes]:

@@ -15,6 +15,11 @@ from middlewares.xmlrpc.clients import NotServing, Remote
 from middlewares.xmlrpc.transport import RpcServer
 
 REPLY_BODY = xmlrpc.client.dumps(("fine",), methodresponse=True).encode()
+#: A fault whose struct is not {faultCode, faultString}.
+ODD_FAULT = (
+    b"<methodResponse><fault><value><struct><member><name>odd</name><value>1</value>"
+    b"</member></struct></value></fault></methodResponse>"
+)
 
 
 @pytest.fixture
@@ -76,6 +81,11 @@ def test_a_connection_the_server_closed_while_idle_is_replaced_once():
         (b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", NotServing, "another service"),
         (b"HTTP/1.1 500 Oops\r\nContent-Length: 0\r\n\r\n", ServiceError, "HTTP 500 Oops"),
         (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", ServiceError, "not XML-RPC"),
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(ODD_FAULT), ODD_FAULT),
+            ServiceError,
+            "not XML-RPC",
+        ),
     ],
 )
 def test_a_reply_that_is_not_xml_rpc_over_http_is_a_clear_error(reply, error, message):
