@@ -46,7 +46,8 @@ _CLOSED_WHILE_IDLE = (ConnectionResetError, ConnectionAbortedError, BrokenPipeEr
 
 
 class _ServerHungUp(ConnectionError):
-    """The connection ended before a complete reply."""
+    """The connection ended before the first byte of a reply: the request may be sent
+    again on a new one (see :data:`_CLOSED_WHILE_IDLE`)."""
 
 
 class _BadReply(ValueError):
@@ -136,7 +137,8 @@ class Remote:
 
     def _round_trip(self, request: bytes, timeout: float) -> tuple[int, str, bytes]:
         sock, reader = self._open()
-        sock.settimeout(timeout)
+        if sock.gettimeout() != timeout:  # setting it is a system call
+            sock.settimeout(timeout)
         sock.sendall(request)
         status_line = reader.readline(_MAX_LINE + 1)
         if not status_line:
@@ -148,7 +150,8 @@ class Remote:
         length, closes = self._read_headers(reader, version)
         body = reader.read(length)
         if len(body) < length:
-            raise _ServerHungUp("the server closed the connection mid-reply")
+            # The call may have run: it is not sent again.
+            raise ConnectionError("the server closed the connection mid-reply")
         if closes:
             self._close()
         return int(code), reason, body
@@ -163,7 +166,7 @@ class Remote:
             if line in (b"\r\n", b"\n"):
                 break
             if not line:
-                raise _ServerHungUp("the server closed the connection mid-reply")
+                raise ConnectionError("the server closed the connection mid-reply")
             if len(line) > _MAX_LINE:
                 raise _BadReply("a header line is too long")
             name, _, value = line.decode("latin-1").partition(":")

@@ -45,7 +45,7 @@ def _read(root: Element) -> tuple[tuple[Any, ...], str | None]:
             raise xmlrpc.client.Fault(**_value(_only(part, "fault")))
         else:
             raise _Unusual(part.tag)
-    # The standard library's answers to a call without a name or a reply without params.
+    # A call with its name, or a reply with its params; anything else is the library's.
     if root.tag == "methodCall" and method is not None:
         return params or (), method
     if root.tag == "methodResponse" and params is not None:

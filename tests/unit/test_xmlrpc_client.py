@@ -73,6 +73,29 @@ def test_a_connection_the_server_closed_while_idle_is_replaced_once():
         listener.close()
 
 
+def test_a_reply_cut_short_is_an_error_and_the_call_is_not_sent_again():
+    connections = []
+
+    def one_reply_then_half_of_one(connection: socket.socket) -> None:
+        connections.append(connection)
+        connection.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(REPLY_BODY), REPLY_BODY)
+        )
+        connection.recv(65536)
+        connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\n<methodResp")
+
+    url, listener = raw_server(one_reply_then_half_of_one)
+    remote = Remote(url, "start it", 5)
+    try:
+        assert remote.call("echo", "one") == "fine"
+        with pytest.raises(BrokerUnavailable, match="mid-reply"):
+            remote.call("echo", "two")  # on the kept connection: it may have run
+        assert len(connections) == 1, "the call was not sent again on a new connection"
+    finally:
+        remote.close()
+        listener.close()
+
+
 @pytest.mark.parametrize(
     ("reply", "error", "message"),
     [
